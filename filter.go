@@ -1,0 +1,829 @@
+package main
+
+// The SCIM filter language (RFC 7644 §3.4.2.2): a parser, an evaluator over
+// resources as JSON maps, and a translation to SQL that lets the store use its
+// indexes. The evaluator is the definition of what a filter means; the SQL
+// translation either matches it exactly (and the store trusts it) or only
+// narrows the candidates (and the store evaluates the rest in Go).
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxFilterDepth bounds nesting so that a hostile filter cannot exhaust the stack.
+const maxFilterDepth = 64
+
+// errInvalidFilter is wrapped by every parse error.
+var errInvalidFilter = errors.New("invalid filter")
+
+// attrPath names an attribute: an optional schema URN, the attribute and an optional sub-attribute.
+type attrPath struct {
+	URN, Attr, Sub string
+}
+
+func (p attrPath) String() string {
+	s := p.Attr
+	if p.URN != "" {
+		s = p.URN + ":" + s
+	}
+	if p.Sub != "" {
+		s += "." + p.Sub
+	}
+	return s
+}
+
+// filterExpr is a node of a parsed filter.
+type filterExpr interface{ isFilter() }
+
+type logicalExpr struct {
+	And         bool // and, else or
+	Left, Right filterExpr
+}
+
+type notExpr struct{ X filterExpr }
+
+// compareExpr is `path op value`, or `path pr` (Value nil).
+type compareExpr struct {
+	Path  attrPath
+	Op    string // lower case
+	Value any    // string, json.Number, bool or nil
+}
+
+// valuePathExpr is `attr[filter]`, optionally followed by `.sub op value`
+// (the form Entra uses: emails[type eq "work"].value eq "x").
+type valuePathExpr struct {
+	Path   attrPath // URN and Attr only
+	Filter filterExpr
+	Sub    string
+	Op     string // "" when there is no trailing comparison
+	Value  any
+}
+
+func (logicalExpr) isFilter()   {}
+func (notExpr) isFilter()       {}
+func (compareExpr) isFilter()   {}
+func (valuePathExpr) isFilter() {}
+
+// --- lexer ---
+
+type tokKind int
+
+const (
+	tokWord tokKind = iota
+	tokString
+	tokLParen
+	tokRParen
+	tokLBracket
+	tokRBracket
+)
+
+type token struct {
+	kind tokKind
+	text string // word text, or decoded string value
+	pos  int
+}
+
+func lexFilter(s string) ([]token, error) {
+	var toks []token
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '(':
+			toks = append(toks, token{tokLParen, "(", i})
+			i++
+		case c == ')':
+			toks = append(toks, token{tokRParen, ")", i})
+			i++
+		case c == '[':
+			toks = append(toks, token{tokLBracket, "[", i})
+			i++
+		case c == ']':
+			toks = append(toks, token{tokRBracket, "]", i})
+			i++
+		case c == '"':
+			j := i + 1
+			for ; j < len(s); j++ {
+				if s[j] == '\\' {
+					j++
+					continue
+				}
+				if s[j] == '"' {
+					break
+				}
+			}
+			if j >= len(s) {
+				return nil, fmt.Errorf("%w: unterminated string at position %d", errInvalidFilter, i+1)
+			}
+			var v string
+			if err := json.Unmarshal([]byte(s[i:j+1]), &v); err != nil {
+				return nil, fmt.Errorf("%w: bad string at position %d", errInvalidFilter, i+1)
+			}
+			toks = append(toks, token{tokString, v, i})
+			i = j + 1
+		default:
+			j := i
+			for j < len(s) && !strings.ContainsRune(" \t\r\n()[]\"", rune(s[j])) {
+				j++
+			}
+			toks = append(toks, token{tokWord, s[i:j], i})
+			i = j
+		}
+	}
+	return toks, nil
+}
+
+// --- parser ---
+
+type filterParser struct {
+	toks  []token
+	i     int
+	depth int
+}
+
+// parseFilter parses a complete filter expression. Errors wrap errInvalidFilter.
+func parseFilter(s string) (filterExpr, error) {
+	toks, err := lexFilter(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(toks) == 0 {
+		return nil, fmt.Errorf("%w: empty filter", errInvalidFilter)
+	}
+	p := &filterParser{toks: toks}
+	f, err := p.or()
+	if err != nil {
+		return nil, err
+	}
+	if t := p.peek(); t != nil {
+		return nil, fmt.Errorf("%w: unexpected %q at position %d", errInvalidFilter, t.text, t.pos+1)
+	}
+	return f, nil
+}
+
+func (p *filterParser) peek() *token {
+	if p.i < len(p.toks) {
+		return &p.toks[p.i]
+	}
+	return nil
+}
+
+func (p *filterParser) next() *token {
+	t := p.peek()
+	if t != nil {
+		p.i++
+	}
+	return t
+}
+
+func (p *filterParser) keyword(kw string) bool {
+	if t := p.peek(); t != nil && t.kind == tokWord && strings.EqualFold(t.text, kw) {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *filterParser) expect(kind tokKind, what string) error {
+	t := p.next()
+	if t == nil {
+		return fmt.Errorf("%w: expected %s at end of filter", errInvalidFilter, what)
+	}
+	if t.kind != kind {
+		return fmt.Errorf("%w: expected %s at position %d, found %q", errInvalidFilter, what, t.pos+1, t.text)
+	}
+	return nil
+}
+
+func (p *filterParser) or() (filterExpr, error) {
+	left, err := p.and()
+	if err != nil {
+		return nil, err
+	}
+	for p.keyword("or") {
+		right, err := p.and()
+		if err != nil {
+			return nil, err
+		}
+		left = logicalExpr{And: false, Left: left, Right: right}
+	}
+	return left, nil
+}
+
+func (p *filterParser) and() (filterExpr, error) {
+	left, err := p.unary()
+	if err != nil {
+		return nil, err
+	}
+	for p.keyword("and") {
+		right, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		left = logicalExpr{And: true, Left: left, Right: right}
+	}
+	return left, nil
+}
+
+func (p *filterParser) nested() (filterExpr, error) {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxFilterDepth {
+		return nil, fmt.Errorf("%w: nested too deeply", errInvalidFilter)
+	}
+	return p.or()
+}
+
+func (p *filterParser) unary() (filterExpr, error) {
+	t := p.peek()
+	if t == nil {
+		return nil, fmt.Errorf("%w: expression expected at end of filter", errInvalidFilter)
+	}
+	if t.kind == tokWord && strings.EqualFold(t.text, "not") && p.i+1 < len(p.toks) && p.toks[p.i+1].kind == tokLParen {
+		p.i++
+		x, err := p.group()
+		if err != nil {
+			return nil, err
+		}
+		return notExpr{x}, nil
+	}
+	if t.kind == tokLParen {
+		return p.group()
+	}
+	return p.attrExpr()
+}
+
+func (p *filterParser) group() (filterExpr, error) {
+	if err := p.expect(tokLParen, "'('"); err != nil {
+		return nil, err
+	}
+	x, err := p.nested()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.expect(tokRParen, "')'"); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+var filterOps = map[string]bool{"eq": true, "ne": true, "co": true, "sw": true, "ew": true,
+	"gt": true, "ge": true, "lt": true, "le": true, "pr": true}
+
+func (p *filterParser) attrExpr() (filterExpr, error) {
+	t := p.next()
+	if t.kind != tokWord {
+		return nil, fmt.Errorf("%w: attribute name expected at position %d, found %q", errInvalidFilter, t.pos+1, t.text)
+	}
+	path, err := parseAttrPath(t.text)
+	if err != nil {
+		return nil, err
+	}
+	if n := p.peek(); n != nil && n.kind == tokLBracket {
+		if path.Sub != "" {
+			return nil, fmt.Errorf("%w: a filter in brackets must follow an attribute, not %q", errInvalidFilter, t.text)
+		}
+		p.i++
+		inner, err := p.nested()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.expect(tokRBracket, "']'"); err != nil {
+			return nil, err
+		}
+		vp := valuePathExpr{Path: path, Filter: inner}
+		if n := p.peek(); n != nil && n.kind == tokWord && strings.HasPrefix(n.text, ".") {
+			p.i++
+			vp.Sub = n.text[1:]
+			if !validAttrName(vp.Sub) {
+				return nil, fmt.Errorf("%w: bad sub-attribute %q", errInvalidFilter, vp.Sub)
+			}
+			vp.Op, vp.Value, err = p.comparison()
+			if err != nil {
+				return nil, err
+			}
+		}
+		return vp, nil
+	}
+	op, value, err := p.comparison()
+	if err != nil {
+		return nil, err
+	}
+	return compareExpr{Path: path, Op: op, Value: value}, nil
+}
+
+// comparison parses `op value` or `pr`.
+func (p *filterParser) comparison() (string, any, error) {
+	t := p.next()
+	if t == nil {
+		return "", nil, fmt.Errorf("%w: operator expected at end of filter", errInvalidFilter)
+	}
+	op := strings.ToLower(t.text)
+	if t.kind != tokWord || !filterOps[op] {
+		return "", nil, fmt.Errorf("%w: unknown operator %q at position %d", errInvalidFilter, t.text, t.pos+1)
+	}
+	if op == "pr" {
+		return op, nil, nil
+	}
+	v := p.next()
+	if v == nil {
+		return "", nil, fmt.Errorf("%w: value expected after %q", errInvalidFilter, t.text)
+	}
+	switch v.kind {
+	case tokString:
+		return op, v.text, nil
+	case tokWord:
+		return op, literal(v.text), nil
+	}
+	return "", nil, fmt.Errorf("%w: value expected at position %d, found %q", errInvalidFilter, v.pos+1, v.text)
+}
+
+// literal interprets an unquoted value: true, false, null, a number, or (as
+// Entra's legacy documentation shows with `externalId eq jyoung`) a bare string.
+func literal(w string) any {
+	switch strings.ToLower(w) {
+	case "true":
+		return true
+	case "false":
+		return false
+	case "null":
+		return nil
+	}
+	if _, err := strconv.ParseFloat(w, 64); err == nil {
+		return json.Number(w)
+	}
+	return w
+}
+
+// parseAttrPath parses `[urn:]attr[.sub]`. A URN is split at its last colon,
+// since the URN itself contains dots ("2.0").
+func parseAttrPath(s string) (attrPath, error) {
+	var p attrPath
+	rest := s
+	if len(s) > 4 && strings.EqualFold(s[:4], "urn:") {
+		i := strings.LastIndexByte(s, ':')
+		p.URN, rest = s[:i], s[i+1:]
+	}
+	p.Attr, p.Sub, _ = strings.Cut(rest, ".")
+	if !validAttrName(p.Attr) || (p.Sub != "" || strings.Contains(rest, ".")) && !validAttrName(p.Sub) {
+		return attrPath{}, fmt.Errorf("%w: bad attribute path %q", errInvalidFilter, s)
+	}
+	return p, nil
+}
+
+// validAttrName reports whether s is an ATTRNAME of RFC 7643 §2.1 (or "$ref").
+func validAttrName(s string) bool {
+	if s == "$ref" {
+		return true
+	}
+	if s == "" || !isASCIILetter(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isASCIILetter(c) && !(c >= '0' && c <= '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// --- evaluation ---
+
+// foldCase is the case-insensitive key used for caseExact=false attributes,
+// here and in the store's indexed columns. It folds beyond ASCII.
+func foldCase(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || c >= 'A' && c <= 'Z' {
+			return strings.ToLower(strings.ToUpper(s))
+		}
+	}
+	return s
+}
+
+// attrDefs resolves the definition of an attribute path in the evaluation context.
+type attrDefs func(p attrPath) *Attr
+
+// matches reports whether resource satisfies f. rt gives attribute definitions.
+func matches(f filterExpr, rt *resourceType, resource map[string]any) bool {
+	return eval(f, func(p attrPath) *Attr { return rt.lookup(p.URN, p.Attr, p.Sub) }, resource)
+}
+
+func eval(f filterExpr, defs attrDefs, obj map[string]any) bool {
+	switch f := f.(type) {
+	case logicalExpr:
+		if f.And {
+			return eval(f.Left, defs, obj) && eval(f.Right, defs, obj)
+		}
+		return eval(f.Left, defs, obj) || eval(f.Right, defs, obj)
+	case notExpr:
+		return !eval(f.X, defs, obj)
+	case compareExpr:
+		return compareValues(defs(f.Path), pathValues(obj, f.Path), f.Op, f.Value)
+	case valuePathExpr:
+		parent := defs(f.Path)
+		elemDefs := func(p attrPath) *Attr {
+			if parent == nil {
+				return nil
+			}
+			return parent.sub(p.Attr)
+		}
+		for _, el := range pathValues(obj, f.Path) {
+			m, ok := el.(map[string]any)
+			if !ok || !eval(f.Filter, elemDefs, m) {
+				continue
+			}
+			if f.Op == "" {
+				return true
+			}
+			if compareValues(elemDefs(attrPath{Attr: f.Sub}), pathValues(m, attrPath{Attr: f.Sub}), f.Op, f.Value) {
+				return true
+			}
+		}
+		return false
+	}
+	return false
+}
+
+// member returns obj's value for key, matching the key case-insensitively.
+func member(obj map[string]any, key string) (any, bool) {
+	if v, ok := obj[key]; ok {
+		return v, true
+	}
+	for k, v := range obj {
+		if strings.EqualFold(k, key) {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// pathValues returns the values an attribute path designates in obj,
+// flattening multi-valued attributes.
+func pathValues(obj map[string]any, p attrPath) []any {
+	cur := obj
+	if p.URN != "" {
+		ext, ok := member(obj, p.URN)
+		if m, isMap := ext.(map[string]any); ok && isMap {
+			cur = m
+		} else if !strings.HasPrefix(strings.ToLower(p.URN), "urn:ietf:params:scim:schemas:core:") {
+			return nil
+		}
+	}
+	v, ok := member(cur, p.Attr)
+	if !ok || v == nil {
+		return nil
+	}
+	var out []any
+	add := func(v any) {
+		if p.Sub == "" {
+			out = append(out, v)
+			return
+		}
+		if m, ok := v.(map[string]any); ok {
+			if s, ok := member(m, p.Sub); ok && s != nil {
+				out = append(out, s)
+			}
+		}
+	}
+	if list, ok := v.([]any); ok {
+		for _, el := range list {
+			add(el)
+		}
+	} else {
+		add(v)
+	}
+	return out
+}
+
+// compareValues applies op to the attribute's values; true if any value matches.
+// "ne" is the negation of "eq", so that it agrees with the SQL translation.
+func compareValues(def *Attr, values []any, op string, want any) bool {
+	switch op {
+	case "pr":
+		for _, v := range values {
+			if present(v) {
+				return true
+			}
+		}
+		return false
+	case "ne":
+		return !compareValues(def, values, "eq", want)
+	}
+	if want == nil {
+		return op == "eq" && !compareValues(def, values, "pr", nil)
+	}
+	for _, v := range values {
+		if m, ok := v.(map[string]any); ok { // a complex value compares by its "value"
+			v, _ = member(m, "value")
+			if def != nil {
+				def = def.sub("value")
+			}
+		}
+		if compareOne(def, v, op, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func present(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return false
+	case string:
+		return v != ""
+	case []any:
+		return len(v) > 0
+	case map[string]any:
+		return len(v) > 0
+	}
+	return true
+}
+
+func compareOne(def *Attr, got any, op string, want any) bool {
+	typ := ""
+	caseExact := false
+	if def != nil {
+		typ, caseExact = def.Type, def.CaseExact
+	}
+	switch g := got.(type) {
+	case bool:
+		w, ok := coerceBool(want)
+		if !ok {
+			return false
+		}
+		return op == "eq" && g == w
+	case json.Number, float64:
+		gf, err1 := strconv.ParseFloat(fmt.Sprint(g), 64)
+		wf, err2 := strconv.ParseFloat(fmt.Sprint(want), 64)
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		return orderedCompare(op, gf, wf)
+	case string:
+		if typ == typeDateTime {
+			gt, err1 := time.Parse(time.RFC3339Nano, g)
+			wt, err2 := time.Parse(time.RFC3339Nano, fmt.Sprint(want))
+			if err1 == nil && err2 == nil {
+				return orderedCompare(op, gt.UnixNano(), wt.UnixNano())
+			}
+		}
+		w, ok := want.(string)
+		if !ok {
+			if b, isBool := want.(bool); isBool {
+				w = strconv.FormatBool(b)
+			} else if n, isNum := want.(json.Number); isNum {
+				w = n.String()
+			} else {
+				return false
+			}
+		}
+		if !caseExact {
+			g, w = foldCase(g), foldCase(w)
+		}
+		switch op {
+		case "co":
+			return strings.Contains(g, w)
+		case "sw":
+			return strings.HasPrefix(g, w)
+		case "ew":
+			return strings.HasSuffix(g, w)
+		}
+		return orderedCompare(op, g, w)
+	}
+	return false
+}
+
+func orderedCompare[T int64 | float64 | string](op string, a, b T) bool {
+	switch op {
+	case "eq":
+		return a == b
+	case "gt":
+		return a > b
+	case "ge":
+		return a >= b
+	case "lt":
+		return a < b
+	case "le":
+		return a <= b
+	}
+	return false
+}
+
+// coerceBool accepts JSON booleans and the strings "true"/"false" in any case,
+// which Entra sends for boolean attributes.
+func coerceBool(v any) (bool, bool) {
+	switch v := v.(type) {
+	case bool:
+		return v, true
+	case string:
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "true":
+			return true, true
+		case "false":
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// referencesAttr reports whether the filter mentions the top-level attribute name.
+func referencesAttr(f filterExpr, name string) bool {
+	switch f := f.(type) {
+	case logicalExpr:
+		return referencesAttr(f.Left, name) || referencesAttr(f.Right, name)
+	case notExpr:
+		return referencesAttr(f.X, name)
+	case compareExpr:
+		return strings.EqualFold(f.Path.Attr, name)
+	case valuePathExpr:
+		return strings.EqualFold(f.Path.Attr, name)
+	}
+	return false
+}
+
+// --- SQL translation ---
+
+// sqlColumn describes how an attribute is stored in an indexed column.
+type sqlColumn struct {
+	expr string // column, or for exists-kind a subquery template with one '?'
+	kind colKind
+}
+
+type colKind int
+
+const (
+	colExact    colKind = iota // text compared as is
+	colFolded                  // text holding foldCase of the value
+	colBool                    // 0/1
+	colTime                    // fixed-width UTC timestamp text
+	colExistsEq                // EXISTS subquery matching one folded or exact value: eq only
+)
+
+// sqlFilter is a translated filter: where narrows the candidates with bound
+// args; exact reports that it selects precisely what the filter means.
+type sqlFilter struct {
+	where string
+	args  []any
+	exact bool
+}
+
+// toSQL translates f for a table whose indexed attributes are given by cols
+// (keyed by lower-case attribute path). The result never excludes a row that
+// matches f; where is empty when nothing can be narrowed.
+func toSQL(f filterExpr, cols map[string]sqlColumn) sqlFilter {
+	switch f := f.(type) {
+	case logicalExpr:
+		l, r := toSQL(f.Left, cols), toSQL(f.Right, cols)
+		if f.And {
+			switch {
+			case l.where == "":
+				return sqlFilter{r.where, r.args, false}
+			case r.where == "":
+				return sqlFilter{l.where, l.args, false}
+			}
+			return sqlFilter{"(" + l.where + " AND " + r.where + ")", append(l.args, r.args...), l.exact && r.exact}
+		}
+		if l.where == "" || r.where == "" {
+			return sqlFilter{}
+		}
+		return sqlFilter{"(" + l.where + " OR " + r.where + ")", append(l.args, r.args...), l.exact && r.exact}
+	case notExpr:
+		x := toSQL(f.X, cols)
+		if !x.exact {
+			return sqlFilter{}
+		}
+		return sqlFilter{"NOT coalesce(" + x.where + ", 0)", x.args, true}
+	case compareExpr:
+		return compareSQL(f.Path, f.Op, f.Value, cols)
+	case valuePathExpr:
+		if f.Op == "" {
+			// members[value eq "x"] is narrowed by members.value eq "x".
+			if c, ok := f.Filter.(compareExpr); ok && c.Op == "eq" && c.Path.Sub == "" && c.Path.URN == "" {
+				n := compareSQL(attrPath{Attr: f.Path.Attr, Sub: c.Path.Attr}, "eq", c.Value, cols)
+				n.exact = false
+				return n
+			}
+			return sqlFilter{}
+		}
+		// emails[type eq "work"].value eq "x" is narrowed by emails.value eq "x".
+		n := compareSQL(attrPath{URN: f.Path.URN, Attr: f.Path.Attr, Sub: f.Sub}, f.Op, f.Value, cols)
+		n.exact = false
+		if f.Op == "ne" {
+			return sqlFilter{}
+		}
+		return n
+	}
+	return sqlFilter{}
+}
+
+func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sqlFilter {
+	key := strings.ToLower(p.Attr)
+	if p.Sub != "" {
+		key += "." + strings.ToLower(p.Sub)
+	}
+	if p.URN != "" && !strings.EqualFold(p.URN, userSchema) && !strings.EqualFold(p.URN, groupSchema) {
+		return sqlFilter{}
+	}
+	col, ok := cols[key]
+	if !ok {
+		return sqlFilter{}
+	}
+	if op == "pr" {
+		switch col.kind {
+		case colExistsEq:
+			return sqlFilter{}
+		case colBool, colTime:
+			return sqlFilter{col.expr + " IS NOT NULL", nil, true}
+		}
+		return sqlFilter{"(" + col.expr + " IS NOT NULL AND " + col.expr + " <> '')", nil, true}
+	}
+	if value == nil {
+		if op == "eq" || op == "ne" {
+			pr := compareSQL(p, "pr", nil, cols)
+			if !pr.exact {
+				return sqlFilter{}
+			}
+			if op == "eq" {
+				return sqlFilter{"NOT " + pr.where, nil, true}
+			}
+			return pr
+		}
+		return sqlFilter{}
+	}
+	if op == "ne" {
+		eq := compareSQL(p, "eq", value, cols)
+		if !eq.exact {
+			return sqlFilter{}
+		}
+		// NULL-safe negation: a missing value is "not equal".
+		return sqlFilter{"NOT coalesce(" + eq.where + ", 0)", eq.args, true}
+	}
+	switch col.kind {
+	case colBool:
+		b, ok := coerceBool(value)
+		if !ok || op != "eq" {
+			return sqlFilter{}
+		}
+		return sqlFilter{col.expr + " = ?", []any{b}, true}
+	case colTime:
+		s, ok := value.(string)
+		if !ok || op == "co" || op == "sw" || op == "ew" {
+			return sqlFilter{}
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return sqlFilter{}
+		}
+		return sqlFilter{col.expr + " " + sqlOps[op] + " ?", []any{formatTime(t)}, true}
+	}
+	s, ok := value.(string)
+	if !ok {
+		return sqlFilter{}
+	}
+	if col.kind != colExact {
+		s = foldCase(s)
+	}
+	if col.kind == colExistsEq {
+		if op != "eq" {
+			return sqlFilter{}
+		}
+		return sqlFilter{col.expr, []any{s}, true}
+	}
+	switch op {
+	case "co", "sw", "ew":
+		if s == "" {
+			return sqlFilter{}
+		}
+		tmpl := map[string]string{
+			"co": "instr(%s, ?) > 0",
+			"sw": "substr(%s, 1, length(?1)) = ?1",
+			"ew": "substr(%s, -length(?1)) = ?1",
+		}[op]
+		if op == "co" {
+			return sqlFilter{fmt.Sprintf(tmpl, col.expr), []any{s}, true}
+		}
+		// Numbered parameters cannot be mixed with positional ones; repeat the value instead.
+		tmpl = strings.ReplaceAll(tmpl, "?1", "?")
+		return sqlFilter{fmt.Sprintf(tmpl, col.expr), []any{s, s}, true}
+	}
+	return sqlFilter{col.expr + " " + sqlOps[op] + " ?", []any{s}, true}
+}
+
+var sqlOps = map[string]string{"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+// timeLayout is fixed-width so that stored timestamps sort as text; it is also
+// how timestamps appear in SCIM responses. The store keeps millisecond precision
+// so that a timestamp read from a response compares equal to the stored one.
+const timeLayout = "2006-01-02T15:04:05.000Z"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }

@@ -1,0 +1,762 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+const (
+	scimBase = "/scim/v2"
+	// maxBodyBytes caps request bodies; Entra's largest are group PATCHes with member batches.
+	maxBodyBytes = 1 << 20
+	// defaultPageSize and maxPageSize bound list responses (advertised in /ServiceProviderConfig).
+	defaultPageSize = 100
+	maxPageSize     = 1000
+	scimContentType = "application/scim+json; charset=utf-8"
+)
+
+// server serves the SCIM API.
+type server struct {
+	store *Store
+	log   *slog.Logger
+}
+
+// scimError is an error with its SCIM response (RFC 7644 §3.12).
+type scimError struct {
+	Status   int
+	ScimType string
+	Detail   string
+}
+
+func (e *scimError) Error() string { return e.Detail }
+
+// badRequest returns a 400 SCIM error.
+func badRequest(scimType, format string, args ...any) error {
+	return &scimError{Status: http.StatusBadRequest, ScimType: scimType, Detail: fmt.Sprintf(format, args...)}
+}
+
+// scimHandler is a SCIM endpoint: it writes a response or returns an error.
+type scimHandler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error
+
+// requestInfo carries what the access log line reports about a request.
+type requestInfo struct {
+	op     string
+	detail string
+}
+
+type requestInfoKey struct{}
+
+func infoOf(r *http.Request) *requestInfo {
+	if ri, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+		return ri
+	}
+	return &requestInfo{}
+}
+
+// scim adapts a handler: it authenticates the bearer token, names the
+// operation for the log, and turns any error into a SCIM error response.
+func (s *server) scim(op string, h scimHandler) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		infoOf(r).op = op
+		if err := s.authenticate(r); err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="scimbox"`)
+			s.writeError(w, r, err)
+			return
+		}
+		if err := h(w, r, ps); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+func (s *server) authenticate(r *http.Request) error {
+	auth := r.Header.Get("Authorization")
+	scheme, tok, _ := strings.Cut(auth, " ")
+	if auth == "" || !strings.EqualFold(scheme, "Bearer") {
+		return &scimError{Status: http.StatusUnauthorized, Detail: "a bearer token is required: Authorization: Bearer <Secret Token>"}
+	}
+	if _, err := s.store.AuthenticateToken(r.Context(), strings.TrimSpace(tok)); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return &scimError{Status: http.StatusUnauthorized, Detail: "the bearer token is not valid: it may have been revoked; generate a new Secret Token"}
+		}
+		return err
+	}
+	return nil
+}
+
+// writeError is the one place where errors become SCIM error responses.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var se *scimError
+	var unknown *UnknownMembersError
+	var tooBig *http.MaxBytesError
+	resp := &scimError{Status: http.StatusInternalServerError, Detail: "internal error"}
+	switch {
+	case errors.As(err, &se):
+		resp = &scimError{Status: se.Status, ScimType: se.ScimType, Detail: se.Detail}
+	case errors.As(err, &unknown):
+		resp = &scimError{Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: "members not applied: " + unknown.Error()}
+	case errors.As(err, &tooBig):
+		resp = &scimError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the request body is larger than %d bytes", tooBig.Limit)}
+	case errors.Is(err, ErrNotFound):
+		resp = &scimError{Status: http.StatusNotFound, Detail: notFoundDetail(r)}
+	case errors.Is(err, ErrConflict):
+		detail := err.Error()
+		if i := strings.Index(detail, ErrConflict.Error()+": "); i >= 0 {
+			detail = detail[i+len(ErrConflict.Error())+2:]
+		}
+		resp = &scimError{Status: http.StatusConflict, ScimType: "uniqueness", Detail: detail}
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		resp = &scimError{Status: 499, Detail: "the client went away"}
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	infoOf(r).detail = resp.Detail
+	body := map[string]any{"schemas": []string{errorSchema}, "status": strconv.Itoa(resp.Status), "detail": resp.Detail}
+	if resp.ScimType != "" {
+		body["scimType"] = resp.ScimType
+	}
+	writeJSON(w, resp.Status, body)
+}
+
+func notFoundDetail(r *http.Request) string {
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, scimBase+"/"), "/")
+	if len(parts) >= 2 {
+		return fmt.Sprintf("%s %s not found", strings.TrimSuffix(parts[0], "s"), parts[1])
+	}
+	return "not found"
+}
+
+// writeJSON writes a SCIM JSON response, whatever the client asked for in Accept.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", scimContentType)
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// readBody reads a capped JSON request body, checking its media type.
+func readBody(r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/scim+json" && mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+			return nil, &scimError{Status: http.StatusUnsupportedMediaType, Detail: fmt.Sprintf("unsupported Content-Type %q: send application/scim+json", ct)}
+		}
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, badRequest("invalidSyntax", "the request body is empty")
+	}
+	return body, nil
+}
+
+// readObject reads a JSON object body.
+func readObject(r *http.Request) (map[string]any, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	var obj map[string]any
+	if err := decodeJSON(body, &obj); err != nil {
+		return nil, err
+	}
+	if obj == nil {
+		return nil, badRequest("invalidSyntax", "the request body must be a JSON object")
+	}
+	return obj, nil
+}
+
+// baseURL is the SCIM base URL as the client reached it, for meta.location.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + scimBase
+}
+
+// ---- preconditions (ETags) ----
+
+// etagMatches reports whether an If-Match / If-None-Match header names version.
+func etagMatches(header string, version int64) bool {
+	want := strings.TrimPrefix(etag(version), "W/")
+	for _, tag := range strings.Split(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || strings.TrimPrefix(tag, "W/") == want {
+			return true
+		}
+	}
+	return false
+}
+
+// ifMatch checks the request's If-Match header against the current version.
+func ifMatch(r *http.Request, version int64) error {
+	if h := r.Header.Get("If-Match"); h != "" && !etagMatches(h, version) {
+		return &scimError{Status: http.StatusPreconditionFailed, Detail: fmt.Sprintf("the resource has changed: its version is %s", etag(version))}
+	}
+	return nil
+}
+
+// writeResource writes one resource with its ETag, applying the request's projection.
+func writeResource(w http.ResponseWriter, r *http.Request, status int, doc map[string]any, version int64) error {
+	p, err := projectionOf(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag(version))
+	if status == http.StatusCreated {
+		w.Header().Set("Location", doc["meta"].(map[string]any)["location"].(string))
+	}
+	writeJSON(w, status, p.apply(doc))
+	return nil
+}
+
+func projectionOf(r *http.Request) (projection, error) {
+	q := r.URL.Query()
+	p, err := parseProjection(q.Get("attributes"), q.Get("excludedAttributes"))
+	if err != nil {
+		return p, badRequest("invalidValue", "attributes: %s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
+	}
+	return p, nil
+}
+
+// notModified answers 304 when If-None-Match names the current version.
+func notModified(w http.ResponseWriter, r *http.Request, version int64) bool {
+	if h := r.Header.Get("If-None-Match"); h != "" && etagMatches(h, version) {
+		w.Header().Set("ETag", etag(version))
+		w.WriteHeader(http.StatusNotModified)
+		return true
+	}
+	return false
+}
+
+// ---- lists ----
+
+// listParams are the query parameters of a list or .search request.
+type listParams struct {
+	ListQuery
+	proj projection
+}
+
+// searchRequest is the body of POST /.search (RFC 7644 §3.4.3).
+type searchRequest struct {
+	Attributes         []string
+	ExcludedAttributes []string
+	Filter             string
+	SortBy             string
+	SortOrder          string
+	StartIndex         *int
+	Count              *int
+}
+
+func parseListParams(r *http.Request) (listParams, error) {
+	q := r.URL.Query()
+	sr := searchRequest{Filter: q.Get("filter"), SortBy: q.Get("sortBy"), SortOrder: q.Get("sortOrder")}
+	for _, name := range []string{"startIndex", "count"} {
+		v := q.Get(name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return listParams{}, badRequest("invalidValue", "%s must be an integer, got %q", name, v)
+		}
+		if name == "startIndex" {
+			sr.StartIndex = &n
+		} else {
+			sr.Count = &n
+		}
+	}
+	lp, err := sr.params()
+	if err != nil {
+		return lp, err
+	}
+	lp.proj, err = projectionOf(r)
+	return lp, err
+}
+
+func (sr searchRequest) params() (listParams, error) {
+	lp := listParams{ListQuery: ListQuery{StartIndex: 1, Count: defaultPageSize, SortBy: strings.TrimSpace(sr.SortBy)}}
+	if strings.TrimSpace(sr.Filter) != "" {
+		f, err := parseFilter(sr.Filter)
+		if err != nil {
+			return lp, badRequest("invalidFilter", "%s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
+		}
+		lp.Filter = f
+	}
+	if lp.SortBy != "" {
+		if _, err := parseAttrPath(lp.SortBy); err != nil {
+			return lp, badRequest("invalidValue", "sortBy: bad attribute %q", lp.SortBy)
+		}
+	}
+	switch strings.ToLower(strings.TrimSpace(sr.SortOrder)) {
+	case "", "ascending":
+	case "descending":
+		lp.Descending = true
+	default:
+		return lp, badRequest("invalidValue", "sortOrder must be ascending or descending, got %q", sr.SortOrder)
+	}
+	if sr.StartIndex != nil && *sr.StartIndex > 1 {
+		lp.StartIndex = *sr.StartIndex
+	}
+	if sr.Count != nil {
+		lp.Count = min(max(*sr.Count, 0), maxPageSize)
+	}
+	return lp, nil
+}
+
+func (sr searchRequest) paramsWithProjection() (listParams, error) {
+	lp, err := sr.params()
+	if err != nil {
+		return lp, err
+	}
+	lp.proj, err = parseProjection(strings.Join(sr.Attributes, ","), strings.Join(sr.ExcludedAttributes, ","))
+	if err != nil {
+		return lp, badRequest("invalidValue", "attributes: %s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
+	}
+	return lp, nil
+}
+
+func readSearch(r *http.Request) (listParams, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return listParams{}, err
+	}
+	var sr searchRequest
+	if err := decodeJSON(body, &sr); err != nil {
+		return listParams{}, err
+	}
+	return sr.paramsWithProjection()
+}
+
+func writeList(w http.ResponseWriter, lp listParams, total int, docs []map[string]any) {
+	resources := make([]any, len(docs))
+	for i, d := range docs {
+		resources[i] = lp.proj.apply(d)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"schemas":      []string{listSchema},
+		"totalResults": total,
+		"startIndex":   lp.StartIndex,
+		"itemsPerPage": len(resources),
+		"Resources":    resources,
+	})
+}
+
+// ---- users ----
+
+func (s *server) listUsers(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	lp, err := parseListParams(r)
+	if err != nil {
+		return err
+	}
+	return s.writeUsers(w, r, lp)
+}
+
+func (s *server) searchUsers(w http.ResponseWriter, r *http.Request) error {
+	lp, err := readSearch(r)
+	if err != nil {
+		return err
+	}
+	return s.writeUsers(w, r, lp)
+}
+
+func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParams) error {
+	users, total, err := s.store.ListUsers(r.Context(), lp.ListQuery)
+	if err != nil {
+		return err
+	}
+	base := baseURL(r)
+	docs := make([]map[string]any, len(users))
+	for i, u := range users {
+		docs[i] = u.doc(base)
+	}
+	writeList(w, lp, total, docs)
+	return nil
+}
+
+func (s *server) createUser(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	body, err := readObject(r)
+	if err != nil {
+		return err
+	}
+	attrs, err := normalizeAttrs(userType, body)
+	if err != nil {
+		return err
+	}
+	if err := checkRequired(userType, attrs); err != nil {
+		return err
+	}
+	u := &User{Attrs: attrs}
+	if err := s.store.CreateUser(r.Context(), u); err != nil {
+		return err
+	}
+	return writeResource(w, r, http.StatusCreated, u.doc(baseURL(r)), u.Version)
+}
+
+func (s *server) getUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	u, err := s.store.UserByID(r.Context(), ps.ByName("id"))
+	if err != nil {
+		return err
+	}
+	if notModified(w, r, u.Version) {
+		return nil
+	}
+	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
+}
+
+func (s *server) replaceUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	body, err := readObject(r)
+	if err != nil {
+		return err
+	}
+	attrs, err := normalizeAttrs(userType, body)
+	if err != nil {
+		return err
+	}
+	if err := checkRequired(userType, attrs); err != nil {
+		return err
+	}
+	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
+		if err := ifMatch(r, u.Version); err != nil {
+			return err
+		}
+		u.Attrs = attrs
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
+}
+
+func (s *server) patchUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	req, err := decodePatch(body)
+	if err != nil {
+		return err
+	}
+	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
+		if err := ifMatch(r, u.Version); err != nil {
+			return err
+		}
+		_, err := applyPatch(userType, u.Attrs, req.Operations)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
+}
+
+func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	err := s.store.DeleteUser(r.Context(), ps.ByName("id"), func(v int64) error { return ifMatch(r, v) })
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ---- groups ----
+
+func (s *server) listGroups(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	lp, err := parseListParams(r)
+	if err != nil {
+		return err
+	}
+	return s.writeGroups(w, r, lp)
+}
+
+func (s *server) searchGroups(w http.ResponseWriter, r *http.Request) error {
+	lp, err := readSearch(r)
+	if err != nil {
+		return err
+	}
+	return s.writeGroups(w, r, lp)
+}
+
+func (s *server) writeGroups(w http.ResponseWriter, r *http.Request, lp listParams) error {
+	groups, total, err := s.store.ListGroups(r.Context(), lp.ListQuery, !lp.proj.excludes("members"))
+	if err != nil {
+		return err
+	}
+	base := baseURL(r)
+	docs := make([]map[string]any, len(groups))
+	for i, g := range groups {
+		docs[i] = g.doc(base)
+	}
+	writeList(w, lp, total, docs)
+	return nil
+}
+
+// groupBody reads a group from a POST or PUT body: its attributes and member ids.
+func groupBody(r *http.Request) (map[string]any, []string, error) {
+	body, err := readObject(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	attrs, err := normalizeAttrs(groupType, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkRequired(groupType, attrs); err != nil {
+		return nil, nil, err
+	}
+	v, _ := member(body, "members")
+	ids, err := memberIDs(v)
+	return attrs, ids, err
+}
+
+func (s *server) createGroup(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	attrs, ids, err := groupBody(r)
+	if err != nil {
+		return err
+	}
+	g := &Group{Attrs: attrs}
+	if err := s.store.CreateGroup(r.Context(), g, ids); err != nil {
+		return err
+	}
+	return s.writeGroup(w, r, http.StatusCreated, g.ID)
+}
+
+// writeGroup reads the group back (members only if the projection wants them) and writes it.
+func (s *server) writeGroup(w http.ResponseWriter, r *http.Request, status int, id string) error {
+	p, err := projectionOf(r)
+	if err != nil {
+		return err
+	}
+	g, err := s.store.GroupByID(r.Context(), id, !p.excludes("members"))
+	if err != nil {
+		return err
+	}
+	if status == http.StatusOK && notModified(w, r, g.Version) {
+		return nil
+	}
+	return writeResource(w, r, status, g.doc(baseURL(r)), g.Version)
+}
+
+func (s *server) getGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	return s.writeGroup(w, r, http.StatusOK, ps.ByName("id"))
+}
+
+func (s *server) replaceGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	attrs, ids, err := groupBody(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.store.UpdateGroup(r.Context(), ps.ByName("id"), func(g *Group) ([]MemberChange, error) {
+		if err := ifMatch(r, g.Version); err != nil {
+			return nil, err
+		}
+		g.Attrs = attrs
+		return []MemberChange{{Kind: membersReplace, IDs: ids}}, nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.writeGroup(w, r, http.StatusOK, ps.ByName("id"))
+}
+
+// patchGroup answers 204, as Entra prefers: a group's body can be large.
+func (s *server) patchGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	req, err := decodePatch(body)
+	if err != nil {
+		return err
+	}
+	g, err := s.store.UpdateGroup(r.Context(), ps.ByName("id"), func(g *Group) ([]MemberChange, error) {
+		if err := ifMatch(r, g.Version); err != nil {
+			return nil, err
+		}
+		return applyPatch(groupType, g.Attrs, req.Operations)
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag(g.Version))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	err := s.store.DeleteGroup(r.Context(), ps.ByName("id"), func(v int64) error { return ifMatch(r, v) })
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// postByID serves POST /Users/.search and /Groups/.search, which share the :id route.
+func (s *server) postByID(search func(http.ResponseWriter, *http.Request) error) scimHandler {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+		if ps.ByName("id") != ".search" {
+			w.Header().Set("Allow", "GET, PUT, PATCH, DELETE")
+			return &scimError{Status: http.StatusMethodNotAllowed, Detail: "POST is only for creating resources and for .search"}
+		}
+		return search(w, r)
+	}
+}
+
+// ---- routing ----
+
+// handler builds the HTTP handler: SCIM API, health check, logging and recovery.
+func (s *server) handler() http.Handler {
+	rt := httprouter.New()
+	rt.RedirectTrailingSlash = false // trailing slashes are stripped before routing instead
+	rt.RedirectFixedPath = false
+	rt.HandleMethodNotAllowed = true
+
+	rt.GET("/healthz", s.healthz)
+
+	rt.GET(scimBase+"/Users", s.scim("list users", s.listUsers))
+	rt.POST(scimBase+"/Users", s.scim("create user", s.createUser))
+	rt.GET(scimBase+"/Users/:id", s.scim("get user", s.getUser))
+	rt.PUT(scimBase+"/Users/:id", s.scim("replace user", s.replaceUser))
+	rt.PATCH(scimBase+"/Users/:id", s.scim("patch user", s.patchUser))
+	rt.DELETE(scimBase+"/Users/:id", s.scim("delete user", s.deleteUser))
+	rt.POST(scimBase+"/Users/:id", s.scim("search users", s.postByID(s.searchUsers)))
+
+	rt.GET(scimBase+"/Groups", s.scim("list groups", s.listGroups))
+	rt.POST(scimBase+"/Groups", s.scim("create group", s.createGroup))
+	rt.GET(scimBase+"/Groups/:id", s.scim("get group", s.getGroup))
+	rt.PUT(scimBase+"/Groups/:id", s.scim("replace group", s.replaceGroup))
+	rt.PATCH(scimBase+"/Groups/:id", s.scim("patch group", s.patchGroup))
+	rt.DELETE(scimBase+"/Groups/:id", s.scim("delete group", s.deleteGroup))
+	rt.POST(scimBase+"/Groups/:id", s.scim("search groups", s.postByID(s.searchGroups)))
+
+	rt.POST(scimBase+"/.search", s.scim("search", s.searchAll))
+
+	rt.GET(scimBase+"/ServiceProviderConfig", s.scim("service provider config", s.serviceProviderConfig))
+	rt.GET(scimBase+"/ResourceTypes", s.scim("resource types", s.resourceTypes))
+	rt.GET(scimBase+"/ResourceTypes/:id", s.scim("resource type", s.resourceType))
+	rt.GET(scimBase+"/Schemas", s.scim("schemas", s.schemas))
+	rt.GET(scimBase+"/Schemas/:id", s.scim("schema", s.schema))
+
+	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &scimError{Status: http.StatusNotFound, Detail: fmt.Sprintf("no such endpoint: %s (the SCIM base is %s)", r.URL.Path, scimBase)})
+	})
+	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &scimError{Status: http.StatusMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
+	})
+	rt.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		s.log.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+		s.writeError(w, r, &scimError{Status: http.StatusInternalServerError, Detail: "internal error"})
+	}
+	return s.logRequests(normalizePath(rt))
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	infoOf(r).op = "health"
+	if err := s.store.r.PingContext(r.Context()); err != nil {
+		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// canonicalSegments maps lower-cased SCIM endpoint names to their spelling:
+// resource endpoints are case-insensitive here, as some clients lower-case them.
+var canonicalSegments = map[string]string{
+	"users": "Users", "groups": "Groups", "schemas": "Schemas",
+	"resourcetypes": "ResourceTypes", "serviceproviderconfig": "ServiceProviderConfig",
+	"serviceproviderconfigs": "ServiceProviderConfig",
+}
+
+// normalizePath strips a trailing slash under the SCIM base (Entra and
+// Microsoft's tests send /Users/?filter=…) and canonicalizes the endpoint name.
+func normalizePath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if rest, ok := strings.CutPrefix(p, scimBase+"/"); ok {
+			rest = strings.TrimRight(rest, "/")
+			seg, tail, _ := strings.Cut(rest, "/")
+			if c, ok := canonicalSegments[strings.ToLower(seg)]; ok {
+				seg = c
+			}
+			p = scimBase + "/" + seg
+			if tail != "" {
+				p += "/" + tail
+			}
+			r.URL.Path, r.URL.RawPath = p, ""
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (sr *statusRecorder) WriteHeader(code int) {
+	if sr.status == 0 {
+		sr.status = code
+	}
+	sr.ResponseWriter.WriteHeader(code)
+}
+
+func (sr *statusRecorder) Write(b []byte) (int, error) {
+	if sr.status == 0 {
+		sr.status = http.StatusOK
+	}
+	return sr.ResponseWriter.Write(b)
+}
+
+// logRequests caps bodies and writes one log line per request: method, path,
+// status, duration and the SCIM operation. Never bodies, queries or tokens.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ri := &requestInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, ri))
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"ms", float64(time.Since(start).Microseconds()) / 1000, "op", ri.op}
+		if ri.detail != "" {
+			attrs = append(attrs, "detail", ri.detail)
+		}
+		level := slog.LevelInfo
+		switch {
+		case ri.op == "health":
+			level = slog.LevelDebug
+		case rec.status >= 500:
+			level = slog.LevelError
+		case rec.status >= 400:
+			level = slog.LevelWarn
+		}
+		s.log.Log(r.Context(), level, "request", attrs...)
+	})
+}

@@ -1,0 +1,1184 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"math/big"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Store errors. Callers compare with errors.Is; details are wrapped around them.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// Store is scimbox's SQLite database: one writer connection and a pool of
+// read-only connections on the same WAL file.
+type Store struct {
+	r, w *sql.DB
+	now  func() time.Time
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	lastUsed map[string]time.Time // token id → last time its use was written
+}
+
+// User is a SCIM user as stored. Attrs holds the attributes the client wrote,
+// under their canonical names, without id, meta, schemas and groups.
+type User struct {
+	ID       string
+	Attrs    map[string]any
+	Groups   []GroupRef // derived from group memberships; filled on read
+	Created  time.Time
+	Modified time.Time
+	Version  int64
+}
+
+// GroupRef is a direct membership of a user in a group.
+type GroupRef struct{ ID, Display string }
+
+// Group is a SCIM group as stored. Attrs holds everything but members.
+type Group struct {
+	ID       string
+	Attrs    map[string]any
+	Members  []Member // filled only when asked for
+	Created  time.Time
+	Modified time.Time
+	Version  int64
+}
+
+// Member is one member of a group: a user or a group.
+type Member struct{ ID, Type, Display string }
+
+// Member types.
+const (
+	memberUser  = "User"
+	memberGroup = "Group"
+)
+
+// MemberChange is one step of a membership update, applied in order.
+type MemberChange struct {
+	Kind   memberChangeKind
+	IDs    []string   // for add, remove and replace
+	Filter filterExpr // for removeMatching: a filter over member attributes
+}
+
+type memberChangeKind int
+
+const (
+	membersAdd memberChangeKind = iota
+	membersRemove
+	membersRemoveAll
+	membersReplace
+	membersRemoveMatching
+)
+
+// ListQuery selects a page of resources.
+type ListQuery struct {
+	Filter     filterExpr // nil for all
+	SortBy     string     // attribute path, "" for creation order
+	Descending bool
+	StartIndex int // 1-based
+	Count      int
+}
+
+// Token is a SCIM bearer token's record; the secret itself is never stored.
+type Token struct {
+	ID       string
+	Name     string
+	Created  time.Time
+	LastUsed time.Time // zero if never used
+}
+
+// migrations are applied in order and tracked with PRAGMA user_version.
+// Append only: a shipped entry is never edited.
+var migrations = []string{
+	`CREATE TABLE users (
+		id TEXT PRIMARY KEY,
+		user_name TEXT NOT NULL,
+		user_name_key TEXT NOT NULL UNIQUE,
+		external_id TEXT,
+		display_name TEXT,
+		display_name_key TEXT,
+		active INTEGER,
+		attrs TEXT NOT NULL,
+		created TEXT NOT NULL,
+		modified TEXT NOT NULL,
+		version INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX users_external_id ON users(external_id);
+	CREATE INDEX users_display_name_key ON users(display_name_key);
+	CREATE INDEX users_created ON users(created);
+	CREATE INDEX users_modified ON users(modified);
+	CREATE TABLE user_emails (
+		value_key TEXT NOT NULL,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		PRIMARY KEY (value_key, user_id)
+	) STRICT, WITHOUT ROWID;
+	CREATE INDEX user_emails_user ON user_emails(user_id);
+	CREATE TABLE groups (
+		id TEXT PRIMARY KEY,
+		display_name TEXT NOT NULL,
+		display_name_key TEXT NOT NULL UNIQUE,
+		external_id TEXT,
+		attrs TEXT NOT NULL,
+		member_count INTEGER NOT NULL DEFAULT 0,
+		created TEXT NOT NULL,
+		modified TEXT NOT NULL,
+		version INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX groups_external_id ON groups(external_id);
+	CREATE INDEX groups_created ON groups(created);
+	CREATE INDEX groups_modified ON groups(modified);
+	CREATE TABLE members (
+		group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+		member_id TEXT NOT NULL,
+		member_type TEXT NOT NULL,
+		PRIMARY KEY (group_id, member_id)
+	) STRICT, WITHOUT ROWID;
+	CREATE INDEX members_member ON members(member_id);
+	CREATE TABLE tokens (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		hash BLOB NOT NULL,
+		created TEXT NOT NULL,
+		last_used TEXT
+	) STRICT;`,
+}
+
+// OpenStore opens (creating if needed) the database at path and migrates it.
+func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+	if path == "" || strings.Contains(path, ":memory:") {
+		return nil, fmt.Errorf("open store: a database file path is required")
+	}
+	dsn := func(extra string) string {
+		// busy_timeout first, so that the pragmas after it wait rather than fail.
+		return "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+			"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)" + extra
+	}
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s := &Store{w: w, now: time.Now, log: log, lastUsed: map[string]time.Time{}}
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	s.r = r
+	return s, nil
+}
+
+// Close closes both pools; the last connection to close checkpoints the WAL.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	var version int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("the database has schema version %d, newer than this scimbox knows (%d): use a newer scimbox", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// write runs fn in one immediate write transaction; now is taken once for it.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx, s.now().UTC().Truncate(time.Millisecond)); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// translate turns SQLite constraint errors into store sentinels.
+func translate(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return ErrConflict
+		}
+	}
+	return err
+}
+
+// queryer is what reads need: a read pool or a write transaction.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// newID returns a random UUID (version 4): opaque, URL-safe and unguessable.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(timeLayout, s)
+	return t
+}
+
+func decodeAttrs(raw string) (map[string]any, error) {
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decode stored attributes: %w", err)
+	}
+	return m, nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func stringAttr(attrs map[string]any, name string) string {
+	s, _ := attrs[name].(string)
+	return s
+}
+
+// ---- users ----
+
+// userColumns maps filterable user attributes to indexed columns.
+var userColumns = map[string]sqlColumn{
+	"id":                {"users.id", colExact},
+	"username":          {"users.user_name_key", colFolded},
+	"externalid":        {"users.external_id", colExact},
+	"displayname":       {"users.display_name_key", colFolded},
+	"active":            {"users.active", colBool},
+	"meta.created":      {"users.created", colTime},
+	"meta.lastmodified": {"users.modified", colTime},
+	"emails.value":      {"EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key = ?)", colExistsEq},
+	"emails":            {"EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key = ?)", colExistsEq},
+	"groups.value":      {"EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", colExistsEq},
+	"groups":            {"EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", colExistsEq},
+}
+
+var userSortColumns = map[string]string{
+	"id": "users.id", "username": "users.user_name_key", "externalid": "users.external_id",
+	"displayname": "users.display_name_key", "meta.created": "users.created", "meta.lastmodified": "users.modified",
+}
+
+const userSelect = "SELECT users.id, users.attrs, users.created, users.modified, users.version FROM users"
+
+func scanUser(rows interface{ Scan(...any) error }) (*User, error) {
+	var u User
+	var attrs, created, modified string
+	if err := rows.Scan(&u.ID, &attrs, &created, &modified, &u.Version); err != nil {
+		return nil, err
+	}
+	var err error
+	if u.Attrs, err = decodeAttrs(attrs); err != nil {
+		return nil, err
+	}
+	u.Created, u.Modified = parseTime(created), parseTime(modified)
+	return &u, nil
+}
+
+// userEmailKeys returns the folded email values of a user, for the email index.
+func userEmailKeys(attrs map[string]any) []string {
+	var keys []string
+	list, _ := attrs["emails"].([]any)
+	for _, el := range list {
+		if m, ok := el.(map[string]any); ok {
+			if v, ok := m["value"].(string); ok && v != "" {
+				keys = append(keys, foldCase(v))
+			}
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// putUser writes the user's row and its email index.
+func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
+	raw, err := json.Marshal(u.Attrs)
+	if err != nil {
+		return fmt.Errorf("encode attributes: %w", err)
+	}
+	userName := stringAttr(u.Attrs, "userName")
+	displayName := stringAttr(u.Attrs, "displayName")
+	var active any
+	if b, ok := u.Attrs["active"].(bool); ok {
+		active = b
+	}
+	args := []any{userName, foldCase(userName), nullString(stringAttr(u.Attrs, "externalId")),
+		nullString(displayName), nullString(foldCase(displayName)), active, string(raw),
+		formatTime(u.Created), formatTime(u.Modified), u.Version, u.ID}
+	if insert {
+		_, err = tx.ExecContext(ctx, `INSERT INTO users (user_name, user_name_key, external_id, display_name,
+			display_name_key, active, attrs, created, modified, version, id) VALUES (?,?,?,?,?,?,?,?,?,?,?)`, args...)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE users SET user_name = ?, user_name_key = ?, external_id = ?, display_name = ?,
+			display_name_key = ?, active = ?, attrs = ?, created = ?, modified = ?, version = ? WHERE id = ?`, args...)
+	}
+	if err := translate(err); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("%w: userName %q is already taken", ErrConflict, userName)
+		}
+		return err
+	}
+	if !insert {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM user_emails WHERE user_id = ?", u.ID); err != nil {
+			return err
+		}
+	}
+	for _, k := range userEmailKeys(u.Attrs) {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO user_emails (value_key, user_id) VALUES (?, ?)", k, u.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateUser stores a new user, assigning its id and meta data.
+// It returns ErrConflict if the userName is taken (case-insensitively).
+func (s *Store) CreateUser(ctx context.Context, u *User) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u.ID, u.Created, u.Modified, u.Version = newID(), now, now, 1
+		return putUser(ctx, tx, u, true)
+	})
+	if err != nil {
+		return fmt.Errorf("create user: %w", err)
+	}
+	return nil
+}
+
+// UserByID returns the user with its groups, or ErrNotFound.
+func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
+	u, err := scanUser(s.r.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w", id, err)
+	}
+	if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// UpdateUser applies fn to the user inside one write transaction. fn may return
+// an error (a failed precondition, an invalid patch) to leave the user unchanged.
+// If fn leaves the attributes as they were, nothing is written and the version
+// stays. It returns ErrNotFound or ErrConflict (userName taken).
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error) {
+	var out *User
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		before, _ := json.Marshal(u.Attrs)
+		if err := fn(u); err != nil {
+			return err
+		}
+		if after, _ := json.Marshal(u.Attrs); string(after) != string(before) {
+			u.Modified, u.Version = now, u.Version+1
+			if err := putUser(ctx, tx, u, false); err != nil {
+				return err
+			}
+		}
+		out = u
+		return fillUserGroups(ctx, tx, []*User{u})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update user: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteUser removes the user and its group memberships. check, if not nil, sees
+// the current version first and may veto. It returns ErrNotFound.
+func (s *Store) DeleteUser(ctx context.Context, id string, check func(version int64) error) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		var version int64
+		err := tx.QueryRowContext(ctx, "SELECT version FROM users WHERE id = ?", id).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(version); err != nil {
+				return err
+			}
+		}
+		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	return nil
+}
+
+// removeMemberEverywhere takes id out of every group it belongs to, updating those groups' meta.
+func removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE groups SET member_count = member_count - 1, modified = ?, version = version + 1
+		WHERE id IN (SELECT group_id FROM members WHERE member_id = ?)`, formatTime(now), id)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "DELETE FROM members WHERE member_id = ?", id)
+	return err
+}
+
+// fillUserGroups sets the Groups of each user with one query.
+func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
+	if len(users) == 0 {
+		return nil
+	}
+	byID := make(map[string]*User, len(users))
+	args := make([]any, len(users))
+	for i, u := range users {
+		byID[u.ID], args[i] = u, u.ID
+		u.Groups = nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT m.member_id, g.id, g.display_name FROM members m JOIN groups g ON g.id = m.group_id
+		WHERE m.member_id IN (?`+strings.Repeat(",?", len(users)-1)+`) ORDER BY g.display_name_key`, args...)
+	if err != nil {
+		return fmt.Errorf("user groups: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid string
+		var g GroupRef
+		if err := rows.Scan(&uid, &g.ID, &g.Display); err != nil {
+			return fmt.Errorf("user groups: %w", err)
+		}
+		byID[uid].Groups = append(byID[uid].Groups, g)
+	}
+	return rows.Err()
+}
+
+// ListUsers returns one page of the users that match q, and how many match in all.
+func (s *Store) ListUsers(ctx context.Context, q ListQuery) ([]*User, int, error) {
+	var users []*User
+	total, err := s.list(ctx, listSpec{
+		table: "users", selectSQL: userSelect, cols: userColumns, sortCols: userSortColumns,
+		scan: func(r *sql.Rows) (any, error) { return scanUser(r) },
+		doc: func(ctx context.Context, v any, needRelations bool) (map[string]any, error) {
+			u := v.(*User)
+			if needRelations {
+				if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+					return nil, err
+				}
+			}
+			return u.doc(""), nil
+		},
+		relation: "groups", rt: userType,
+		collect: func(v any) { users = append(users, v.(*User)) },
+	}, q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list users: %w", err)
+	}
+	if err := fillUserGroups(ctx, s.r, users); err != nil {
+		return nil, 0, err
+	}
+	return users, total, nil
+}
+
+// listSpec describes a resource table to the shared list implementation.
+type listSpec struct {
+	table, selectSQL string
+	cols             map[string]sqlColumn
+	sortCols         map[string]string
+	scan             func(*sql.Rows) (any, error)
+	doc              func(ctx context.Context, v any, needRelations bool) (map[string]any, error)
+	relation         string // the derived attribute (groups, members) a filter may need loaded
+	rt               *resourceType
+	collect          func(any)
+}
+
+// list pages through a resource table. Filters that translate exactly to SQL
+// (the hot path: eq on indexed attributes) are answered with COUNT and
+// LIMIT/OFFSET on indexes; others are narrowed by SQL where possible and
+// evaluated in Go, streaming the candidates.
+func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, error) {
+	var sf sqlFilter
+	sf.exact = true
+	if q.Filter != nil {
+		sf = toSQL(q.Filter, spec.cols)
+	}
+	where := ""
+	if sf.where != "" {
+		where = " WHERE " + sf.where
+	}
+	sortKey := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(q.SortBy, userSchema+":"), groupSchema+":"))
+	sortCol, indexedSort := spec.sortCols[sortKey]
+	if q.SortBy == "" {
+		sortCol, indexedSort = spec.table+".rowid", true
+	}
+	dir := ""
+	if q.Descending {
+		dir = " DESC"
+	}
+	order := " ORDER BY " + sortCol + dir + ", " + spec.table + ".rowid" + dir
+	start := max(q.StartIndex, 1) - 1
+
+	if sf.exact && indexedSort {
+		var total int
+		if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM "+spec.table+where, sf.args...).Scan(&total); err != nil {
+			return 0, err
+		}
+		if q.Count <= 0 || start >= total {
+			return total, nil
+		}
+		rows, err := s.r.QueryContext(ctx, spec.selectSQL+where+order+" LIMIT ? OFFSET ?", append(sf.args, q.Count, start)...)
+		if err != nil {
+			return 0, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := spec.scan(rows)
+			if err != nil {
+				return 0, err
+			}
+			spec.collect(v)
+		}
+		return total, rows.Err()
+	}
+
+	if !indexedSort {
+		order = " ORDER BY " + spec.table + ".rowid"
+	}
+	rows, err := s.r.QueryContext(ctx, spec.selectSQL+where+order, sf.args...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	needRelations := q.Filter != nil && referencesAttr(q.Filter, spec.relation)
+	type hit struct {
+		v   any
+		key string
+	}
+	var hits []hit // only when sorting in Go
+	total := 0
+	for rows.Next() {
+		v, err := spec.scan(rows)
+		if err != nil {
+			return 0, err
+		}
+		if q.Filter != nil && !sf.exact || !indexedSort {
+			doc, err := spec.doc(ctx, v, needRelations)
+			if err != nil {
+				return 0, err
+			}
+			if q.Filter != nil && !matches(q.Filter, spec.rt, doc) {
+				continue
+			}
+			if !indexedSort {
+				hits = append(hits, hit{v, sortValue(doc, q.SortBy)})
+				continue
+			}
+		}
+		if total >= start && total < start+q.Count {
+			spec.collect(v)
+		}
+		total++
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if indexedSort {
+		return total, nil
+	}
+	// RFC 7644 §3.4.2.3: resources without the sort attribute come last, whatever the order.
+	slices.SortStableFunc(hits, func(a, b hit) int {
+		switch {
+		case a.key == b.key:
+			return 0
+		case a.key == "":
+			return 1
+		case b.key == "":
+			return -1
+		}
+		c := strings.Compare(a.key, b.key)
+		if q.Descending {
+			c = -c
+		}
+		return c
+	})
+	for i := start; i < len(hits) && i < start+q.Count; i++ {
+		spec.collect(hits[i].v)
+	}
+	return len(hits), nil
+}
+
+// sortValue is the folded string form of the first value of the sort attribute.
+func sortValue(doc map[string]any, sortBy string) string {
+	p, err := parseAttrPath(sortBy)
+	if err != nil {
+		return ""
+	}
+	vals := pathValues(doc, p)
+	if len(vals) == 0 {
+		return ""
+	}
+	v := vals[0]
+	if m, ok := v.(map[string]any); ok {
+		v, _ = member(m, "value")
+	}
+	if v == nil {
+		return ""
+	}
+	return foldCase(fmt.Sprint(v))
+}
+
+// ---- groups ----
+
+var groupColumns = map[string]sqlColumn{
+	"id":                {"groups.id", colExact},
+	"displayname":       {"groups.display_name_key", colFolded},
+	"externalid":        {"groups.external_id", colExact},
+	"meta.created":      {"groups.created", colTime},
+	"meta.lastmodified": {"groups.modified", colTime},
+	"members.value":     {"EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", colExistsEq},
+	"members":           {"EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", colExistsEq},
+}
+
+var groupSortColumns = map[string]string{
+	"id": "groups.id", "displayname": "groups.display_name_key", "externalid": "groups.external_id",
+	"meta.created": "groups.created", "meta.lastmodified": "groups.modified",
+}
+
+const groupSelect = "SELECT groups.id, groups.attrs, groups.created, groups.modified, groups.version FROM groups"
+
+func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
+	var g Group
+	var attrs, created, modified string
+	if err := rows.Scan(&g.ID, &attrs, &created, &modified, &g.Version); err != nil {
+		return nil, err
+	}
+	var err error
+	if g.Attrs, err = decodeAttrs(attrs); err != nil {
+		return nil, err
+	}
+	g.Created, g.Modified = parseTime(created), parseTime(modified)
+	return &g, nil
+}
+
+func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
+	raw, err := json.Marshal(g.Attrs)
+	if err != nil {
+		return fmt.Errorf("encode attributes: %w", err)
+	}
+	name := stringAttr(g.Attrs, "displayName")
+	args := []any{name, foldCase(name), nullString(stringAttr(g.Attrs, "externalId")), string(raw),
+		formatTime(g.Created), formatTime(g.Modified), g.Version, g.ID}
+	if insert {
+		_, err = tx.ExecContext(ctx, `INSERT INTO groups (display_name, display_name_key, external_id, attrs, created,
+			modified, version, id) VALUES (?,?,?,?,?,?,?,?)`, args...)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE groups SET display_name = ?, display_name_key = ?, external_id = ?, attrs = ?,
+			created = ?, modified = ?, version = ? WHERE id = ?`, args...)
+	}
+	if err := translate(err); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("%w: a group named %q already exists", ErrConflict, name)
+		}
+		return err
+	}
+	return nil
+}
+
+// CreateGroup stores a new group with its initial members (user or group ids).
+// It returns ErrConflict if the displayName is taken (case-insensitively), and
+// an *UnknownMembersError if a member does not exist.
+func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		g.ID, g.Created, g.Modified, g.Version = newID(), now, now, 1
+		if err := putGroup(ctx, tx, g, true); err != nil {
+			return err
+		}
+		_, err := applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create group: %w", err)
+	}
+	return nil
+}
+
+// GroupByID returns the group, with its members if withMembers, or ErrNotFound.
+func (s *Store) GroupByID(ctx context.Context, id string, withMembers bool) (*Group, error) {
+	g, err := scanGroup(s.r.QueryRowContext(ctx, groupSelect+" WHERE groups.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("group %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("group %q: %w", id, err)
+	}
+	if withMembers {
+		if g.Members, err = groupMembers(ctx, s.r, id); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// groupMembers returns all members of a group with their display names.
+func groupMembers(ctx context.Context, q queryer, groupID string) ([]Member, error) {
+	rows, err := q.QueryContext(ctx, `SELECT m.member_id, m.member_type,
+			coalesce(u.display_name, u.user_name, g.display_name, '')
+		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+		WHERE m.group_id = ?`, groupID)
+	if err != nil {
+		return nil, fmt.Errorf("group members: %w", err)
+	}
+	defer rows.Close()
+	members := []Member{}
+	for rows.Next() {
+		var m Member
+		if err := rows.Scan(&m.ID, &m.Type, &m.Display); err != nil {
+			return nil, fmt.Errorf("group members: %w", err)
+		}
+		members = append(members, m)
+	}
+	return members, rows.Err()
+}
+
+// UnknownMembersError reports member ids that are neither users nor groups.
+type UnknownMembersError struct{ IDs []string }
+
+func (e *UnknownMembersError) Error() string {
+	return "no user or group has the id " + strings.Join(e.IDs, ", ")
+}
+
+// applyMemberChanges applies membership changes in order, each costing
+// O(ids changed) except replace and remove-all. It reports whether anything changed.
+func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (bool, error) {
+	delta, changed := 0, false
+	exec := func(query string, args ...any) (int64, error) {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}
+	for _, c := range changes {
+		switch c.Kind {
+		case membersReplace, membersRemoveAll:
+			n, err := exec("DELETE FROM members WHERE group_id = ?", groupID)
+			if err != nil {
+				return false, err
+			}
+			delta -= int(n)
+			changed = changed || n > 0
+			if c.Kind == membersRemoveAll {
+				continue
+			}
+			fallthrough
+		case membersAdd:
+			var unknown []string
+			for _, id := range c.IDs {
+				if id == groupID {
+					return false, &UnknownMembersError{IDs: []string{id + " (a group cannot be a member of itself)"}}
+				}
+				var typ string
+				err := tx.QueryRowContext(ctx, `SELECT 'User' FROM users WHERE id = ?1
+					UNION ALL SELECT 'Group' FROM groups WHERE id = ?1`, id).Scan(&typ)
+				if errors.Is(err, sql.ErrNoRows) {
+					unknown = append(unknown, id)
+					continue
+				}
+				if err != nil {
+					return false, err
+				}
+				n, err := exec(`INSERT INTO members (group_id, member_id, member_type) VALUES (?, ?, ?)
+					ON CONFLICT DO NOTHING`, groupID, id, typ)
+				if err != nil {
+					return false, err
+				}
+				delta += int(n)
+				changed = changed || n > 0
+			}
+			if len(unknown) > 0 {
+				return false, &UnknownMembersError{IDs: unknown}
+			}
+		case membersRemove:
+			for _, id := range c.IDs {
+				n, err := exec("DELETE FROM members WHERE group_id = ? AND member_id = ?", groupID, id)
+				if err != nil {
+					return false, err
+				}
+				delta -= int(n)
+				changed = changed || n > 0
+			}
+		case membersRemoveMatching:
+			ids, err := matchingMembers(ctx, tx, groupID, c.Filter)
+			if err != nil {
+				return false, err
+			}
+			for _, id := range ids {
+				n, err := exec("DELETE FROM members WHERE group_id = ? AND member_id = ?", groupID, id)
+				if err != nil {
+					return false, err
+				}
+				delta -= int(n)
+				changed = changed || n > 0
+			}
+		}
+	}
+	if delta != 0 {
+		if _, err := exec("UPDATE groups SET member_count = member_count + ? WHERE id = ?", delta, groupID); err != nil {
+			return false, err
+		}
+	}
+	return changed, nil
+}
+
+// matchingMembers returns the ids of a group's members that a member filter selects.
+// The usual `value eq "id"` (or a disjunction of them) costs nothing per member;
+// any other filter is evaluated over the member list.
+func matchingMembers(ctx context.Context, tx *sql.Tx, groupID string, f filterExpr) ([]string, error) {
+	if ids, ok := memberIDsOf(f); ok {
+		return ids, nil
+	}
+	members, err := groupMembers(ctx, tx, groupID)
+	if err != nil {
+		return nil, err
+	}
+	defs := func(p attrPath) *Attr { return groupSchemaDef.attr("members").sub(p.Attr) }
+	var ids []string
+	for _, m := range members {
+		if eval(f, defs, map[string]any{"value": m.ID, "type": m.Type, "display": m.Display}) {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids, nil
+}
+
+// memberIDsOf recognises `value eq "a" or value eq "b" …` and returns the ids.
+func memberIDsOf(f filterExpr) ([]string, bool) {
+	switch f := f.(type) {
+	case compareExpr:
+		s, ok := f.Value.(string)
+		if f.Op == "eq" && ok && f.Path.URN == "" && f.Path.Sub == "" && strings.EqualFold(f.Path.Attr, "value") {
+			return []string{s}, true
+		}
+	case logicalExpr:
+		if !f.And {
+			l, ok1 := memberIDsOf(f.Left)
+			r, ok2 := memberIDsOf(f.Right)
+			return append(l, r...), ok1 && ok2
+		}
+	}
+	return nil, false
+}
+
+// UpdateGroup applies fn inside one write transaction: fn changes the group's
+// attributes and returns the membership changes to apply after them. Nothing
+// is written when nothing changes. It returns ErrNotFound, ErrConflict
+// (displayName taken) or an *UnknownMembersError, and then changes nothing.
+func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([]MemberChange, error)) (*Group, error) {
+	var out *Group
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		g, err := scanGroup(tx.QueryRowContext(ctx, groupSelect+" WHERE groups.id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("group %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		before, _ := json.Marshal(g.Attrs)
+		changes, err := fn(g)
+		if err != nil {
+			return err
+		}
+		membersChanged, err := applyMemberChanges(ctx, tx, id, changes)
+		if err != nil {
+			return err
+		}
+		if after, _ := json.Marshal(g.Attrs); membersChanged || string(after) != string(before) {
+			g.Modified, g.Version = now, g.Version+1
+			if err := putGroup(ctx, tx, g, false); err != nil {
+				return err
+			}
+		}
+		out = g
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update group: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteGroup removes the group, its memberships and its membership in other
+// groups; its members themselves stay. check may veto as in DeleteUser.
+func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version int64) error) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		var version int64
+		err := tx.QueryRowContext(ctx, "SELECT version FROM groups WHERE id = ?", id).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("group %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(version); err != nil {
+				return err
+			}
+		}
+		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete group: %w", err)
+	}
+	return nil
+}
+
+// ListGroups returns one page of the groups that match q, with members if
+// withMembers, and how many match in all.
+func (s *Store) ListGroups(ctx context.Context, q ListQuery, withMembers bool) ([]*Group, int, error) {
+	var groups []*Group
+	total, err := s.list(ctx, listSpec{
+		table: "groups", selectSQL: groupSelect, cols: groupColumns, sortCols: groupSortColumns,
+		scan: func(r *sql.Rows) (any, error) { return scanGroup(r) },
+		doc: func(ctx context.Context, v any, needRelations bool) (map[string]any, error) {
+			g := v.(*Group)
+			if needRelations {
+				var err error
+				if g.Members, err = groupMembers(ctx, s.r, g.ID); err != nil {
+					return nil, err
+				}
+			}
+			return g.doc(""), nil
+		},
+		relation: "members", rt: groupType,
+		collect: func(v any) { groups = append(groups, v.(*Group)) },
+	}, q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list groups: %w", err)
+	}
+	if withMembers {
+		for _, g := range groups {
+			if g.Members, err = groupMembers(ctx, s.r, g.ID); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	return groups, total, nil
+}
+
+// ---- tokens ----
+
+const (
+	tokenPrefix    = "scimbox_"
+	tokenIDLen     = 8
+	tokenSecretLen = 35
+	tokenCRCLen    = 6
+	base62         = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	// lastUsedEvery bounds how often a token's last use is written.
+	lastUsedEvery = time.Minute
+)
+
+func randomBase62(n int) string {
+	b := make([]byte, n)
+	max := big.NewInt(int64(len(base62)))
+	for i := range b {
+		v, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+		b[i] = base62[v.Int64()]
+	}
+	return string(b)
+}
+
+func crcBase62(s string) string {
+	v := uint64(crc32.ChecksumIEEE([]byte(s)))
+	b := make([]byte, tokenCRCLen)
+	for i := tokenCRCLen - 1; i >= 0; i-- {
+		b[i] = base62[v%62]
+		v /= 62
+	}
+	return string(b)
+}
+
+// parseToken splits a token into its id, checking its shape and checksum.
+func parseToken(tok string) (id string, ok bool) {
+	if len(tok) != len(tokenPrefix)+tokenIDLen+tokenSecretLen+tokenCRCLen || !strings.HasPrefix(tok, tokenPrefix) {
+		return "", false
+	}
+	body, sum := tok[:len(tok)-tokenCRCLen], tok[len(tok)-tokenCRCLen:]
+	if subtle.ConstantTimeCompare([]byte(crcBase62(body)), []byte(sum)) != 1 {
+		return "", false
+	}
+	return tok[len(tokenPrefix) : len(tokenPrefix)+tokenIDLen], true
+}
+
+func tokenHash(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+// CreateToken creates a bearer token and returns it in clear text: the only
+// time it exists outside the client. Only its SHA-256 is stored.
+func (s *Store) CreateToken(ctx context.Context, name string) (string, Token, error) {
+	id := randomBase62(tokenIDLen)
+	body := tokenPrefix + id + randomBase62(tokenSecretLen)
+	plain := body + crcBase62(body)
+	t := Token{ID: id, Name: name}
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		t.Created = now
+		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (id, name, hash, created) VALUES (?, ?, ?, ?)",
+			id, name, tokenHash(plain), formatTime(now))
+		return err
+	})
+	if err != nil {
+		return "", Token{}, fmt.Errorf("create token: %w", err)
+	}
+	return plain, t, nil
+}
+
+// Tokens lists all tokens, oldest first.
+func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM tokens ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		var t Token
+		var created, used string
+		if err := rows.Scan(&t.ID, &t.Name, &created, &used); err != nil {
+			return nil, fmt.Errorf("list tokens: %w", err)
+		}
+		t.Created, t.LastUsed = parseTime(created), parseTime(used)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken deletes a token; requests using it fail from then on. It returns ErrNotFound.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("token %q: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("revoke token: %w", err)
+	}
+	return nil
+}
+
+// AuthenticateToken returns the token record for a presented bearer token, or
+// ErrNotFound. The comparison is constant-time; the last use is recorded at
+// most once a minute per token so that authentication is not a write per request.
+func (s *Store) AuthenticateToken(ctx context.Context, presented string) (Token, error) {
+	id, ok := parseToken(presented)
+	if !ok {
+		return Token{}, ErrNotFound
+	}
+	var t Token
+	var hash []byte
+	var created string
+	err := s.r.QueryRowContext(ctx, "SELECT id, name, hash, created FROM tokens WHERE id = ?", id).Scan(&t.ID, &t.Name, &hash, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, ErrNotFound
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if subtle.ConstantTimeCompare(hash, tokenHash(presented)) != 1 {
+		return Token{}, ErrNotFound
+	}
+	t.Created = parseTime(created)
+	now := s.now()
+	s.mu.Lock()
+	due := now.Sub(s.lastUsed[id]) >= lastUsedEvery
+	if due {
+		s.lastUsed[id] = now
+	}
+	s.mu.Unlock()
+	if due {
+		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			_, err := tx.ExecContext(ctx, "UPDATE tokens SET last_used = ? WHERE id = ?", formatTime(now), id)
+			return err
+		})
+		if err != nil {
+			s.log.Warn("record token use", "token", id, "err", err)
+		}
+	}
+	return t, nil
+}
