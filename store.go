@@ -522,10 +522,10 @@ func (s *Store) ListUsers(ctx context.Context, q ListQuery) ([]*User, int, error
 	total, err := s.list(ctx, listSpec{
 		table: "users", selectSQL: userSelect, cols: userColumns, sortCols: userSortColumns,
 		scan: func(r *sql.Rows) (any, error) { return scanUser(r) },
-		doc: func(ctx context.Context, v any, needRelations bool) (map[string]any, error) {
+		doc: func(ctx context.Context, q queryer, v any, needRelations bool) (map[string]any, error) {
 			u := v.(*User)
 			if needRelations {
-				if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+				if err := fillUserGroups(ctx, q, []*User{u}); err != nil {
 					return nil, err
 				}
 			}
@@ -549,10 +549,12 @@ type listSpec struct {
 	cols             map[string]sqlColumn
 	sortCols         map[string]string
 	scan             func(*sql.Rows) (any, error)
-	doc              func(ctx context.Context, v any, needRelations bool) (map[string]any, error)
-	relation         string // the derived attribute (groups, members) a filter may need loaded
-	rt               *resourceType
-	collect          func(any)
+	// doc renders a scanned resource for evaluation; q is the connection the
+	// scan runs on, so that loading relations never waits for a second one.
+	doc      func(ctx context.Context, q queryer, v any, needRelations bool) (map[string]any, error)
+	relation string // the derived attribute (groups, members) a filter may need loaded
+	rt       *resourceType
+	collect  func(any)
 }
 
 // list pages through a resource table. Filters that translate exactly to SQL
@@ -607,7 +609,12 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	if !indexedSort {
 		order = " ORDER BY " + spec.table + ".rowid"
 	}
-	rows, err := s.r.QueryContext(ctx, spec.selectSQL+where+order, sf.args...)
+	conn, err := s.r.Conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	rows, err := conn.QueryContext(ctx, spec.selectSQL+where+order, sf.args...)
 	if err != nil {
 		return 0, err
 	}
@@ -625,7 +632,7 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 			return 0, err
 		}
 		if q.Filter != nil && !sf.exact || !indexedSort {
-			doc, err := spec.doc(ctx, v, needRelations)
+			doc, err := spec.doc(ctx, conn, v, needRelations)
 			if err != nil {
 				return 0, err
 			}
@@ -1007,11 +1014,11 @@ func (s *Store) ListGroups(ctx context.Context, q ListQuery, withMembers bool) (
 	total, err := s.list(ctx, listSpec{
 		table: "groups", selectSQL: groupSelect, cols: groupColumns, sortCols: groupSortColumns,
 		scan: func(r *sql.Rows) (any, error) { return scanGroup(r) },
-		doc: func(ctx context.Context, v any, needRelations bool) (map[string]any, error) {
+		doc: func(ctx context.Context, q queryer, v any, needRelations bool) (map[string]any, error) {
 			g := v.(*Group)
 			if needRelations {
 				var err error
-				if g.Members, err = groupMembers(ctx, s.r, g.ID); err != nil {
+				if g.Members, err = groupMembers(ctx, q, g.ID); err != nil {
 					return nil, err
 				}
 			}
