@@ -6,6 +6,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -361,7 +362,23 @@ func schemasOf(rt *resourceType, attrs map[string]any) []any {
 
 // projection is a parsed attributes / excludedAttributes pair (RFC 7644 §3.4.2.5).
 type projection struct {
-	include, exclude []attrPath
+	include, exclude []projPath
+}
+
+// projPath is an attribute named in a projection. Beyond the RFC, a value
+// filter is accepted (emails[type eq "work"]), as Microsoft's test collection sends it.
+type projPath struct {
+	attrPath
+	filter filterExpr
+}
+
+// keeps reports whether a multi-valued element passes the path's filter.
+func (p projPath) keeps(el any) bool {
+	if p.filter == nil {
+		return true
+	}
+	m, ok := el.(map[string]any)
+	return ok && eval(p.filter, func(attrPath) *Attr { return nil }, m)
 }
 
 // parseProjection parses the comma-separated attribute lists.
@@ -375,24 +392,55 @@ func parseProjection(attributes, excluded string) (projection, error) {
 	return p, err
 }
 
-func parseAttrList(s string) ([]attrPath, error) {
-	var out []attrPath
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
+func parseAttrList(s string) ([]projPath, error) {
+	var out []projPath
+	for _, part := range splitAttrList(s) {
+		if strings.Contains(part, "[") {
+			pp, err := parsePatchPath(part)
+			if err != nil {
+				return nil, fmt.Errorf("%w: bad attribute %q", errInvalidFilter, part)
+			}
+			out = append(out, projPath{pp.attrPath, pp.Filter})
 			continue
 		}
 		if ext := findExtensionURN(part); ext != "" {
-			out = append(out, attrPath{URN: ext})
+			out = append(out, projPath{attrPath: attrPath{URN: ext}})
 			continue
 		}
 		p, err := parseAttrPath(part)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		out = append(out, projPath{attrPath: p})
 	}
 	return out, nil
+}
+
+// splitAttrList splits at commas outside brackets and quotes.
+func splitAttrList(s string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) {
+			switch c := s[i]; {
+			case c == '"' && (i == 0 || s[i-1] != '\\'):
+				quoted = !quoted
+			case quoted:
+			case c == '[':
+				depth++
+			case c == ']':
+				depth--
+			}
+			if s[i] != ',' || quoted || depth > 0 {
+				continue
+			}
+		}
+		if part := strings.TrimSpace(s[start:i]); part != "" {
+			out = append(out, part)
+		}
+		start = i + 1
+	}
+	return out
 }
 
 // findExtensionURN returns s if it names a whole schema (a URN with no attribute).
@@ -412,7 +460,7 @@ func findExtensionURN(s string) string {
 // so that callers can skip loading it (members of a large group).
 func (p projection) excludes(name string) bool {
 	for _, e := range p.exclude {
-		if e.URN == "" && e.Sub == "" && strings.EqualFold(e.Attr, name) {
+		if e.URN == "" && e.Sub == "" && e.filter == nil && strings.EqualFold(e.Attr, name) {
 			return true
 		}
 	}
@@ -472,14 +520,14 @@ func keyOf(obj map[string]any, name string) (string, bool) {
 	return "", false
 }
 
-func copyPath(dst, src map[string]any, p attrPath) {
+func copyPath(dst, src map[string]any, p projPath) {
 	if p.Attr == "" { // a whole extension
 		if k, ok := keyOf(src, p.URN); ok {
 			dst[k] = src[k]
 		}
 		return
 	}
-	from, name := container(src, p)
+	from, name := container(src, p.attrPath)
 	if from == nil {
 		return
 	}
@@ -498,6 +546,16 @@ func copyPath(dst, src map[string]any, p attrPath) {
 		to = m
 	}
 	if p.Sub == "" {
+		if list, ok := from[k].([]any); ok && p.filter != nil {
+			var kept []any
+			for _, el := range list {
+				if p.keeps(el) {
+					kept = append(kept, el)
+				}
+			}
+			to[k] = kept
+			return
+		}
 		to[k] = from[k]
 		return
 	}
@@ -521,7 +579,7 @@ func copyPath(dst, src map[string]any, p attrPath) {
 			}
 		}
 		for i, el := range v {
-			if got := pick(el); got != nil {
+			if got := pick(el); got != nil && p.keeps(el) {
 				maps.Copy(list[i].(map[string]any), got)
 			}
 		}
@@ -561,14 +619,14 @@ func dropEmptyElements(obj map[string]any) {
 	}
 }
 
-func deletePath(doc map[string]any, p attrPath) {
+func deletePath(doc map[string]any, p projPath) {
 	if p.Attr == "" {
 		if k, ok := keyOf(doc, p.URN); ok {
 			delete(doc, k)
 		}
 		return
 	}
-	obj, name := container(doc, p)
+	obj, name := container(doc, p.attrPath)
 	if obj == nil {
 		return
 	}
@@ -577,6 +635,16 @@ func deletePath(doc map[string]any, p attrPath) {
 		return
 	}
 	if p.Sub == "" {
+		if list, ok := obj[k].([]any); ok && p.filter != nil {
+			var kept []any
+			for _, el := range list {
+				if !p.keeps(el) {
+					kept = append(kept, el)
+				}
+			}
+			obj[k] = kept
+			return
+		}
 		delete(obj, k)
 		return
 	}

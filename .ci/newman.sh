@@ -65,7 +65,7 @@ PY
 "$newman" run "$work/collection.json" \
   --env-var Protocol=http --env-var Server=127.0.0.1 --env-var "Port=:$port" \
   --env-var Api=scim/v2 --env-var "token=$token" \
-  --timeout-request 15000 \
+  --timeout-request 15000 --color off \
   --reporters cli,json --reporter-json-export "$work/report.json" || true
 
 checked=1
