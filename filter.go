@@ -657,7 +657,14 @@ func referencesAttr(f filterExpr, name string) bool {
 type sqlColumn struct {
 	expr string // column, or for exists-kind a subquery template with one '?'
 	kind colKind
+	// prefixExpr, for exists-kind columns, is a subquery template with two
+	// '?' (low and high bound) that answers sw from the index.
+	prefixExpr string
 }
+
+// prefixBound is appended to a prefix to get an upper bound for every string
+// that starts with it: no valid UTF-8 sequence starts with these bytes.
+const prefixBound = "\xf4\x90"
 
 type colKind int
 
@@ -794,19 +801,24 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 		s = foldCase(s)
 	}
 	if col.kind == colExistsEq {
-		if op != "eq" {
-			return sqlFilter{}
+		switch {
+		case op == "eq":
+			return sqlFilter{col.expr, []any{s}, true}
+		case op == "sw" && col.prefixExpr != "":
+			return sqlFilter{col.prefixExpr, []any{s, s + prefixBound}, true}
 		}
-		return sqlFilter{col.expr, []any{s}, true}
+		return sqlFilter{}
 	}
 	switch op {
-	case "co", "sw", "ew":
+	case "sw":
+		// A range, so that the index answers it (stored values are valid UTF-8).
+		return sqlFilter{"(" + col.expr + " >= ? AND " + col.expr + " < ?)", []any{s, s + prefixBound}, true}
+	case "co", "ew":
 		if s == "" {
 			return sqlFilter{}
 		}
 		tmpl := map[string]string{
 			"co": "instr(%s, ?) > 0",
-			"sw": "substr(%s, 1, length(?1)) = ?1",
 			"ew": "substr(%s, -length(?1)) = ?1",
 		}[op]
 		if op == "co" {

@@ -51,10 +51,26 @@ func badRequest(scimType, format string, args ...any) error {
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.
 type scimHandler func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error
 
-// requestInfo carries what the access log line reports about a request.
+// requestInfo carries what the access log line and the provisioning log
+// report about a request. Handlers fill in what they learn.
 type requestInfo struct {
-	op     string
-	detail string
+	op           string
+	detail       string
+	scim         bool   // a SCIM API request (the provisioning log records these)
+	resourceType string // User or Group
+	resourceID   string
+	target       string // userName or displayName, when known
+	unchanged    bool   // a write that changed nothing (an identical PATCH)
+	version      int64  // the resource's version before the write
+}
+
+// about records which resource a request concerns, for the logs.
+func about(r *http.Request, resourceType, id, target string) {
+	ri := infoOf(r)
+	ri.resourceType, ri.resourceID = resourceType, id
+	if target != "" {
+		ri.target = target
+	}
 }
 
 type requestInfoKey struct{}
@@ -70,7 +86,11 @@ func infoOf(r *http.Request) *requestInfo {
 // operation for the log, and turns any error into a SCIM error response.
 func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-		infoOf(r).op = op
+		ri := infoOf(r)
+		ri.op, ri.scim = op, true
+		if id := ps.ByName("id"); id != "" {
+			ri.resourceID = id
+		}
 		if err := s.authenticate(r); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="scimbox"`)
 			s.writeError(w, r, err)
@@ -409,13 +429,16 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request, _ httprouter
 		return err
 	}
 	u := &User{Attrs: attrs}
+	about(r, "User", "", stringAttr(attrs, "userName"))
 	if err := s.store.CreateUser(r.Context(), u); err != nil {
 		return err
 	}
+	about(r, "User", u.ID, "")
 	return writeResource(w, r, http.StatusCreated, u.doc(baseURL(r)), u.Version)
 }
 
 func (s *server) getUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	about(r, "User", ps.ByName("id"), "")
 	u, err := s.store.UserByID(r.Context(), ps.ByName("id"))
 	if err != nil {
 		return err
@@ -438,16 +461,19 @@ func (s *server) replaceUser(w http.ResponseWriter, r *http.Request, ps httprout
 	if err := checkRequired(userType, attrs); err != nil {
 		return err
 	}
+	about(r, "User", ps.ByName("id"), stringAttr(attrs, "userName"))
 	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
 		if err := ifMatch(r, u.Version); err != nil {
 			return err
 		}
+		s.noteUnchanged(r, u.Version)
 		u.Attrs = attrs
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	s.checkUnchanged(r, u.Version)
 	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
 }
 
@@ -460,20 +486,29 @@ func (s *server) patchUser(w http.ResponseWriter, r *http.Request, ps httprouter
 	if err != nil {
 		return err
 	}
+	about(r, "User", ps.ByName("id"), "")
+	infoOf(r).op = describeUserPatch(req.Operations)
 	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
+		about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
 		if err := ifMatch(r, u.Version); err != nil {
 			return err
 		}
+		s.noteUnchanged(r, u.Version)
 		_, err := applyPatch(userType, u.Attrs, req.Operations)
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+	s.checkUnchanged(r, u.Version)
 	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
 }
 
 func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	if u, err := s.store.UserByID(r.Context(), ps.ByName("id")); err == nil {
+		about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+	}
 	err := s.store.DeleteUser(r.Context(), ps.ByName("id"), func(v int64) error { return ifMatch(r, v) })
 	if err != nil {
 		return err
@@ -538,9 +573,11 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request, _ httproute
 		return err
 	}
 	g := &Group{Attrs: attrs}
+	about(r, "Group", "", stringAttr(attrs, "displayName"))
 	if err := s.store.CreateGroup(r.Context(), g, ids); err != nil {
 		return err
 	}
+	about(r, "Group", g.ID, "")
 	return s.writeGroup(w, r, http.StatusCreated, g.ID)
 }
 
@@ -561,6 +598,7 @@ func (s *server) writeGroup(w http.ResponseWriter, r *http.Request, status int, 
 }
 
 func (s *server) getGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	about(r, "Group", ps.ByName("id"), "")
 	return s.writeGroup(w, r, http.StatusOK, ps.ByName("id"))
 }
 
@@ -569,6 +607,7 @@ func (s *server) replaceGroup(w http.ResponseWriter, r *http.Request, ps httprou
 	if err != nil {
 		return err
 	}
+	about(r, "Group", ps.ByName("id"), stringAttr(attrs, "displayName"))
 	_, err = s.store.UpdateGroup(r.Context(), ps.ByName("id"), func(g *Group) ([]MemberChange, error) {
 		if err := ifMatch(r, g.Version); err != nil {
 			return nil, err
@@ -592,21 +631,30 @@ func (s *server) patchGroup(w http.ResponseWriter, r *http.Request, ps httproute
 	if err != nil {
 		return err
 	}
+	about(r, "Group", ps.ByName("id"), "")
+	infoOf(r).op = describeGroupPatch(req.Operations)
 	g, err := s.store.UpdateGroup(r.Context(), ps.ByName("id"), func(g *Group) ([]MemberChange, error) {
+		about(r, "Group", g.ID, stringAttr(g.Attrs, "displayName"))
 		if err := ifMatch(r, g.Version); err != nil {
 			return nil, err
 		}
+		s.noteUnchanged(r, g.Version)
 		return applyPatch(groupType, g.Attrs, req.Operations)
 	})
 	if err != nil {
 		return err
 	}
+	about(r, "Group", g.ID, stringAttr(g.Attrs, "displayName"))
+	s.checkUnchanged(r, g.Version)
 	w.Header().Set("ETag", etag(g.Version))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	if g, err := s.store.GroupByID(r.Context(), ps.ByName("id"), false); err == nil {
+		about(r, "Group", g.ID, stringAttr(g.Attrs, "displayName"))
+	}
 	err := s.store.DeleteGroup(r.Context(), ps.ByName("id"), func(v int64) error { return ifMatch(r, v) })
 	if err != nil {
 		return err
@@ -661,7 +709,14 @@ func (s *server) handler() http.Handler {
 	rt.GET(scimBase+"/Schemas", s.scim("schemas", s.schemas))
 	rt.GET(scimBase+"/Schemas/:id", s.scim("schema", s.schema))
 
+	newAdmin(s).routes(rt)
+
 	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, scimBase+"/") {
+			adminHeaders(w)
+			http.Error(w, "404 page not found", http.StatusNotFound)
+			return
+		}
 		s.writeError(w, r, &scimError{Status: http.StatusNotFound, Detail: fmt.Sprintf("no such endpoint: %s (the SCIM base is %s)", r.URL.Path, scimBase)})
 	})
 	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -671,7 +726,71 @@ func (s *server) handler() http.Handler {
 		s.log.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 		s.writeError(w, r, &scimError{Status: http.StatusInternalServerError, Detail: "internal error"})
 	}
-	return s.logRequests(normalizePath(rt))
+	// The admin page is for browsers: refuse cross-origin form posts to it. The
+	// SCIM API is for directory clients, which send no browser origin headers.
+	adminSite := http.NewCrossOriginProtection().Handler(rt)
+	return s.logRequests(normalizePath(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, scimBase+"/") || r.URL.Path == "/healthz" {
+			rt.ServeHTTP(w, r)
+			return
+		}
+		adminSite.ServeHTTP(w, r)
+	})))
+}
+
+// noteUnchanged and checkUnchanged mark a write whose version did not move as
+// a no-op, which the provisioning log leaves out.
+func (s *server) noteUnchanged(r *http.Request, version int64) {
+	infoOf(r).unchanged = false
+	infoOf(r).version = version
+}
+
+func (s *server) checkUnchanged(r *http.Request, version int64) {
+	if ri := infoOf(r); ri.version == version {
+		ri.unchanged = true
+	}
+}
+
+// describeUserPatch names a user PATCH for the provisioning log.
+func describeUserPatch(ops []patchOp) string {
+	if len(ops) == 1 && strings.EqualFold(strings.TrimSpace(ops[0].Path), "active") {
+		if b, ok := coerceBool(ops[0].Value); ok {
+			if b {
+				return "enable user"
+			}
+			return "disable user"
+		}
+	}
+	return "update user"
+}
+
+// describeGroupPatch names a group PATCH for the provisioning log.
+func describeGroupPatch(ops []patchOp) string {
+	kinds := map[string]bool{}
+	for _, op := range ops {
+		path := strings.ToLower(strings.TrimSpace(op.Path))
+		switch {
+		case strings.HasPrefix(path, "members"):
+			kinds[strings.ToLower(op.Op)+" members"] = true
+		case path == "displayname":
+			kinds["rename group"] = true
+		default:
+			kinds["update group"] = true
+		}
+	}
+	switch {
+	case len(kinds) != 1:
+		return "update group"
+	case kinds["add members"]:
+		return "add members"
+	case kinds["remove members"]:
+		return "remove members"
+	case kinds["replace members"]:
+		return "replace members"
+	case kinds["rename group"]:
+		return "rename group"
+	}
+	return "update group"
 }
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -748,6 +867,9 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		if ri.detail != "" {
 			attrs = append(attrs, "detail", ri.detail)
 		}
+		if ri.scim {
+			s.recordProvisioning(r, ri, rec.status)
+		}
 		level := slog.LevelInfo
 		switch {
 		case ri.op == "health":
@@ -759,4 +881,22 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		}
 		s.log.Log(r.Context(), level, "request", attrs...)
 	})
+}
+
+// recordProvisioning adds a SCIM request to the provisioning log when it
+// changed something or failed; reads and no-op writes are left out.
+func (s *server) recordProvisioning(r *http.Request, ri *requestInfo, status int) {
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(ri.op, "search")
+	if status < 400 && (read || ri.unchanged || status == http.StatusNotModified) {
+		return
+	}
+	e := LogEntry{Op: ri.op, ResourceType: ri.resourceType, ResourceID: ri.resourceID, Target: ri.target,
+		Outcome: "success", Status: status}
+	if e.Target == "" {
+		e.Target = ri.resourceID
+	}
+	if status >= 400 {
+		e.Outcome, e.Detail = "failure", ri.detail
+	}
+	s.store.Log(e)
 }

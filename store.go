@@ -37,6 +37,12 @@ type Store struct {
 
 	mu       sync.Mutex
 	lastUsed map[string]time.Time // token id → last time its use was written
+
+	logQueue chan LogEntry // provisioning log entries waiting to be written
+	logDone  chan struct{} // closed when the log writer has flushed and stopped
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // User is a SCIM user as stored. Attrs holds the attributes the client wrote,
@@ -160,6 +166,41 @@ var migrations = []string{
 		created TEXT NOT NULL,
 		last_used TEXT
 	) STRICT;`,
+	`CREATE TABLE admins (
+		id INTEGER PRIMARY KEY,
+		username TEXT NOT NULL UNIQUE,
+		password_hash TEXT NOT NULL,
+		created TEXT NOT NULL,
+		updated TEXT NOT NULL
+	) STRICT;
+	CREATE TABLE sessions (
+		id TEXT PRIMARY KEY,
+		hash BLOB NOT NULL,
+		admin_id INTEGER NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+		csrf TEXT NOT NULL,
+		created TEXT NOT NULL,
+		expires TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX sessions_admin ON sessions(admin_id);
+	CREATE TABLE settings (
+		key TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	) STRICT;
+	CREATE TABLE provisioning_log (
+		id INTEGER PRIMARY KEY,
+		at TEXT NOT NULL,
+		op TEXT NOT NULL,
+		resource_type TEXT NOT NULL,
+		resource_id TEXT NOT NULL,
+		target TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		status INTEGER NOT NULL,
+		detail TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX provisioning_log_at ON provisioning_log(at);
+	CREATE INDEX provisioning_log_resource ON provisioning_log(resource_id, id);
+	CREATE INDEX provisioning_log_outcome ON provisioning_log(outcome, id);
+	CREATE INDEX provisioning_log_target ON provisioning_log(target COLLATE NOCASE, id);`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.
@@ -192,12 +233,20 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	s.r = r
+	s.logQueue, s.logDone = make(chan LogEntry, logQueueSize), make(chan struct{})
+	go s.logWriter()
 	return s, nil
 }
 
-// Close closes both pools; the last connection to close checkpoints the WAL.
+// Close writes the pending log entries and closes both pools; the last
+// connection to close checkpoints the WAL.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	s.closeOnce.Do(func() {
+		close(s.logQueue)
+		<-s.logDone
+		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+	})
+	return s.closeErr
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -297,17 +346,23 @@ func stringAttr(attrs map[string]any, name string) string {
 
 // userColumns maps filterable user attributes to indexed columns.
 var userColumns = map[string]sqlColumn{
-	"id":                {"users.id", colExact},
-	"username":          {"users.user_name_key", colFolded},
-	"externalid":        {"users.external_id", colExact},
-	"displayname":       {"users.display_name_key", colFolded},
-	"active":            {"users.active", colBool},
-	"meta.created":      {"users.created", colTime},
-	"meta.lastmodified": {"users.modified", colTime},
-	"emails.value":      {"EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key = ?)", colExistsEq},
-	"emails":            {"EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key = ?)", colExistsEq},
-	"groups.value":      {"EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", colExistsEq},
-	"groups":            {"EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", colExistsEq},
+	"id":                {expr: "users.id", kind: colExact},
+	"username":          {expr: "users.user_name_key", kind: colFolded},
+	"externalid":        {expr: "users.external_id", kind: colExact},
+	"displayname":       {expr: "users.display_name_key", kind: colFolded},
+	"active":            {expr: "users.active", kind: colBool},
+	"meta.created":      {expr: "users.created", kind: colTime},
+	"meta.lastmodified": {expr: "users.modified", kind: colTime},
+	"emails.value":      emailColumn,
+	"emails":            emailColumn,
+	"groups.value":      {expr: "EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", kind: colExistsEq},
+	"groups":            {expr: "EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", kind: colExistsEq},
+}
+
+var emailColumn = sqlColumn{
+	expr:       "EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key = ?)",
+	kind:       colExistsEq,
+	prefixExpr: "EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key >= ? AND e.value_key < ?)",
 }
 
 var userSortColumns = map[string]string{
@@ -700,13 +755,13 @@ func sortValue(doc map[string]any, sortBy string) string {
 // ---- groups ----
 
 var groupColumns = map[string]sqlColumn{
-	"id":                {"groups.id", colExact},
-	"displayname":       {"groups.display_name_key", colFolded},
-	"externalid":        {"groups.external_id", colExact},
-	"meta.created":      {"groups.created", colTime},
-	"meta.lastmodified": {"groups.modified", colTime},
-	"members.value":     {"EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", colExistsEq},
-	"members":           {"EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", colExistsEq},
+	"id":                {expr: "groups.id", kind: colExact},
+	"displayname":       {expr: "groups.display_name_key", kind: colFolded},
+	"externalid":        {expr: "groups.external_id", kind: colExact},
+	"meta.created":      {expr: "groups.created", kind: colTime},
+	"meta.lastmodified": {expr: "groups.modified", kind: colTime},
+	"members.value":     {expr: "EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", kind: colExistsEq},
+	"members":           {expr: "EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", kind: colExistsEq},
 }
 
 var groupSortColumns = map[string]string{
@@ -1188,4 +1243,498 @@ func (s *Store) AuthenticateToken(ctx context.Context, presented string) (Token,
 		}
 	}
 	return t, nil
+}
+
+// ---- admin accounts, sessions and settings ----
+
+// Admin is an account of the admin page.
+type Admin struct {
+	ID           int64
+	Username     string
+	PasswordHash string
+}
+
+// Session is a logged-in admin page session.
+type Session struct {
+	ID      string
+	AdminID int64
+	CSRF    string
+	Expires time.Time
+}
+
+// AdminExists reports whether the first-run setup has been completed.
+func (s *Store) AdminExists(ctx context.Context) (bool, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM admins").Scan(&n); err != nil {
+		return false, fmt.Errorf("count admins: %w", err)
+	}
+	return n > 0, nil
+}
+
+// NewSetupCode creates a one-time code, valid for validFor, that lets its
+// holder set the admin password (first run, or a reset). Only its hash is
+// stored; it replaces any earlier code.
+func (s *Store) NewSetupCode(ctx context.Context, validFor time.Duration) (string, error) {
+	code := randomBase62(32)
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		return putSettings(ctx, tx, map[string]string{
+			"setup_code_hash":    fmt.Sprintf("%x", tokenHash(code)),
+			"setup_code_expires": formatTime(now.Add(validFor)),
+		})
+	})
+	if err != nil {
+		return "", fmt.Errorf("new setup code: %w", err)
+	}
+	return code, nil
+}
+
+func putSettings(ctx context.Context, tx *sql.Tx, kv map[string]string) error {
+	for k, v := range kv {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setting(ctx context.Context, q queryer, key string) (string, error) {
+	var v string
+	err := q.QueryRowContext(ctx, "SELECT value FROM settings WHERE key = ?", key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// Setting returns a setting's value, or "" if it is not set.
+func (s *Store) Setting(ctx context.Context, key string) (string, error) {
+	v, err := setting(ctx, s.r, key)
+	if err != nil {
+		return "", fmt.Errorf("setting %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// SetSetting stores a setting.
+func (s *Store) SetSetting(ctx context.Context, key, value string) error {
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		return putSettings(ctx, tx, map[string]string{key: value})
+	})
+	if err != nil {
+		return fmt.Errorf("set %s: %w", key, err)
+	}
+	return nil
+}
+
+// checkSetupCode reports whether code is the current, unexpired setup code.
+func checkSetupCode(ctx context.Context, q queryer, code string, now time.Time) (bool, error) {
+	hash, err := setting(ctx, q, "setup_code_hash")
+	if err != nil || hash == "" {
+		return false, err
+	}
+	expires, err := setting(ctx, q, "setup_code_expires")
+	if err != nil {
+		return false, err
+	}
+	ok := subtle.ConstantTimeCompare([]byte(hash), []byte(fmt.Sprintf("%x", tokenHash(code)))) == 1
+	return ok && now.Before(parseTime(expires)), nil
+}
+
+// SetupCodeValid reports whether code is the current, unexpired setup code.
+func (s *Store) SetupCodeValid(ctx context.Context, code string) (bool, error) {
+	ok, err := checkSetupCode(ctx, s.r, code, s.now())
+	if err != nil {
+		return false, fmt.Errorf("check setup code: %w", err)
+	}
+	return ok, nil
+}
+
+// ErrBadSetupCode is returned when a setup code is wrong, used or expired.
+var ErrBadSetupCode = errors.New("the setup link is invalid or has expired")
+
+// SetupAdmin uses a setup code to create the admin account, or to set the
+// existing admin's password (a reset); all sessions end and the code is used up.
+func (s *Store) SetupAdmin(ctx context.Context, code, username, passwordHash string) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		ok, err := checkSetupCode(ctx, tx, code, now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrBadSetupCode
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM settings WHERE key IN ('setup_code_hash', 'setup_code_expires')"); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions"); err != nil {
+			return err
+		}
+		var id int64
+		err = tx.QueryRowContext(ctx, "SELECT id FROM admins ORDER BY id LIMIT 1").Scan(&id)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, "INSERT INTO admins (username, password_hash, created, updated) VALUES (?, ?, ?, ?)",
+				username, passwordHash, formatTime(now), formatTime(now))
+		case err == nil:
+			_, err = tx.ExecContext(ctx, "UPDATE admins SET username = ?, password_hash = ?, updated = ? WHERE id = ?",
+				username, passwordHash, formatTime(now), id)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set up admin: %w", err)
+	}
+	return nil
+}
+
+// AdminByUsername returns the admin with that username (case-insensitive), or ErrNotFound.
+func (s *Store) AdminByUsername(ctx context.Context, username string) (Admin, error) {
+	var a Admin
+	err := s.r.QueryRowContext(ctx, "SELECT id, username, password_hash FROM admins WHERE username = ? COLLATE NOCASE", username).
+		Scan(&a.ID, &a.Username, &a.PasswordHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, ErrNotFound
+	}
+	if err != nil {
+		return a, fmt.Errorf("admin %q: %w", username, err)
+	}
+	return a, nil
+}
+
+// AdminByID returns the admin with that id, or ErrNotFound.
+func (s *Store) AdminByID(ctx context.Context, id int64) (Admin, error) {
+	var a Admin
+	err := s.r.QueryRowContext(ctx, "SELECT id, username, password_hash FROM admins WHERE id = ?", id).Scan(&a.ID, &a.Username, &a.PasswordHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, ErrNotFound
+	}
+	if err != nil {
+		return a, fmt.Errorf("admin %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// SetAdminPassword changes an admin's password and ends its other sessions.
+func (s *Store) SetAdminPassword(ctx context.Context, adminID int64, passwordHash, keepSession string) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE admins SET password_hash = ?, updated = ? WHERE id = ?", passwordHash, formatTime(now), adminID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE admin_id = ? AND id <> ?", adminID, keepSession)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	return nil
+}
+
+// CreateSession starts a session and returns its cookie value (id.secret);
+// only the secret's hash is stored. Expired sessions are swept at the same time.
+func (s *Store) CreateSession(ctx context.Context, adminID int64, lifetime time.Duration) (string, Session, error) {
+	sess := Session{ID: randomBase62(16), AdminID: adminID, CSRF: randomBase62(32)}
+	secret := randomBase62(32)
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		sess.Expires = now.Add(lifetime)
+		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE expires < ?", formatTime(now)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO sessions (id, hash, admin_id, csrf, created, expires) VALUES (?, ?, ?, ?, ?, ?)",
+			sess.ID, tokenHash(secret), adminID, sess.CSRF, formatTime(now), formatTime(sess.Expires))
+		return err
+	})
+	if err != nil {
+		return "", Session{}, fmt.Errorf("create session: %w", err)
+	}
+	return sess.ID + "." + secret, sess, nil
+}
+
+// SessionByCookie returns the live session a cookie value names, or ErrNotFound.
+// The secret is compared in constant time.
+func (s *Store) SessionByCookie(ctx context.Context, cookie string) (Session, error) {
+	id, secret, ok := strings.Cut(cookie, ".")
+	if !ok || id == "" || secret == "" {
+		return Session{}, ErrNotFound
+	}
+	var sess Session
+	var hash []byte
+	var expires string
+	err := s.r.QueryRowContext(ctx, "SELECT id, hash, admin_id, csrf, expires FROM sessions WHERE id = ?", id).
+		Scan(&sess.ID, &hash, &sess.AdminID, &sess.CSRF, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, ErrNotFound
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("session: %w", err)
+	}
+	sess.Expires = parseTime(expires)
+	if subtle.ConstantTimeCompare(hash, tokenHash(secret)) != 1 || !s.now().Before(sess.Expires) {
+		return Session{}, ErrNotFound
+	}
+	return sess, nil
+}
+
+// DeleteSession ends a session (logout).
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE id = ?", id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+// ---- provisioning log ----
+
+// LogEntry is one SCIM request that changed something or failed.
+type LogEntry struct {
+	ID           int64
+	At           time.Time
+	Op           string // "create user", "add members", "disable user", …
+	ResourceType string // User, Group or "" (a request that named none)
+	ResourceID   string
+	Target       string // userName or displayName when known, else the id
+	Outcome      string // success or failure
+	Status       int
+	Detail       string // the error detail for failures
+}
+
+const (
+	logQueueSize     = 4096
+	logFlushEvery    = 500 * time.Millisecond
+	logPruneEvery    = time.Hour
+	defaultLogDays   = 30
+	maxLogRows       = 500_000
+	logRetentionDays = "log_retention_days"
+)
+
+// Log queues an entry for the provisioning log. It never blocks a request:
+// when the queue is full the entry is dropped and a warning logged.
+func (s *Store) Log(e LogEntry) {
+	if e.At.IsZero() {
+		e.At = s.now()
+	}
+	select {
+	case s.logQueue <- e:
+	default:
+		s.log.Warn("provisioning log queue full: entry dropped", "op", e.Op, "target", e.Target)
+	}
+}
+
+// logWriter writes queued entries in batches, one transaction each, and prunes old ones.
+func (s *Store) logWriter() {
+	defer close(s.logDone)
+	tick := time.NewTicker(logFlushEvery)
+	defer tick.Stop()
+	var batch []LogEntry
+	lastPrune := time.Time{}
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := s.writeLog(context.Background(), batch); err != nil {
+			s.log.Error("write provisioning log", "entries", len(batch), "err", err)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case e, ok := <-s.logQueue:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, e)
+			if len(batch) >= 256 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+			if time.Since(lastPrune) >= logPruneEvery {
+				lastPrune = time.Now()
+				if err := s.PruneLog(context.Background()); err != nil {
+					s.log.Error("prune provisioning log", "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (s *Store) writeLog(ctx context.Context, batch []LogEntry) error {
+	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		for _, e := range batch {
+			_, err := tx.ExecContext(ctx, `INSERT INTO provisioning_log (at, op, resource_type, resource_id, target, outcome,
+				status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, formatTime(e.At), e.Op, e.ResourceType, e.ResourceID,
+				e.Target, e.Outcome, e.Status, e.Detail)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// FlushLog waits until every entry queued before the call is written.
+func (s *Store) FlushLog(ctx context.Context) error {
+	for len(s.logQueue) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The writer may hold the last batch in memory until its next tick.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * logFlushEvery):
+	}
+	return nil
+}
+
+// PruneLog deletes entries older than the retention setting (default 30 days)
+// and the oldest beyond maxLogRows, so that the file does not grow forever.
+func (s *Store) PruneLog(ctx context.Context) error {
+	days := defaultLogDays
+	if v, err := s.Setting(ctx, logRetentionDays); err == nil && v != "" {
+		fmt.Sscan(v, &days)
+	}
+	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM provisioning_log WHERE at < ?", formatTime(now.AddDate(0, 0, -days))); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM provisioning_log WHERE id <= (SELECT max(id) FROM provisioning_log) - ?", maxLogRows)
+		return err
+	})
+}
+
+// LogQuery selects provisioning log entries, newest first.
+type LogQuery struct {
+	Outcome    string // "", success or failure
+	Target     string // prefix of the target, case-insensitive
+	ResourceID string
+	Before     int64 // entries with a smaller id (keyset paging); 0 for the newest
+	Limit      int
+}
+
+// ListLog returns log entries, newest first.
+func (s *Store) ListLog(ctx context.Context, q LogQuery) ([]LogEntry, error) {
+	var where []string
+	var args []any
+	if q.Outcome != "" {
+		where, args = append(where, "outcome = ?"), append(args, q.Outcome)
+	}
+	if q.Target != "" {
+		where, args = append(where, "target LIKE ? ESCAPE '\\' COLLATE NOCASE"), append(args, likePrefix(q.Target))
+	}
+	if q.ResourceID != "" {
+		where, args = append(where, "resource_id = ?"), append(args, q.ResourceID)
+	}
+	if q.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, q.Before)
+	}
+	query := "SELECT id, at, op, resource_type, resource_id, target, outcome, status, detail FROM provisioning_log"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := s.r.QueryContext(ctx, query+" ORDER BY id DESC LIMIT ?", append(args, max(q.Limit, 1))...)
+	if err != nil {
+		return nil, fmt.Errorf("list log: %w", err)
+	}
+	defer rows.Close()
+	var out []LogEntry
+	for rows.Next() {
+		var e LogEntry
+		var at string
+		if err := rows.Scan(&e.ID, &at, &e.Op, &e.ResourceType, &e.ResourceID, &e.Target, &e.Outcome, &e.Status, &e.Detail); err != nil {
+			return nil, fmt.Errorf("list log: %w", err)
+		}
+		e.At = parseTime(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func likePrefix(s string) string {
+	r := strings.NewReplacer("\\", "\\\\", "%", "\\%", "_", "\\_")
+	return r.Replace(s) + "%"
+}
+
+// Stats are the dashboard's figures.
+type Stats struct {
+	Users, ActiveUsers, Groups int
+	Failures24h                int
+	LastChange                 time.Time // newest provisioning log entry
+}
+
+// Stats counts users, groups and recent failures.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	var last string
+	err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM users WHERE active = 1),
+		(SELECT count(*) FROM groups), (SELECT count(*) FROM provisioning_log WHERE outcome = 'failure' AND at >= ?),
+		coalesce((SELECT at FROM provisioning_log ORDER BY id DESC LIMIT 1), '')`, formatTime(s.now().Add(-24*time.Hour))).
+		Scan(&st.Users, &st.ActiveUsers, &st.Groups, &st.Failures24h, &last)
+	if err != nil {
+		return st, fmt.Errorf("stats: %w", err)
+	}
+	st.LastChange = parseTime(last)
+	return st, nil
+}
+
+// GroupMembersPage returns one page of a group's members, ordered by display
+// name, and the group's member count.
+func (s *Store) GroupMembersPage(ctx context.Context, groupID string, offset, limit int) ([]Member, int, error) {
+	var total int
+	if err := s.r.QueryRowContext(ctx, "SELECT member_count FROM groups WHERE id = ?", groupID).Scan(&total); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, 0, ErrNotFound
+		}
+		return nil, 0, fmt.Errorf("group members: %w", err)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
+		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+		WHERE m.group_id = ? ORDER BY m.member_id LIMIT ? OFFSET ?`, groupID, limit, offset)
+	if err != nil {
+		return nil, 0, fmt.Errorf("group members: %w", err)
+	}
+	defer rows.Close()
+	var out []Member
+	for rows.Next() {
+		var m Member
+		if err := rows.Scan(&m.ID, &m.Type, &m.Display); err != nil {
+			return nil, 0, fmt.Errorf("group members: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, total, rows.Err()
+}
+
+// GroupMemberCounts returns the member counts of the given groups.
+func (s *Store) GroupMemberCounts(ctx context.Context, ids []string) (map[string]int, error) {
+	out := make(map[string]int, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT id, member_count FROM groups WHERE id IN (?"+strings.Repeat(",?", len(ids)-1)+")", args...)
+	if err != nil {
+		return nil, fmt.Errorf("member counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("member counts: %w", err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
 }

@@ -1,0 +1,986 @@
+package main
+
+// The admin page: first-run setup, login, the Entra connection, users,
+// groups, the provisioning log and settings. Server-rendered html/template
+// pages embedded from web/; everything the directory sends is untrusted and
+// only ever reaches the page through html/template's contextual escaping.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"golang.org/x/crypto/argon2"
+)
+
+//go:embed web
+var webFS embed.FS
+
+const (
+	sessionLifetime = 12 * time.Hour
+	setupCodeTTL    = 24 * time.Hour
+	minPasswordLen  = 12
+	adminPageSize   = 50
+	// Failed logins allowed per client address within loginWindow.
+	loginAttempts = 10
+	loginWindow   = 15 * time.Minute
+)
+
+// admin serves the admin page.
+type admin struct {
+	*server
+	pages   map[string]*template.Template
+	limiter *loginLimiter
+}
+
+// adminPages are the templates in web/, each rendered inside web/layout.html.
+var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
+	"user.html", "groups.html", "group.html", "log.html", "settings.html", "message.html"}
+
+var templateFuncs = template.FuncMap{
+	"when": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	},
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		d := time.Since(t)
+		switch {
+		case d < time.Minute:
+			return "just now"
+		case d < time.Hour:
+			return fmt.Sprintf("%d min ago", int(d.Minutes()))
+		case d < 48*time.Hour:
+			return fmt.Sprintf("%d h ago", int(d.Hours()))
+		}
+		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+	},
+}
+
+func newAdmin(s *server) *admin {
+	a := &admin{server: s, pages: map[string]*template.Template{}, limiter: newLoginLimiter()}
+	for _, p := range adminPages {
+		a.pages[p] = template.Must(template.New("layout.html").Funcs(templateFuncs).ParseFS(webFS, "web/layout.html", "web/"+p))
+	}
+	return a
+}
+
+// routes registers the admin page on the router.
+func (a *admin) routes(rt *httprouter.Router) {
+	get := func(path string, h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) {
+		rt.GET(path, a.authed(h))
+	}
+	post := func(path string, h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) {
+		rt.POST(path, a.authed(a.checkCSRF(h)))
+	}
+	rt.GET("/setup", a.public(a.setupPage))
+	rt.POST("/setup", a.public(a.setupSubmit))
+	rt.GET("/login", a.public(a.loginPage))
+	rt.POST("/login", a.public(a.loginSubmit))
+	post("/logout", a.logout)
+	get("/", a.dashboard)
+	get("/connection", a.connection)
+	post("/connection/tokens", a.createToken)
+	post("/connection/tokens/:id/revoke", a.revokeToken)
+	get("/users", a.users)
+	get("/users/:id", a.user)
+	get("/groups", a.groups)
+	get("/groups/:id", a.group)
+	get("/log", a.logPage)
+	get("/settings", a.settings)
+	post("/settings/password", a.changePassword)
+	post("/settings/log", a.changeLogRetention)
+	static, _ := fs.Sub(webFS, "web/static")
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		infoOf(r).op = "static"
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+}
+
+// adminSession is the logged-in admin of a request.
+type adminSession struct {
+	Session
+	Username string
+}
+
+// layout is what every page's template gets besides its own data.
+type layout struct {
+	Title    string
+	Nav      string
+	CSRF     string
+	Username string
+}
+
+func (sess *adminSession) layout(title, nav string) layout {
+	if sess == nil {
+		return layout{Title: title, Nav: nav}
+	}
+	return layout{Title: title, Nav: nav, CSRF: sess.CSRF, Username: sess.Username}
+}
+
+// adminHeaders are sent with every admin response: a strict CSP without
+// unsafe-inline, no caching of pages, no framing, no referrer.
+func adminHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+}
+
+// render executes a page into a buffer first, so that a template error never sends half a page.
+func (a *admin) render(w http.ResponseWriter, r *http.Request, status int, page string, data any) error {
+	var buf bytes.Buffer
+	if err := a.pages[page].Execute(&buf, data); err != nil {
+		return fmt.Errorf("render %s: %w", page, err)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+	return nil
+}
+
+type messageData struct {
+	layout
+	Heading, Text string
+}
+
+// fail answers an admin request whose handler failed.
+func (a *admin) fail(w http.ResponseWriter, r *http.Request, sess *adminSession, err error) {
+	status, text := http.StatusInternalServerError, "Something went wrong; the details are in the server log."
+	switch {
+	case errors.Is(err, ErrNotFound):
+		status, text = http.StatusNotFound, "There is nothing here. It may have been deleted."
+	default:
+		a.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	infoOf(r).detail = text
+	if rerr := a.render(w, r, status, "message.html", messageData{sess.layout("Error", ""), http.StatusText(status), text}); rerr != nil {
+		http.Error(w, text, status)
+	}
+}
+
+// public wraps handlers that need no session (setup and login).
+func (a *admin) public(h func(http.ResponseWriter, *http.Request, *adminSession) error) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+		infoOf(r).op = "admin " + r.URL.Path
+		adminHeaders(w)
+		sess, _ := a.session(r)
+		if err := h(w, r, sess); err != nil {
+			a.fail(w, r, sess, err)
+		}
+	}
+}
+
+// authed wraps handlers that need a logged-in admin; others go to the login
+// page, or to the setup notice before the first admin exists.
+func (a *admin) authed(h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		infoOf(r).op = "admin " + r.URL.Path
+		adminHeaders(w)
+		sess, err := a.session(r)
+		if err != nil {
+			a.fail(w, r, nil, err)
+			return
+		}
+		if sess == nil {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "your session has ended: log in again", http.StatusForbidden)
+			return
+		}
+		if err := h(w, r, ps, sess); err != nil {
+			a.fail(w, r, sess, err)
+		}
+	}
+}
+
+// checkCSRF requires the session's CSRF token in every state-changing form,
+// on top of the cross-origin protection applied to all admin routes.
+func (a *admin) checkCSRF(h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(sess.CSRF)) != 1 {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintln(w, "The form has expired or did not come from this page. Go back, reload and try again.")
+			return nil
+		}
+		return h(w, r, ps, sess)
+	}
+}
+
+// cookieName is __Host- prefixed over HTTPS; browsers drop such cookies over plain HTTP.
+func cookieName(r *http.Request) string {
+	if r.TLS != nil {
+		return "__Host-scimbox_session"
+	}
+	return "scimbox_session"
+}
+
+func (a *admin) session(r *http.Request) (*adminSession, error) {
+	c, err := r.Cookie(cookieName(r))
+	if err != nil {
+		return nil, nil
+	}
+	sess, err := a.store.SessionByCookie(r.Context(), c.Value)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	adm, err := a.store.AdminByID(r.Context(), sess.AdminID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &adminSession{Session: sess, Username: adm.Username}, nil
+}
+
+// startSession logs the admin in with a new session (never a reused one) and sets its cookie.
+func (a *admin) startSession(w http.ResponseWriter, r *http.Request, adminID int64) error {
+	cookie, sess, err := a.store.CreateSession(r.Context(), adminID, sessionLifetime)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName(r), Value: cookie, Path: "/", Expires: sess.Expires,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+	return nil
+}
+
+// ---- passwords ----
+
+// argon2id parameters: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+// hashPassword returns an argon2id hash in the PHC string format.
+func hashPassword(password string) string {
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
+// checkPassword verifies a password against a PHC argon2id hash in constant time.
+func checkPassword(hash, password string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	want, err2 := b64.DecodeString(parts[5])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// dummyHash is checked for unknown usernames so that a login takes as long either way.
+var dummyHash = sync.OnceValue(func() string { return hashPassword("not a password") })
+
+// ---- login rate limiting ----
+
+// loginLimiter counts failed logins per client address.
+type loginLimiter struct {
+	mu       sync.Mutex
+	failures map[string][]time.Time
+}
+
+func newLoginLimiter() *loginLimiter { return &loginLimiter{failures: map[string][]time.Time{}} }
+
+// blocked reports how long the client must wait, or 0.
+func (l *loginLimiter) blocked(client string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	recent := slices.DeleteFunc(l.failures[client], func(t time.Time) bool { return now.Sub(t) > loginWindow })
+	l.failures[client] = recent
+	if len(recent) < loginAttempts {
+		return 0
+	}
+	return loginWindow - now.Sub(recent[0])
+}
+
+func (l *loginLimiter) fail(client string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.failures) > 10000 { // bound memory under a spray of addresses
+		for k := range l.failures {
+			delete(l.failures, k)
+			break
+		}
+	}
+	l.failures[client] = append(l.failures[client], now)
+}
+
+func (l *loginLimiter) succeed(client string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.failures, client)
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// ---- setup and login ----
+
+type setupData struct {
+	layout
+	Code, Username, Error string
+	Valid, Reset          bool
+}
+
+func (a *admin) setupPage(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
+	return a.renderSetup(w, r, http.StatusOK, r.URL.Query().Get("code"), "", "")
+}
+
+func (a *admin) renderSetup(w http.ResponseWriter, r *http.Request, status int, code, username, problem string) error {
+	ctx := r.Context()
+	valid, err := a.store.SetupCodeValid(ctx, code)
+	if err != nil {
+		return err
+	}
+	exists, err := a.store.AdminExists(ctx)
+	if err != nil {
+		return err
+	}
+	if username == "" {
+		username = "admin"
+	}
+	if !valid {
+		status = http.StatusForbidden
+	}
+	return a.render(w, r, status, "setup.html", setupData{layout: layout{Title: "Set up scimbox"},
+		Code: code, Username: username, Error: problem, Valid: valid, Reset: exists})
+}
+
+func (a *admin) setupSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
+	code, username := r.PostFormValue("code"), strings.TrimSpace(r.PostFormValue("username"))
+	password := r.PostFormValue("password")
+	switch {
+	case username == "":
+		return a.renderSetup(w, r, http.StatusBadRequest, code, username, "Choose a username.")
+	case len([]rune(password)) < minPasswordLen:
+		return a.renderSetup(w, r, http.StatusBadRequest, code, username, fmt.Sprintf("Use a password of at least %d characters.", minPasswordLen))
+	case password != r.PostFormValue("confirm"):
+		return a.renderSetup(w, r, http.StatusBadRequest, code, username, "The two passwords differ.")
+	}
+	err := a.store.SetupAdmin(r.Context(), code, username, hashPassword(password))
+	if errors.Is(err, ErrBadSetupCode) {
+		return a.renderSetup(w, r, http.StatusForbidden, code, username, "")
+	}
+	if err != nil {
+		return err
+	}
+	adm, err := a.store.AdminByUsername(r.Context(), username)
+	if err != nil {
+		return err
+	}
+	a.log.Info("admin account set up", "username", username, "client", clientAddr(r))
+	if err := a.startSession(w, r, adm.ID); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/connection", http.StatusSeeOther)
+	return nil
+}
+
+type loginData struct {
+	layout
+	Username, Next, Error string
+	NoAdmin               bool
+}
+
+// safeNext keeps post-login redirects on this site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
+
+func (a *admin) loginPage(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
+	if sess != nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
+	}
+	exists, err := a.store.AdminExists(r.Context())
+	if err != nil {
+		return err
+	}
+	return a.render(w, r, http.StatusOK, "login.html", loginData{layout: layout{Title: "Log in"},
+		Next: safeNext(r.URL.Query().Get("next")), NoAdmin: !exists})
+}
+
+func (a *admin) loginSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
+	client, now := clientAddr(r), time.Now()
+	username, next := strings.TrimSpace(r.PostFormValue("username")), safeNext(r.PostFormValue("next"))
+	data := loginData{layout: layout{Title: "Log in"}, Username: username, Next: next}
+	if wait := a.limiter.blocked(client, now); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		data.Error = fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", int(math.Ceil(wait.Minutes())))
+		a.log.Warn("admin login rate-limited", "client", client)
+		return a.render(w, r, http.StatusTooManyRequests, "login.html", data)
+	}
+	adm, err := a.store.AdminByUsername(r.Context(), username)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	hash := adm.PasswordHash
+	if hash == "" {
+		hash = dummyHash()
+	}
+	if !checkPassword(hash, r.PostFormValue("password")) || adm.ID == 0 {
+		a.limiter.fail(client, now)
+		a.log.Warn("admin login failed", "username", username, "client", client)
+		data.Error = "Wrong username or password."
+		return a.render(w, r, http.StatusUnauthorized, "login.html", data)
+	}
+	a.limiter.succeed(client)
+	a.log.Info("admin logged in", "username", adm.Username, "client", client)
+	if err := a.startSession(w, r, adm.ID); err != nil {
+		return err
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+	return nil
+}
+
+func (a *admin) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	if err := a.store.DeleteSession(r.Context(), sess.ID); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	return nil
+}
+
+// ---- dashboard and connection ----
+
+type dashboardData struct {
+	layout
+	Stats     Stats
+	Tokens    []Token
+	LastUsed  time.Time
+	TenantURL string
+	Recent    []LogEntry
+}
+
+// lastTokenUse is the most recent use of any token: when the directory last called.
+func lastTokenUse(tokens []Token) time.Time {
+	var last time.Time
+	for _, t := range tokens {
+		if t.LastUsed.After(last) {
+			last = t.LastUsed
+		}
+	}
+	return last
+}
+
+func (a *admin) dashboard(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	ctx := r.Context()
+	st, err := a.store.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	tokens, err := a.store.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	recent, err := a.store.ListLog(ctx, LogQuery{Limit: 10})
+	if err != nil {
+		return err
+	}
+	return a.render(w, r, http.StatusOK, "dashboard.html", dashboardData{layout: sess.layout("Dashboard", "dashboard"),
+		Stats: st, Tokens: tokens, LastUsed: lastTokenUse(tokens), TenantURL: baseURL(r), Recent: recent})
+}
+
+type connectionData struct {
+	layout
+	TenantURL string
+	Reachable bool // false when the URL is plain HTTP or a loopback address
+	Tokens    []Token
+	NewToken  string
+	NewName   string
+	LastUsed  time.Time
+	LastError *LogEntry
+	Error     string
+}
+
+// tenantURLReachable reports whether Entra could plausibly reach the URL:
+// HTTPS on a name that is not loopback.
+func tenantURLReachable(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if ip := net.ParseIP(host); ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified()) {
+		return false
+	}
+	return r.TLS != nil && host != "localhost"
+}
+
+func (a *admin) connectionData(ctx context.Context, r *http.Request, sess *adminSession) (connectionData, error) {
+	d := connectionData{layout: sess.layout("Entra connection", "connection"), TenantURL: baseURL(r), Reachable: tenantURLReachable(r)}
+	var err error
+	if d.Tokens, err = a.store.Tokens(ctx); err != nil {
+		return d, err
+	}
+	d.LastUsed = lastTokenUse(d.Tokens)
+	failures, err := a.store.ListLog(ctx, LogQuery{Outcome: "failure", Limit: 1})
+	if err != nil {
+		return d, err
+	}
+	if len(failures) > 0 {
+		d.LastError = &failures[0]
+	}
+	return d, nil
+}
+
+func (a *admin) connection(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	d, err := a.connectionData(r.Context(), r, sess)
+	if err != nil {
+		return err
+	}
+	return a.render(w, r, http.StatusOK, "connection.html", d)
+}
+
+// createToken generates a Secret Token and shows it in this one response only.
+func (a *admin) createToken(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	if name == "" {
+		name = "entra"
+	}
+	if len(name) > 100 {
+		name = name[:100]
+	}
+	plain, t, err := a.store.CreateToken(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	a.log.Info("token created in the admin page", "token", t.ID, "name", t.Name, "admin", sess.Username)
+	d, err := a.connectionData(r.Context(), r, sess)
+	if err != nil {
+		return err
+	}
+	d.NewToken, d.NewName = plain, t.Name
+	return a.render(w, r, http.StatusOK, "connection.html", d)
+}
+
+func (a *admin) revokeToken(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	if err := a.store.RevokeToken(r.Context(), ps.ByName("id")); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	a.log.Info("token revoked in the admin page", "token", ps.ByName("id"), "admin", sess.Username)
+	http.Redirect(w, r, "/connection", http.StatusSeeOther)
+	return nil
+}
+
+// ---- users and groups ----
+
+// pager is the page navigation of a list.
+type pager struct {
+	Page, Pages, Total int
+	Query              string
+}
+
+func (p pager) Prev() int { return p.Page - 1 }
+func (p pager) Next() int { return p.Page + 1 }
+func (p pager) HasPrev() bool {
+	return p.Page > 1
+}
+func (p pager) HasNext() bool { return p.Page < p.Pages }
+
+func newPager(r *http.Request, total int) pager {
+	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	pages := max((total+adminPageSize-1)/adminPageSize, 1)
+	return pager{Page: min(max(page, 1), pages), Pages: pages, Total: total, Query: r.URL.Query().Get("q")}
+}
+
+func pageNumber(r *http.Request) int {
+	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	return max(page, 1)
+}
+
+// searchFilter matches resources whose given attributes start with q
+// (case-insensitively), built as a filter tree so that q is never parsed as syntax.
+func searchFilter(q string, attrs ...string) filterExpr {
+	q = strings.TrimSpace(q)
+	if q == "" {
+		return nil
+	}
+	var f filterExpr
+	for _, a := range attrs {
+		p, _ := parseAttrPath(a)
+		c := compareExpr{Path: p, Op: "sw", Value: q}
+		if f == nil {
+			f = c
+		} else {
+			f = logicalExpr{Left: f, Right: c}
+		}
+	}
+	return f
+}
+
+type userRow struct {
+	ID, Name, UserName, Email string
+	Active                    *bool
+	Groups                    []string
+	Modified                  time.Time
+}
+
+type usersData struct {
+	layout
+	Rows  []userRow
+	Pager pager
+}
+
+func userName(u *User) string {
+	if n := stringAttr(u.Attrs, "displayName"); n != "" {
+		return n
+	}
+	if name, ok := u.Attrs["name"].(map[string]any); ok {
+		if f, _ := name["formatted"].(string); f != "" {
+			return f
+		}
+		given, _ := name["givenName"].(string)
+		family, _ := name["familyName"].(string)
+		return strings.TrimSpace(given + " " + family)
+	}
+	return ""
+}
+
+// primaryEmail is the primary email, else the first.
+func primaryEmail(attrs map[string]any) string {
+	list, _ := attrs["emails"].([]any)
+	first := ""
+	for _, el := range list {
+		m, _ := el.(map[string]any)
+		v, _ := m["value"].(string)
+		if first == "" {
+			first = v
+		}
+		if p, _ := m["primary"].(bool); p {
+			return v
+		}
+	}
+	return first
+}
+
+func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	q := r.URL.Query().Get("q")
+	lq := ListQuery{Filter: searchFilter(q, "userName", "displayName", "emails.value"), SortBy: "userName",
+		StartIndex: (pageNumber(r)-1)*adminPageSize + 1, Count: adminPageSize}
+	users, total, err := a.store.ListUsers(r.Context(), lq)
+	if err != nil {
+		return err
+	}
+	d := usersData{layout: sess.layout("Users", "users"), Pager: newPager(r, total)}
+	for _, u := range users {
+		row := userRow{ID: u.ID, Name: userName(u), UserName: stringAttr(u.Attrs, "userName"), Email: primaryEmail(u.Attrs), Modified: u.Modified}
+		if b, ok := u.Attrs["active"].(bool); ok {
+			row.Active = &b
+		}
+		for _, g := range u.Groups {
+			row.Groups = append(row.Groups, g.Display)
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	return a.render(w, r, http.StatusOK, "users.html", d)
+}
+
+// attrRow is one attribute of a resource, flattened for display.
+type attrRow struct{ Path, Value string }
+
+// flatten lists a document's attributes as path/value rows, sorted by path.
+func flatten(prefix string, v any, out *[]attrRow) {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			p := k
+			if prefix != "" {
+				sep := "."
+				if strings.HasPrefix(prefix, "urn:") && !strings.Contains(prefix, ".") && !strings.Contains(prefix, "[") {
+					sep = ":"
+				}
+				p = prefix + sep + k
+			}
+			flatten(p, v[k], out)
+		}
+	case []any:
+		for i, el := range v {
+			label := strconv.Itoa(i)
+			if m, ok := el.(map[string]any); ok {
+				if t, _ := m["type"].(string); t != "" {
+					label = t
+				}
+			}
+			flatten(fmt.Sprintf("%s[%s]", prefix, label), el, out)
+		}
+	case string:
+		*out = append(*out, attrRow{prefix, v})
+	default:
+		b, _ := json.Marshal(v)
+		*out = append(*out, attrRow{prefix, string(b)})
+	}
+}
+
+type userData struct {
+	layout
+	User    *User
+	Name    string
+	Attrs   []attrRow
+	History []LogEntry
+}
+
+func (a *admin) user(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	u, err := a.store.UserByID(r.Context(), ps.ByName("id"))
+	if err != nil {
+		return err
+	}
+	history, err := a.store.ListLog(r.Context(), LogQuery{ResourceID: u.ID, Limit: 50})
+	if err != nil {
+		return err
+	}
+	d := userData{layout: sess.layout(stringAttr(u.Attrs, "userName"), "users"), User: u, Name: userName(u), History: history}
+	flatten("", u.Attrs, &d.Attrs)
+	return a.render(w, r, http.StatusOK, "user.html", d)
+}
+
+type groupRow struct {
+	ID, Name, ExternalID string
+	Members              int
+	Modified             time.Time
+}
+
+type groupsData struct {
+	layout
+	Rows  []groupRow
+	Pager pager
+}
+
+func (a *admin) groups(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	lq := ListQuery{Filter: searchFilter(r.URL.Query().Get("q"), "displayName"), SortBy: "displayName",
+		StartIndex: (pageNumber(r)-1)*adminPageSize + 1, Count: adminPageSize}
+	groups, total, err := a.store.ListGroups(r.Context(), lq, false)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(groups))
+	for i, g := range groups {
+		ids[i] = g.ID
+	}
+	counts, err := a.store.GroupMemberCounts(r.Context(), ids)
+	if err != nil {
+		return err
+	}
+	d := groupsData{layout: sess.layout("Groups", "groups"), Pager: newPager(r, total)}
+	for _, g := range groups {
+		d.Rows = append(d.Rows, groupRow{ID: g.ID, Name: stringAttr(g.Attrs, "displayName"),
+			ExternalID: stringAttr(g.Attrs, "externalId"), Members: counts[g.ID], Modified: g.Modified})
+	}
+	return a.render(w, r, http.StatusOK, "groups.html", d)
+}
+
+type groupData struct {
+	layout
+	Group   *Group
+	Name    string
+	Attrs   []attrRow
+	Members []Member
+	Pager   pager
+	History []LogEntry
+}
+
+func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	ctx := r.Context()
+	g, err := a.store.GroupByID(ctx, ps.ByName("id"), false)
+	if err != nil {
+		return err
+	}
+	members, total, err := a.store.GroupMembersPage(ctx, g.ID, (pageNumber(r)-1)*adminPageSize, adminPageSize)
+	if err != nil {
+		return err
+	}
+	history, err := a.store.ListLog(ctx, LogQuery{ResourceID: g.ID, Limit: 50})
+	if err != nil {
+		return err
+	}
+	d := groupData{layout: sess.layout(stringAttr(g.Attrs, "displayName"), "groups"), Group: g,
+		Name: stringAttr(g.Attrs, "displayName"), Members: members, Pager: newPager(r, total), History: history}
+	flatten("", g.Attrs, &d.Attrs)
+	return a.render(w, r, http.StatusOK, "group.html", d)
+}
+
+// ---- provisioning log and settings ----
+
+type logData struct {
+	layout
+	Entries         []LogEntry
+	Outcome, Target string
+	Next            int64 // id to continue from, 0 when there is no more
+}
+
+func (a *admin) logPage(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	q := r.URL.Query()
+	outcome := q.Get("outcome")
+	if outcome != "success" && outcome != "failure" {
+		outcome = ""
+	}
+	before, _ := strconv.ParseInt(q.Get("before"), 10, 64)
+	entries, err := a.store.ListLog(r.Context(), LogQuery{Outcome: outcome, Target: q.Get("target"), Before: before, Limit: adminPageSize + 1})
+	if err != nil {
+		return err
+	}
+	d := logData{layout: sess.layout("Provisioning log", "log"), Outcome: outcome, Target: q.Get("target")}
+	if len(entries) > adminPageSize {
+		entries = entries[:adminPageSize]
+		d.Next = entries[len(entries)-1].ID
+	}
+	d.Entries = entries
+	return a.render(w, r, http.StatusOK, "log.html", d)
+}
+
+type settingsData struct {
+	layout
+	LogDays         int
+	Message, Error  string
+	DatabaseVersion int
+}
+
+func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData, error) {
+	d := settingsData{layout: sess.layout("Settings", "settings"), LogDays: defaultLogDays, DatabaseVersion: len(migrations)}
+	v, err := a.store.Setting(r.Context(), logRetentionDays)
+	if err != nil {
+		return d, err
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		d.LogDays = n
+	}
+	return d, nil
+}
+
+func (a *admin) settings(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	d, err := a.settingsData(r, sess)
+	if err != nil {
+		return err
+	}
+	return a.render(w, r, http.StatusOK, "settings.html", d)
+}
+
+func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	d, err := a.settingsData(r, sess)
+	if err != nil {
+		return err
+	}
+	adm, err := a.store.AdminByID(r.Context(), sess.AdminID)
+	if err != nil {
+		return err
+	}
+	password := r.PostFormValue("password")
+	switch {
+	case !checkPassword(adm.PasswordHash, r.PostFormValue("current")):
+		d.Error = "The current password is wrong."
+	case len([]rune(password)) < minPasswordLen:
+		d.Error = fmt.Sprintf("Use a password of at least %d characters.", minPasswordLen)
+	case password != r.PostFormValue("confirm"):
+		d.Error = "The two new passwords differ."
+	}
+	if d.Error != "" {
+		return a.render(w, r, http.StatusBadRequest, "settings.html", d)
+	}
+	if err := a.store.SetAdminPassword(r.Context(), adm.ID, hashPassword(password), sess.ID); err != nil {
+		return err
+	}
+	a.log.Info("admin password changed", "username", adm.Username)
+	d.Message = "Password changed. Other sessions have been logged out."
+	return a.render(w, r, http.StatusOK, "settings.html", d)
+}
+
+func (a *admin) changeLogRetention(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	d, err := a.settingsData(r, sess)
+	if err != nil {
+		return err
+	}
+	days, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("days")))
+	if err != nil || days < 1 || days > 3650 {
+		d.Error = "Keep the log for 1 to 3650 days."
+		return a.render(w, r, http.StatusBadRequest, "settings.html", d)
+	}
+	if err := a.store.SetSetting(r.Context(), logRetentionDays, strconv.Itoa(days)); err != nil {
+		return err
+	}
+	d.LogDays, d.Message = days, fmt.Sprintf("The provisioning log now keeps %d days.", days)
+	return a.render(w, r, http.StatusOK, "settings.html", d)
+}
+
+// announceSetup makes sure a first-run setup code exists when there is no
+// admin yet, and logs the link that claims the instance.
+func (s *server) announceSetup(ctx context.Context, baseURL string) error {
+	exists, err := s.store.AdminExists(ctx)
+	if err != nil || exists {
+		return err
+	}
+	code, err := s.store.NewSetupCode(ctx, setupCodeTTL)
+	if err != nil {
+		return err
+	}
+	s.log.Info("first run: open this link to create the admin account (valid 24 h, once)",
+		slog.String("url", strings.TrimRight(baseURL, "/")+"/setup?code="+code))
+	return nil
+}

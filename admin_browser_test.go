@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath finds the browser for the end-to-end test. In CI a missing
+// browser is a failure, never a skip: .ci/run installs Debian's chromium.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no chromium on this machine; .ci/run must install it (apt-get install chromium)")
+	}
+	t.Skip("no chromium on this machine: apt-get install chromium")
+	return ""
+}
+
+// TestAdminInBrowser drives the admin page in real headless Chromium: first-run
+// setup, a Secret Token used against SCIM, provisioned data shown inert,
+// revocation, and screenshots of every page at laptop and phone widths
+// (saved under $SCIMBOX_SCREENSHOTS when set).
+func TestAdminInBrowser(t *testing.T) {
+	bin := chromiumPath(t)
+	ts := newTestServer(t)
+	shots := os.Getenv("SCIMBOX_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	// Any alert() is injected script running; confirm() is the revoke button's question.
+	var mu sync.Mutex
+	var alerts []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if d, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			if d.Type == page.DialogTypeAlert {
+				mu.Lock()
+				alerts = append(alerts, d.Message)
+				mu.Unlock()
+			}
+			go chromedp.Run(ctx, page.HandleJavaScriptDialog(true))
+		}
+	})
+
+	run := func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		if err := chromedp.Run(ctx, actions...); err != nil {
+			var loc, body string
+			dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer dcancel()
+			chromedp.Run(dctx, chromedp.Location(&loc), chromedp.Text("body", &body))
+			t.Fatalf("%s: %v (page %s: %.300q)", what, err, loc, body)
+		}
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		for _, size := range []struct {
+			label string
+			w, h  int64
+		}{{"laptop", 1280, 900}, {"phone", 390, 844}} {
+			var buf []byte
+			run("screenshot "+name,
+				chromedp.EmulateViewport(size.w, size.h),
+				chromedp.FullScreenshot(&buf, 100))
+			if err := os.WriteFile(filepath.Join(shots, name+"-"+size.label+".png"), buf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run("reset viewport", chromedp.EmulateViewport(1280, 900))
+	}
+
+	// First run: the setup link creates the admin and logs in.
+	code, err := ts.store.NewSetupCode(context.Background(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run("open setup", chromedp.Navigate(ts.URL+"/setup?code="+code), chromedp.WaitVisible(`input[name=password]`, chromedp.ByQuery))
+	screenshot("setup")
+	run("set up admin",
+		chromedp.SendKeys(`input[name=password]`, testPassword, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=confirm]`, testPassword, chromedp.ByQuery),
+		chromedp.Click(`form.stack button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#tenant-url`, chromedp.ByQuery))
+
+	// Generate a Secret Token and read it from the page, as an admin would copy it.
+	var token, tenantURL string
+	run("generate token",
+		chromedp.Value(`#tenant-url`, &tenantURL, chromedp.ByQuery),
+		chromedp.Click(`form[action="/connection/tokens"] button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#new-token`, chromedp.ByQuery),
+		chromedp.Value(`#new-token`, &token, chromedp.ByQuery))
+	screenshot("connection-new-token")
+	if !strings.HasPrefix(token, "scimbox_") || tenantURL != ts.URL+"/scim/v2" {
+		t.Fatalf("token %q, tenant URL %q", token, tenantURL)
+	}
+
+	// The directory provisions a user with markup in it, and a group.
+	scim := &testServer{Server: ts.Server, store: ts.store, token: token}
+	body := newUserBody("mallory@example.com")
+	body["displayName"] = `<script>alert("xss")</script>Mallory`
+	body["title"] = `<img src=x onerror=alert("img")>`
+	status, _, user := scim.do(t, "POST", "/Users", body)
+	if status != http.StatusCreated {
+		t.Fatalf("provision user: %d %v", status, user)
+	}
+	gid := scim.createGroup(t, "Sales <b>team</b>")
+	scim.do(t, "PATCH", "/Groups/"+gid, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": user["id"]}}}))
+	scim.do(t, "PATCH", "/Users/nope", patchBody(map[string]any{"op": "Replace", "path": "active", "value": "False"}))
+	if err := ts.store.FlushLog(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	var text string
+	run("users list", chromedp.Navigate(ts.URL+"/users"), chromedp.WaitVisible(`table`, chromedp.ByQuery), chromedp.Text(`table`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, `<script>alert("xss")</script>Mallory`) || !strings.Contains(text, "Sales <b>team</b>") {
+		t.Errorf("users page does not show the provisioned user as text: %q", text)
+	}
+	screenshot("users")
+	run("user detail", chromedp.Click(`table a`, chromedp.ByQuery), chromedp.WaitVisible(`dl.attrs`, chromedp.ByQuery), chromedp.Text(`dl.attrs`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, `<img src=x onerror=alert("img")>`) {
+		t.Errorf("user detail does not show the title as text: %q", text)
+	}
+	screenshot("user")
+	run("groups", chromedp.Navigate(ts.URL+"/groups"), chromedp.WaitVisible(`table`, chromedp.ByQuery))
+	screenshot("groups")
+	run("group detail", chromedp.Navigate(ts.URL+"/groups/"+gid), chromedp.WaitVisible(`ul.members`, chromedp.ByQuery))
+	screenshot("group")
+	run("log", chromedp.Navigate(ts.URL+"/log"), chromedp.WaitVisible(`table`, chromedp.ByQuery), chromedp.Text(`table`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, "add members") || !strings.Contains(text, "failure") {
+		t.Errorf("log page: %q", text)
+	}
+	screenshot("log")
+	run("dashboard", chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible(`.stats`, chromedp.ByQuery))
+	screenshot("dashboard")
+	run("settings", chromedp.Navigate(ts.URL+"/settings"), chromedp.WaitVisible(`form`, chromedp.ByQuery))
+	screenshot("settings")
+
+	// Revoke the token in the page; SCIM refuses it from then on.
+	tokenID, _ := parseToken(token)
+	revoke := `form[action="/connection/tokens/` + tokenID + `/revoke"]`
+	run("revoke", chromedp.Navigate(ts.URL+"/connection"), chromedp.WaitVisible(`#tenant-url`, chromedp.ByQuery),
+		chromedp.Click(revoke+` button`, chromedp.ByQuery), chromedp.WaitNotPresent(revoke, chromedp.ByQuery))
+	screenshot("connection")
+	if status, _, _ := scim.do(t, "GET", "/Users", nil); status != http.StatusUnauthorized {
+		t.Errorf("SCIM after revoking in the browser: %d, want 401", status)
+	}
+
+	// Log out and see the login page.
+	run("log out", chromedp.Click(`.logout button`, chromedp.ByQuery), chromedp.WaitVisible(`input[name=username]`, chromedp.ByQuery))
+	screenshot("login")
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(alerts) > 0 {
+		t.Errorf("directory data ran as script: alerts %q", alerts)
+	}
+	t.Logf("screenshots in %s", shots)
+}
