@@ -312,8 +312,8 @@ func TestProvisioningLog(t *testing.T) {
 	id := ts.createUser(t, "logged@example.com")
 	ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "active", "value": "False"}))
 	ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "active", "value": "False"})) // no-op
-	ts.do(t, "POST", "/Users", newUserBody("LOGGED@example.com"))                                                      // 409
-	ts.do(t, "GET", "/Users/"+id, nil)                                                                                 // a read
+	ts.do(t, "POST", "/Users", newUserBody("LOGGED@example.com"))                                                   // 409
+	ts.do(t, "GET", "/Users/"+id, nil)                                                                              // a read
 	if err := ts.store.FlushLog(context.Background()); err != nil {
 		t.Fatal(err)
 	}

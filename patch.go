@@ -133,7 +133,29 @@ func applyPatch(rt *resourceType, attrs map[string]any, ops []patchOp) ([]Member
 		}
 		changes = append(changes, c...)
 	}
+	pruneAll(rt, attrs)
 	return changes, checkRequired(rt, attrs)
+}
+
+// pruneAll drops elements left without substance by the request, once all its
+// operations have run: a filtered op may create an element that a later op of
+// the same request fills (primary before value).
+func pruneAll(rt *resourceType, attrs map[string]any) {
+	prune := func(obj map[string]any, s *Schema) {
+		for _, a := range s.Attrs {
+			if a.Multi && a.Type == typeComplex && !a.ReadOnly() {
+				if _, ok := obj[a.Name]; ok {
+					pruneElements(obj, a)
+				}
+			}
+		}
+	}
+	prune(attrs, rt.Schema)
+	for _, ext := range rt.Extensions {
+		if obj, ok := attrs[ext.ID].(map[string]any); ok {
+			prune(obj, ext)
+		}
+	}
 }
 
 // pathlessIgnored reports keys of a path-less value object that are skipped
@@ -151,7 +173,7 @@ func applyPathOp(rt *resourceType, attrs map[string]any, op, rawPath string, val
 	if err != nil {
 		return nil, err
 	}
-	if p.Attr == "" { // a whole extension: its attributes one by one
+	if p.Attr == "" { // a whole schema: its attributes one by one
 		if op == "remove" {
 			delete(attrs, p.URN)
 			return nil, nil
@@ -160,17 +182,30 @@ func applyPathOp(rt *resourceType, attrs map[string]any, op, rawPath string, val
 		if !ok {
 			return nil, badRequest("invalidValue", "the value of %s must be an object", p.URN)
 		}
+		var changes []MemberChange
 		for k, v := range obj {
-			if _, err := applyPathOp(rt, attrs, op, p.URN+":"+k, v); err != nil {
+			if pathlessIgnored(rt, k) {
+				continue
+			}
+			c, err := applyPathOp(rt, attrs, op, p.URN+":"+k, v)
+			if err != nil {
 				return nil, err
 			}
+			changes = append(changes, c...)
 		}
-		return nil, nil
+		return changes, nil
 	}
 	if rt == groupType && strings.EqualFold(p.Attr, "members") && (p.URN == "" || strings.EqualFold(p.URN, groupSchema)) {
 		return memberOp(op, p, value)
 	}
 	def := rt.lookup(p.URN, p.Attr, "")
+	if def == nil && p.URN == "" {
+		// An extension attribute named without its URN, like Entra's legacy
+		// "manager" path: it belongs to the extension that defines it.
+		if ext := rt.extensionOf(p.Attr); ext != nil {
+			p.URN, def = ext.ID, ext.attr(p.Attr)
+		}
+	}
 	if def == nil {
 		if p.URN != "" && rt.extension(p.URN) == nil && !strings.EqualFold(p.URN, rt.Schema.ID) && p.Filter == nil && p.Sub == "" {
 			// An extension we do not model: keep its attributes as sent.
@@ -339,7 +374,6 @@ func patchSub(obj map[string]any, def *Attr, op, sub string, value any) error {
 			}
 		}
 		obj[def.Name] = list
-		pruneElements(obj, def)
 		return nil
 	}
 	cur, _ := obj[def.Name].(map[string]any)
@@ -461,7 +495,6 @@ func patchFiltered(obj map[string]any, def *Attr, op string, p patchPath, value 
 			}
 			return nil
 		}
-		pruneElements(obj, def)
 		return nil
 	}
 	if len(hits) == 0 {
@@ -492,9 +525,6 @@ func patchFiltered(obj map[string]any, def *Attr, op string, p patchPath, value 
 				m[k] = v
 			}
 		}
-	}
-	if def.Multi {
-		pruneElements(obj, def)
 	}
 	return nil
 }

@@ -45,6 +45,11 @@ func setAttr(rt *resourceType, attrs map[string]any, key string, v any) error {
 	if def == nil {
 		def = rt.Schema.attr(key)
 	}
+	if def == nil {
+		if ext := rt.extensionOf(key); ext != nil { // "manager" or "department" without its URN
+			return setExtAttr(attrs, ext, key, v)
+		}
+	}
 	if def == nil || def.ReadOnly() || def.Mutability == "writeOnly" || rt == groupType && def.Name == "members" {
 		return nil
 	}

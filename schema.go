@@ -205,6 +205,16 @@ func (rt *resourceType) extension(urn string) *Schema {
 	return nil
 }
 
+// extensionOf returns the extension schema that defines the attribute name, or nil.
+func (rt *resourceType) extensionOf(name string) *Schema {
+	for _, s := range rt.Extensions {
+		if s.attr(name) != nil {
+			return s
+		}
+	}
+	return nil
+}
+
 // lookup resolves an attribute path of this resource type to its definition.
 // urn may be empty (core schema); sub may be empty. Unknown attributes return nil.
 func (rt *resourceType) lookup(urn, name, sub string) *Attr {
