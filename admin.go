@@ -327,24 +327,34 @@ var dummyHash = sync.OnceValue(func() string { return hashPassword("not a passwo
 
 // ---- login rate limiting ----
 
-// loginLimiter counts failed logins per client address.
+// loginLimiter counts failures (logins, bearer tokens) per client address.
 type loginLimiter struct {
 	mu       sync.Mutex
 	failures map[string][]time.Time
+	limit    int
+	window   time.Duration
 }
 
-func newLoginLimiter() *loginLimiter { return &loginLimiter{failures: map[string][]time.Time{}} }
+func newLimiter(limit int, window time.Duration) *loginLimiter {
+	return &loginLimiter{failures: map[string][]time.Time{}, limit: limit, window: window}
+}
+
+func newLoginLimiter() *loginLimiter { return newLimiter(loginAttempts, loginWindow) }
 
 // blocked reports how long the client must wait, or 0.
 func (l *loginLimiter) blocked(client string, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	recent := slices.DeleteFunc(l.failures[client], func(t time.Time) bool { return now.Sub(t) > loginWindow })
-	l.failures[client] = recent
-	if len(recent) < loginAttempts {
+	recent := slices.DeleteFunc(l.failures[client], func(t time.Time) bool { return now.Sub(t) > l.window })
+	if len(recent) == 0 {
+		delete(l.failures, client)
 		return 0
 	}
-	return loginWindow - now.Sub(recent[0])
+	l.failures[client] = recent
+	if len(recent) < l.limit {
+		return 0
+	}
+	return l.window - now.Sub(recent[0])
 }
 
 func (l *loginLimiter) fail(client string, now time.Time) {

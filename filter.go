@@ -15,8 +15,12 @@ import (
 	"time"
 )
 
-// maxFilterDepth bounds nesting so that a hostile filter cannot exhaust the stack.
-const maxFilterDepth = 64
+// maxFilterDepth bounds nesting so that a hostile filter cannot exhaust the
+// stack; maxFilterTerms bounds comparisons, which SQLite's expression depth limits.
+const (
+	maxFilterDepth = 64
+	maxFilterTerms = 256
+)
 
 // errInvalidFilter is wrapped by every parse error.
 var errInvalidFilter = errors.New("invalid filter")
@@ -145,6 +149,7 @@ type filterParser struct {
 	toks  []token
 	i     int
 	depth int
+	terms int
 }
 
 // parseFilter parses a complete filter expression. Errors wrap errInvalidFilter.
@@ -277,6 +282,9 @@ var filterOps = map[string]bool{"eq": true, "ne": true, "co": true, "sw": true, 
 	"gt": true, "ge": true, "lt": true, "le": true, "pr": true}
 
 func (p *filterParser) attrExpr() (filterExpr, error) {
+	if p.terms++; p.terms > maxFilterTerms {
+		return nil, fmt.Errorf("%w: more than %d comparisons", errInvalidFilter, maxFilterTerms)
+	}
 	t := p.next()
 	if t.kind != tokWord {
 		return nil, fmt.Errorf("%w: attribute name expected at position %d, found %q", errInvalidFilter, t.pos+1, t.text)
@@ -474,7 +482,7 @@ func pathValues(obj map[string]any, p attrPath) []any {
 		ext, ok := member(obj, p.URN)
 		if m, isMap := ext.(map[string]any); ok && isMap {
 			cur = m
-		} else if !strings.HasPrefix(strings.ToLower(p.URN), "urn:ietf:params:scim:schemas:core:") {
+		} else if !isOwnCoreSchema(obj, p.URN) {
 			return nil
 		}
 	}
@@ -504,6 +512,12 @@ func pathValues(obj map[string]any, p attrPath) []any {
 	return out
 }
 
+// isOwnCoreSchema reports whether urn is the core schema of the resource doc.
+func isOwnCoreSchema(doc map[string]any, urn string) bool {
+	schemas, _ := doc["schemas"].([]any)
+	return len(schemas) > 0 && strings.EqualFold(fmt.Sprint(schemas[0]), urn)
+}
+
 // compareValues applies op to the attribute's values; true if any value matches.
 // "ne" is the negation of "eq", so that it agrees with the SQL translation.
 func compareValues(def *Attr, values []any, op string, want any) bool {
@@ -522,13 +536,14 @@ func compareValues(def *Attr, values []any, op string, want any) bool {
 		return op == "eq" && !compareValues(def, values, "pr", nil)
 	}
 	for _, v := range values {
+		vdef := def
 		if m, ok := v.(map[string]any); ok { // a complex value compares by its "value"
 			v, _ = member(m, "value")
 			if def != nil {
-				def = def.sub("value")
+				vdef = def.sub("value")
 			}
 		}
-		if compareOne(def, v, op, want) {
+		if compareOne(vdef, v, op, want) {
 			return true
 		}
 	}
@@ -574,7 +589,7 @@ func compareOne(def *Attr, got any, op string, want any) bool {
 			gt, err1 := time.Parse(time.RFC3339Nano, g)
 			wt, err2 := time.Parse(time.RFC3339Nano, fmt.Sprint(want))
 			if err1 == nil && err2 == nil {
-				return orderedCompare(op, gt.UnixNano(), wt.UnixNano())
+				return orderedCompare(op, gt.Compare(wt), 0)
 			}
 		}
 		w, ok := want.(string)
@@ -603,7 +618,7 @@ func compareOne(def *Attr, got any, op string, want any) bool {
 	return false
 }
 
-func orderedCompare[T int64 | float64 | string](op string, a, b T) bool {
+func orderedCompare[T int | float64 | string](op string, a, b T) bool {
 	switch op {
 	case "eq":
 		return a == b
@@ -669,12 +684,16 @@ const prefixBound = "\xf4\x90"
 type colKind int
 
 const (
-	colExact    colKind = iota // text compared as is
-	colFolded                  // text holding foldCase of the value
-	colBool                    // 0/1
-	colTime                    // fixed-width UTC timestamp text
-	colExistsEq                // EXISTS subquery matching one folded or exact value: eq only
+	colExact        colKind = iota // text compared as is
+	colFolded                      // text holding foldCase of the value
+	colBool                        // 0/1
+	colTime                        // fixed-width UTC timestamp text
+	colExistsEq                    // EXISTS subquery matching one exact value: eq only
+	colExistsFolded                // the same over folded values: eq, and sw with prefixExpr
 )
+
+// schemaKey is the entry of a column map that holds the table's core schema URN.
+const schemaKey = "$schema"
 
 // sqlFilter is a translated filter: where narrows the candidates with bound
 // args; exact reports that it selects precisely what the filter means.
@@ -716,7 +735,7 @@ func toSQL(f filterExpr, cols map[string]sqlColumn) sqlFilter {
 		if f.Op == "" {
 			// members[value eq "x"] is narrowed by members.value eq "x".
 			if c, ok := f.Filter.(compareExpr); ok && c.Op == "eq" && c.Path.Sub == "" && c.Path.URN == "" {
-				n := compareSQL(attrPath{Attr: f.Path.Attr, Sub: c.Path.Attr}, "eq", c.Value, cols)
+				n := compareSQL(attrPath{URN: f.Path.URN, Attr: f.Path.Attr, Sub: c.Path.Attr}, "eq", c.Value, cols)
 				n.exact = false
 				return n
 			}
@@ -738,7 +757,7 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 	if p.Sub != "" {
 		key += "." + strings.ToLower(p.Sub)
 	}
-	if p.URN != "" && !strings.EqualFold(p.URN, userSchema) && !strings.EqualFold(p.URN, groupSchema) {
+	if p.URN != "" && !strings.EqualFold(p.URN, cols[schemaKey].expr) {
 		return sqlFilter{}
 	}
 	col, ok := cols[key]
@@ -747,7 +766,7 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 	}
 	if op == "pr" {
 		switch col.kind {
-		case colExistsEq:
+		case colExistsEq, colExistsFolded:
 			return sqlFilter{}
 		case colBool, colTime:
 			return sqlFilter{col.expr + " IS NOT NULL", nil, true}
@@ -788,8 +807,21 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 			return sqlFilter{}
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return sqlFilter{}
+		if y := t.UTC().Year(); err != nil || y < 1 || y > 9999 {
+			return sqlFilter{} // outside what the fixed-width text can order
+		}
+		if ms := t.Truncate(time.Millisecond); !ms.Equal(t) {
+			// Stored times have millisecond precision: between two of them,
+			// x.0005 is greater than x.000 and smaller than x.001.
+			switch op {
+			case "eq":
+				return sqlFilter{"0", nil, true}
+			case "gt", "ge":
+				op = "gt"
+			case "lt", "le":
+				op = "le"
+			}
+			t = ms
 		}
 		return sqlFilter{col.expr + " " + sqlOps[op] + " ?", []any{formatTime(t)}, true}
 	}
@@ -797,10 +829,10 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 	if !ok {
 		return sqlFilter{}
 	}
-	if col.kind != colExact {
+	if col.kind == colFolded || col.kind == colExistsFolded {
 		s = foldCase(s)
 	}
-	if col.kind == colExistsEq {
+	if col.kind == colExistsEq || col.kind == colExistsFolded {
 		switch {
 		case op == "eq":
 			return sqlFilter{col.expr, []any{s}, true}
@@ -814,19 +846,9 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 		// A range, so that the index answers it (stored values are valid UTF-8).
 		return sqlFilter{"(" + col.expr + " >= ? AND " + col.expr + " < ?)", []any{s, s + prefixBound}, true}
 	case "co", "ew":
-		if s == "" {
-			return sqlFilter{}
-		}
-		tmpl := map[string]string{
-			"co": "instr(%s, ?) > 0",
-			"ew": "substr(%s, -length(?1)) = ?1",
-		}[op]
-		if op == "co" {
-			return sqlFilter{fmt.Sprintf(tmpl, col.expr), []any{s}, true}
-		}
-		// Numbered parameters cannot be mixed with positional ones; repeat the value instead.
-		tmpl = strings.ReplaceAll(tmpl, "?1", "?")
-		return sqlFilter{fmt.Sprintf(tmpl, col.expr), []any{s, s}, true}
+		// SQLite's text functions count characters where Go compares bytes;
+		// these rare operators are left to the evaluator.
+		return sqlFilter{}
 	}
 	return sqlFilter{col.expr + " " + sqlOps[op] + " ?", []any{s}, true}
 }

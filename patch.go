@@ -83,11 +83,29 @@ func (op patchOp) name() (string, error) {
 	return "", badRequest("invalidSyntax", "unknown PATCH operation %q: use add, replace or remove", op.Op)
 }
 
+// Limits on one PATCH request.
+const (
+	maxPatchOps         = 1000
+	maxValuesPerRequest = 10000
+)
+
 // decodePatch reads and checks a PatchOp body.
 func decodePatch(body []byte) (*patchRequest, error) {
 	var req patchRequest
 	if err := decodeJSON(body, &req); err != nil {
 		return nil, err
+	}
+	if len(req.Operations) > maxPatchOps {
+		return nil, badRequest("invalidValue", "a PATCH may have at most %d operations, this one has %d", maxPatchOps, len(req.Operations))
+	}
+	members := 0
+	for _, op := range req.Operations {
+		if list, ok := op.Value.([]any); ok {
+			members += len(list)
+		}
+	}
+	if members > maxValuesPerRequest {
+		return nil, badRequest("invalidValue", "a PATCH may carry at most %d values (members), this one has %d: send them in batches", maxValuesPerRequest, members)
 	}
 	for i, op := range req.Operations {
 		if _, err := op.name(); err != nil {
@@ -619,6 +637,9 @@ func memberIDs(value any) ([]string, error) {
 // decodeJSON decodes a request body strictly enough to reject garbage and
 // keeps numbers as written.
 func decodeJSON(body []byte, v any) error {
+	if jsonDepth(body) > maxJSONDepth {
+		return badRequest("invalidSyntax", "the request body nests deeper than %d levels", maxJSONDepth)
+	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
@@ -628,6 +649,32 @@ func decodeJSON(body []byte, v any) error {
 		return badRequest("invalidSyntax", "the request body has data after its JSON value")
 	}
 	return nil
+}
+
+// maxJSONDepth bounds nesting in request bodies; SCIM resources nest three deep.
+const maxJSONDepth = 32
+
+// jsonDepth returns the deepest nesting of objects and arrays in a JSON text.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case inString:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 func jsonErrorDetail(err error) string {

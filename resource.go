@@ -157,6 +157,9 @@ func putValue(obj map[string]any, def *Attr, v any) error {
 	return nil
 }
 
+// maxValueBytes bounds one string value (a certificate in base64 fits).
+const maxValueBytes = 64 << 10
+
 // normalizeValue coerces v to def's type. It returns nil for an empty value.
 func normalizeValue(def *Attr, v any) (any, error) {
 	if v == nil {
@@ -253,6 +256,9 @@ func normalizeSingle(def *Attr, v any) (any, error) {
 		case string:
 			if s == "" {
 				return nil, nil
+			}
+			if len(s) > maxValueBytes {
+				return nil, invalidValue("%s is longer than %d bytes", def.Name, maxValueBytes)
 			}
 			return s, nil
 		case json.Number:

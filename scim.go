@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -26,19 +28,28 @@ const (
 	defaultPageSize = 100
 	maxPageSize     = 1000
 	scimContentType = "application/scim+json; charset=utf-8"
+	maxFilterLen    = 4096
+	// Failed authentications allowed per client address within authWindow
+	// before it gets 429s; a valid token is never throttled.
+	authFailures = 30
+	authWindow   = time.Minute
 )
 
 // server serves the SCIM API.
 type server struct {
 	store *Store
 	log   *slog.Logger
+
+	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
+	limitOnce sync.Once
 }
 
 // scimError is an error with its SCIM response (RFC 7644 §3.12).
 type scimError struct {
-	Status   int
-	ScimType string
-	Detail   string
+	Status     int
+	ScimType   string
+	Detail     string
+	retryAfter time.Duration // sent as Retry-After when set
 }
 
 func (e *scimError) Error() string { return e.Detail }
@@ -108,13 +119,18 @@ func (s *server) authenticate(r *http.Request) error {
 	if auth == "" || !strings.EqualFold(scheme, "Bearer") {
 		return &scimError{Status: http.StatusUnauthorized, Detail: "a bearer token is required: Authorization: Bearer <Secret Token>"}
 	}
-	if _, err := s.store.AuthenticateToken(r.Context(), strings.TrimSpace(tok)); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return &scimError{Status: http.StatusUnauthorized, Detail: "the bearer token is not valid: it may have been revoked; generate a new Secret Token"}
+	_, err := s.store.AuthenticateToken(r.Context(), strings.TrimSpace(tok))
+	if errors.Is(err, ErrNotFound) {
+		s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
+		client, now := clientAddr(r), time.Now()
+		if wait := s.authLimit.blocked(client, now); wait > 0 {
+			return &scimError{Status: http.StatusTooManyRequests, Detail: "too many requests with invalid tokens from this address; try again later",
+				retryAfter: wait}
 		}
-		return err
+		s.authLimit.fail(client, now)
+		return &scimError{Status: http.StatusUnauthorized, Detail: "the bearer token is not valid: it may have been revoked; generate a new Secret Token"}
 	}
-	return nil
+	return err
 }
 
 // writeError is the one place where errors become SCIM error responses.
@@ -126,6 +142,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &se):
 		resp = &scimError{Status: se.Status, ScimType: se.ScimType, Detail: se.Detail}
+		if se.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(se.retryAfter.Seconds()))))
+		}
 	case errors.As(err, &unknown):
 		resp = &scimError{Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: "members not applied: " + unknown.Error()}
 	case errors.As(err, &tooBig):
@@ -141,6 +160,14 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		resp = &scimError{Status: 499, Detail: "the client went away"}
 	default:
+		if why, ok := unavailable(err); ok {
+			// Nothing was applied; Entra retries, and the admin sees why in the log.
+			s.log.Error("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+			w.Header().Set("Retry-After", "60")
+			resp = &scimError{Status: http.StatusServiceUnavailable,
+				Detail: "temporarily unavailable: " + why + "; nothing was changed, try again later"}
+			break
+		}
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	infoOf(r).detail = resp.Detail
@@ -318,6 +345,9 @@ func parseListParams(r *http.Request) (listParams, error) {
 
 func (sr searchRequest) params() (listParams, error) {
 	lp := listParams{ListQuery: ListQuery{StartIndex: 1, Count: defaultPageSize, SortBy: strings.TrimSpace(sr.SortBy)}}
+	if len(sr.Filter) > maxFilterLen {
+		return lp, badRequest("invalidFilter", "the filter is longer than %d characters", maxFilterLen)
+	}
 	if strings.TrimSpace(sr.Filter) != "" {
 		f, err := parseFilter(sr.Filter)
 		if err != nil {
@@ -717,7 +747,7 @@ func (s *server) handler() http.Handler {
 			http.Error(w, "404 page not found", http.StatusNotFound)
 			return
 		}
-		s.writeError(w, r, &scimError{Status: http.StatusNotFound, Detail: fmt.Sprintf("no such endpoint: %s (the SCIM base is %s)", r.URL.Path, scimBase)})
+		s.writeError(w, r, &scimError{Status: http.StatusNotFound, Detail: "no such endpoint (the SCIM base is " + scimBase + ")"})
 	})
 	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &scimError{Status: http.StatusMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
@@ -857,6 +887,13 @@ func (sr *statusRecorder) Write(b []byte) (int, error) {
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		if strings.HasPrefix(r.URL.Path, scimBase+"/") {
+			h.Set("Cache-Control", "no-store") // responses carry personal data
+		}
 		ri := &requestInfo{}
 		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, ri))
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)

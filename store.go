@@ -10,12 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"math/big"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"modernc.org/sqlite"
@@ -43,6 +48,12 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	path            string
+	lock            *os.File // shared flock held while open
+	writes          atomic.Int64
+	stopCheckpoints chan struct{}
+	checkpointsDone chan struct{}
 }
 
 // User is a SCIM user as stored. Attrs holds the attributes the client wrote,
@@ -213,17 +224,31 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 		return "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 			"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)" + extra
 	}
+	// A shared lock on the file for as long as the store is open: restore
+	// takes it exclusively, so it cannot replace the file under a running server.
+	lock, err := lockFile(path, false)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, now: time.Now, log: log, lastUsed: map[string]time.Time{}}
-	if err := s.migrate(ctx); err != nil {
+	s := &Store{w: w, path: path, lock: lock, now: time.Now, log: log, lastUsed: map[string]time.Time{}}
+	fail := func(err error) (*Store, error) {
 		w.Close()
+		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := s.checkLeftoverWAL(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		return fail(err)
 	}
 	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
 	if err != nil {
@@ -235,16 +260,23 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	s.r = r
 	s.logQueue, s.logDone = make(chan LogEntry, logQueueSize), make(chan struct{})
 	go s.logWriter()
+	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
+	go s.checkpointer()
 	return s, nil
 }
 
-// Close writes the pending log entries and closes both pools; the last
-// connection to close checkpoints the WAL.
+// Close writes the pending log entries, checkpoints the WAL fully into the
+// database file and closes both pools.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.logQueue)
 		<-s.logDone
-		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+		close(s.stopCheckpoints)
+		<-s.checkpointsDone
+		if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+			s.log.Warn("final checkpoint", "err", err)
+		}
+		s.closeErr = errors.Join(s.r.Close(), s.w.Close(), s.lock.Close())
 	})
 	return s.closeErr
 }
@@ -256,6 +288,15 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("the database has schema version %d, newer than this scimbox knows (%d): use a newer scimbox", version, len(migrations))
+	}
+	if version > 0 && version < len(migrations) {
+		// Upgrading a database that has data: keep a copy of it as it was.
+		dest := filepath.Join(filepath.Dir(s.path), backupDir,
+			fmt.Sprintf("pre-migration-v%d-%s.db", version, s.now().UTC().Format("20060102T150405Z")))
+		if err := s.Snapshot(ctx, dest); err != nil {
+			return fmt.Errorf("snapshot before migrating from schema version %d: %w", version, err)
+		}
+		s.log.Info("database upgraded: a copy of the old version was kept", "copy", dest)
 	}
 	for i := version; i < len(migrations); i++ {
 		err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
@@ -285,7 +326,30 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) er
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.writes.Add(1)
 	return nil
+}
+
+// unavailable reports whether err is a failure of the database itself rather
+// than of the request, and why in words for the admin.
+func unavailable(err error) (string, bool) {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return "", false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL:
+		return "the disk is full", true
+	case sqlite3.SQLITE_READONLY:
+		return "the database file is read-only", true
+	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN:
+		return "the database file cannot be read or written", true
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return "the database is locked by another program", true
+	case sqlite3.SQLITE_NOMEM:
+		return "the server is out of memory", true
+	}
+	return "", false
 }
 
 // translate turns SQLite constraint errors into store sentinels.
@@ -346,6 +410,7 @@ func stringAttr(attrs map[string]any, name string) string {
 
 // userColumns maps filterable user attributes to indexed columns.
 var userColumns = map[string]sqlColumn{
+	schemaKey:           {expr: userSchema},
 	"id":                {expr: "users.id", kind: colExact},
 	"username":          {expr: "users.user_name_key", kind: colFolded},
 	"externalid":        {expr: "users.external_id", kind: colExact},
@@ -361,7 +426,7 @@ var userColumns = map[string]sqlColumn{
 
 var emailColumn = sqlColumn{
 	expr:       "EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key = ?)",
-	kind:       colExistsEq,
+	kind:       colExistsFolded,
 	prefixExpr: "EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key >= ? AND e.value_key < ?)",
 }
 
@@ -635,7 +700,9 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	if q.Descending {
 		dir = " DESC"
 	}
-	order := " ORDER BY " + sortCol + dir + ", " + spec.table + ".rowid" + dir
+	// Resources without the sort attribute come last ascending and first
+	// descending, as if missing sorted highest (RFC 7644 §3.4.2.3).
+	order := " ORDER BY " + sortCol + " IS NULL" + dir + ", " + sortCol + dir + ", " + spec.table + ".rowid" + dir
 	start := max(q.StartIndex, 1) - 1
 
 	if sf.exact && indexedSort {
@@ -710,17 +777,19 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	if indexedSort {
 		return total, nil
 	}
-	// RFC 7644 §3.4.2.3: resources without the sort attribute come last, whatever the order.
+	// As in SQL above: a missing sort value sorts highest.
 	slices.SortStableFunc(hits, func(a, b hit) int {
+		var c int
 		switch {
 		case a.key == b.key:
 			return 0
 		case a.key == "":
-			return 1
+			c = 1
 		case b.key == "":
-			return -1
+			c = -1
+		default:
+			c = strings.Compare(a.key, b.key)
 		}
-		c := strings.Compare(a.key, b.key)
 		if q.Descending {
 			c = -c
 		}
@@ -743,6 +812,13 @@ func sortValue(doc map[string]any, sortBy string) string {
 		return ""
 	}
 	v := vals[0]
+	if p.Sub == "" { // a multi-valued attribute sorts by its primary value (RFC 7644 §3.4.2.3)
+		for _, el := range vals {
+			if m, ok := el.(map[string]any); ok && m["primary"] == true {
+				v = el
+			}
+		}
+	}
 	if m, ok := v.(map[string]any); ok {
 		v, _ = member(m, "value")
 	}
@@ -755,6 +831,7 @@ func sortValue(doc map[string]any, sortBy string) string {
 // ---- groups ----
 
 var groupColumns = map[string]sqlColumn{
+	schemaKey:           {expr: groupSchema},
 	"id":                {expr: "groups.id", kind: colExact},
 	"displayname":       {expr: "groups.display_name_key", kind: colFolded},
 	"externalid":        {expr: "groups.external_id", kind: colExact},
@@ -876,7 +953,16 @@ func (e *UnknownMembersError) Error() string {
 // applyMemberChanges applies membership changes in order, each costing
 // O(ids changed) except replace and remove-all. It reports whether anything changed.
 func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (bool, error) {
-	delta, changed := 0, false
+	delta := 0
+	// initial and final membership of every id the changes touched, so that a
+	// request whose net effect is nothing (remove then re-add) changes nothing.
+	initial, final := map[string]bool{}, map[string]bool{}
+	touch := func(id string, was, is bool) {
+		if _, seen := initial[id]; !seen {
+			initial[id] = was
+		}
+		final[id] = is
+	}
 	exec := func(query string, args ...any) (int64, error) {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
@@ -884,15 +970,33 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		}
 		return res.RowsAffected()
 	}
+	remove := func(id string) error {
+		n, err := exec("DELETE FROM members WHERE group_id = ? AND member_id = ?", groupID, id)
+		delta -= int(n)
+		touch(id, n > 0, false)
+		return err
+	}
 	for _, c := range changes {
 		switch c.Kind {
 		case membersReplace, membersRemoveAll:
-			n, err := exec("DELETE FROM members WHERE group_id = ?", groupID)
+			// Inherently O(group size): the current members are listed to know what goes.
+			current, err := listMemberIDs(ctx, tx, groupID)
 			if err != nil {
 				return false, err
 			}
-			delta -= int(n)
-			changed = changed || n > 0
+			keep := map[string]bool{}
+			if c.Kind == membersReplace {
+				for _, id := range c.IDs {
+					keep[id] = true
+				}
+			}
+			for _, id := range current {
+				if !keep[id] {
+					if err := remove(id); err != nil {
+						return false, err
+					}
+				}
+			}
 			if c.Kind == membersRemoveAll {
 				continue
 			}
@@ -919,19 +1023,16 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 					return false, err
 				}
 				delta += int(n)
-				changed = changed || n > 0
+				touch(id, n == 0, true)
 			}
 			if len(unknown) > 0 {
 				return false, &UnknownMembersError{IDs: unknown}
 			}
 		case membersRemove:
 			for _, id := range c.IDs {
-				n, err := exec("DELETE FROM members WHERE group_id = ? AND member_id = ?", groupID, id)
-				if err != nil {
+				if err := remove(id); err != nil {
 					return false, err
 				}
-				delta -= int(n)
-				changed = changed || n > 0
 			}
 		case membersRemoveMatching:
 			ids, err := matchingMembers(ctx, tx, groupID, c.Filter)
@@ -939,12 +1040,9 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 				return false, err
 			}
 			for _, id := range ids {
-				n, err := exec("DELETE FROM members WHERE group_id = ? AND member_id = ?", groupID, id)
-				if err != nil {
+				if err := remove(id); err != nil {
 					return false, err
 				}
-				delta -= int(n)
-				changed = changed || n > 0
 			}
 		}
 	}
@@ -953,7 +1051,30 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 			return false, err
 		}
 	}
-	return changed, nil
+	for id, was := range initial {
+		if final[id] != was {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// listMemberIDs lists the ids of a group's members.
+func listMemberIDs(ctx context.Context, q queryer, groupID string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT member_id FROM members WHERE group_id = ?", groupID)
+	if err != nil {
+		return nil, fmt.Errorf("group members: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("group members: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // matchingMembers returns the ids of a group's members that a member filter selects.
@@ -1737,4 +1858,335 @@ func (s *Store) GroupMemberCounts(ctx context.Context, ids []string) (map[string
 		out[id] = n
 	}
 	return out, rows.Err()
+}
+
+// ---- durability: checkpoints, snapshots, restore ----
+
+const (
+	backupDir = "backups"
+	// checkpointIdle is how long the database must be idle before the WAL is
+	// folded completely into the main file, so that a copy of it is complete.
+	checkpointIdle = 3 * time.Second
+)
+
+// lockFile opens path (creating it) and takes a flock on it: shared for the
+// store, exclusive for restore. flock does not interfere with SQLite's own
+// POSIX locks.
+func lockFile(path string, exclusive bool) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if exclusive {
+			return nil, fmt.Errorf("%s is in use by a running scimbox: stop it first", path)
+		}
+		return nil, fmt.Errorf("%s is being restored: try again when restore has finished", path)
+	}
+	return f, nil
+}
+
+// checkpoint copies the WAL into the database file (PASSIVE: what it can
+// without waiting; TRUNCATE: everything, and empty the WAL).
+func (s *Store) checkpoint(ctx context.Context, mode string) error {
+	var busy, logFrames, done int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &logFrames, &done); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+// checkpointer keeps the main database file current: a passive checkpoint
+// each second after writes, and a full one once writes pause.
+func (s *Store) checkpointer() {
+	defer close(s.checkpointsDone)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var seen, truncated int64
+	lastWrite := time.Now()
+	for {
+		select {
+		case <-s.stopCheckpoints:
+			return
+		case <-tick.C:
+		}
+		n := s.writes.Load()
+		switch {
+		case n != seen:
+			seen, lastWrite = n, time.Now()
+			if err := s.checkpoint(context.Background(), "PASSIVE"); err != nil {
+				s.log.Warn("checkpoint", "err", err)
+			}
+		case n != truncated && time.Since(lastWrite) >= checkpointIdle:
+			if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+				s.log.Warn("checkpoint", "err", err)
+				continue
+			}
+			truncated = n
+		}
+	}
+}
+
+// ErrDamaged reports a database that fails its integrity check.
+var ErrDamaged = errors.New("the database is damaged")
+
+// checkLeftoverWAL runs when a -wal file with content is found at start: the
+// server crashed, or a -wal from another copy of the database lies next to a
+// restored file. A crash is recovered by SQLite; a foreign -wal would
+// corrupt the file, so the combination must pass quick_check first.
+func (s *Store) checkLeftoverWAL(ctx context.Context) error {
+	fi, err := os.Stat(s.path + "-wal")
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	if err := s.quickCheck(ctx, s.w); err != nil {
+		return fmt.Errorf("%w: %s-wal does not belong to this database or the file is corrupt (%v). "+
+			"If you copied the database file back, use `scimbox restore`, which removes stale -wal/-shm files; "+
+			"otherwise restore the latest snapshot from %s", ErrDamaged, s.path, err, filepath.Join(filepath.Dir(s.path), backupDir))
+	}
+	s.log.Info("recovered writes from the -wal file left by an unclean shutdown")
+	return nil
+}
+
+func (s *Store) quickCheck(ctx context.Context, q queryer) error {
+	rows, err := q.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return err
+		}
+		if line != "ok" && len(problems) < 5 {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Check runs SQLite's quick_check; the server refuses to start on a damaged file.
+func (s *Store) Check(ctx context.Context) error {
+	if err := s.quickCheck(ctx, s.r); err != nil {
+		return fmt.Errorf("%w: %v. Restore the latest snapshot from %s with `scimbox restore`", ErrDamaged, err,
+			filepath.Join(filepath.Dir(s.path), backupDir))
+	}
+	return nil
+}
+
+// Snapshot writes a consistent copy of the live database to dest (which must
+// not exist) with VACUUM INTO on a connection of its own, so writes go on,
+// then checks the copy and makes it durable.
+func (s *Store) Snapshot(ctx context.Context, dest string) error {
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	tmp := dest + ".partial"
+	os.Remove(tmp)
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: s.path}).EscapedPath()+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := verifyDatabase(ctx, tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: the copy does not check out: %w", err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return syncFile(filepath.Dir(dest))
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// verifyDatabase checks a database file that no server uses: integrity_check
+// passes, it is a scimbox database, and not from a newer scimbox.
+func verifyDatabase(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var result string
+	if err := db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&result); err != nil {
+		return fmt.Errorf("not a readable SQLite database: %w", err)
+	}
+	if result != "ok" {
+		return fmt.Errorf("integrity_check: %s", result)
+	}
+	var version, tables int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('users', 'groups', 'tokens')").Scan(&tables); err != nil {
+		return err
+	}
+	switch {
+	case tables != 3 || version == 0:
+		return errors.New("it is not a scimbox database")
+	case version > len(migrations):
+		return fmt.Errorf("it is from a newer scimbox (schema version %d)", version)
+	}
+	return nil
+}
+
+// restoreDatabase replaces the database at dst with a verified copy of src.
+// No server may be running on dst. The replaced file (and any -wal) is kept
+// beside it as <dst>.before-restore-<time>, and stale -wal/-shm files are removed.
+func restoreDatabase(ctx context.Context, src, dst string, now time.Time) (kept string, err error) {
+	if err := verifyDatabase(ctx, src); err != nil {
+		return "", fmt.Errorf("restore %s: %w", src, err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		lock, err := lockFile(dst, true)
+		if err != nil {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+		defer lock.Close()
+	}
+	tmp := dst + ".restoring"
+	if err := copyFile(src, tmp); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		kept = fmt.Sprintf("%s.before-restore-%s", dst, now.UTC().Format("20060102T150405Z"))
+		if err := os.Rename(dst, kept); err != nil {
+			return "", fmt.Errorf("restore: keep the old database: %w", err)
+		}
+		if err := os.Rename(dst+"-wal", kept+"-wal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+	}
+	if err := os.Remove(dst + "-shm"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Remove(dst + "-wal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	return kept, syncFile(filepath.Dir(dst))
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Snapshots lists the automatic snapshots, newest first.
+func (s *Store) Snapshots() ([]SnapshotInfo, error) {
+	dir := filepath.Join(filepath.Dir(s.path), backupDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var out []SnapshotInfo
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, snapshotPrefix) || !strings.HasSuffix(name, ".db") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, SnapshotInfo{Path: filepath.Join(dir, name), Size: fi.Size(), Taken: fi.ModTime()})
+	}
+	slices.SortFunc(out, func(a, b SnapshotInfo) int { return b.Taken.Compare(a.Taken) })
+	return out, nil
+}
+
+// SnapshotInfo describes one automatic snapshot.
+type SnapshotInfo struct {
+	Path  string
+	Size  int64
+	Taken time.Time
+}
+
+const snapshotPrefix = "scimbox-"
+
+// RunSnapshots takes a snapshot into backups/ every interval (the first one
+// when the newest is older than interval) and keeps the newest keep of them,
+// until ctx ends.
+func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep int) {
+	for {
+		wait := time.Duration(0)
+		if snaps, err := s.Snapshots(); err == nil && len(snaps) > 0 {
+			wait = max(interval-time.Since(snaps[0].Taken), 0)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		dest := filepath.Join(filepath.Dir(s.path), backupDir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+".db")
+		if err := s.Snapshot(ctx, dest); err != nil {
+			s.log.Error("automatic snapshot failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(interval, time.Hour)):
+			}
+			continue
+		}
+		s.log.Info("snapshot taken", "path", dest)
+		if snaps, err := s.Snapshots(); err == nil {
+			for _, old := range snaps[min(keep, len(snaps)):] {
+				if err := os.Remove(old.Path); err != nil {
+					s.log.Warn("remove old snapshot", "path", old.Path, "err", err)
+				}
+			}
+		}
+	}
 }

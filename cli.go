@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// tokenCommand runs `scimbox token create|list|revoke`.
+func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("token: say create, list or revoke")
+	}
+	sub := args[0]
+	fs := newFlagSet("token "+sub, stderr)
+	db := dbFlag(fs)
+	name := fs.String("name", "", "a name for the token, such as entra-production (create)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := envDefault(fs); err != nil {
+		return err
+	}
+	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	switch sub {
+	case "create":
+		if *name == "" {
+			return errors.New("token create: -name is required, e.g. -name entra")
+		}
+		plain, t, err := store.CreateToken(ctx, *name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Created token %s (%q). Paste it into Entra as the Secret Token; it is shown only this once:\n%s\n", t.ID, t.Name, plain)
+		return nil
+	case "list":
+		tokens, err := store.Tokens(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tCREATED\tLAST USED")
+		for _, t := range tokens {
+			used := "never"
+			if !t.LastUsed.IsZero() {
+				used = t.LastUsed.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Created.Format(time.RFC3339), used)
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			return errors.New("token revoke: give the token ID (see scimbox token list)")
+		}
+		if err := store.RevokeToken(ctx, fs.Arg(0)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Revoked token %s.\n", fs.Arg(0))
+		return nil
+	}
+	return fmt.Errorf("token: unknown subcommand %q (create, list or revoke)", sub)
+}
+
+// adminCommand runs `scimbox admin reset-password`: it prints a one-time link
+// that sets the admin password (or creates the admin on a fresh database).
+func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "reset-password" {
+		return errors.New("admin: the command is reset-password")
+	}
+	fs := newFlagSet("admin reset-password", stderr)
+	db := dbFlag(fs)
+	base := fs.String("url", "", "the admin page's address, e.g. https://scim.example.com (default: printed as a path)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := envDefault(fs); err != nil {
+		return err
+	}
+	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	code, err := store.NewSetupCode(ctx, setupCodeTTL)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Open this link within 24 hours to set the admin password (it works once; everyone is logged out):\n%s/setup?code=%s\n",
+		strings.TrimRight(*base, "/"), code)
+	return nil
+}
+
+// backupCommand runs `scimbox backup [-db PATH] DEST`: a consistent copy of
+// the database, safe while the server runs.
+func backupCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("backup", stderr)
+	db := dbFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envDefault(fs); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("backup: give the destination file, e.g. scimbox backup -db scimbox.db /mnt/backup/scimbox.db")
+	}
+	dest := fs.Arg(0)
+	if _, err := os.Stat(dest); err == nil {
+		return fmt.Errorf("backup: %s exists; choose a new file name", dest)
+	}
+	if _, err := os.Stat(*db); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Snapshot(ctx, dest); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Backed up %s to %s (checked with integrity_check).\n", *db, dest)
+	return nil
+}
+
+// restoreCommand runs `scimbox restore [-db PATH] SRC` with the server stopped.
+func restoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("restore", stderr)
+	db := dbFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envDefault(fs); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("restore: give the backup file to restore, e.g. scimbox restore -db scimbox.db backups/scimbox-20260101T000000Z.db")
+	}
+	kept, err := restoreDatabase(ctx, fs.Arg(0), *db, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Restored %s from %s.\n", *db, fs.Arg(0))
+	if kept != "" {
+		fmt.Fprintf(stdout, "The database it replaced is kept as %s.\n", kept)
+	}
+	return nil
+}
