@@ -2005,6 +2005,10 @@ func (s *Store) Snapshot(ctx context.Context, dest string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("snapshot: %w", err)
 	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: %w", err)
+	}
 	if err := verifyDatabase(ctx, tmp); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("snapshot: the copy does not check out: %w", err)
