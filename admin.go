@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -979,18 +980,25 @@ func (a *admin) changeLogRetention(w http.ResponseWriter, r *http.Request, _ htt
 	return a.render(w, r, http.StatusOK, "settings.html", d)
 }
 
-// announceSetup makes sure a first-run setup code exists when there is no
-// admin yet, and logs the link that claims the instance.
-func (s *server) announceSetup(ctx context.Context, baseURL string) error {
+// announceSetup prints where the admin page is. Before the first admin
+// exists it creates a one-time setup code and prints, and logs, the link
+// that claims the instance: nobody without it can.
+func (s *server) announceSetup(ctx context.Context, baseURL string, stdout io.Writer) error {
+	baseURL = strings.TrimRight(baseURL, "/")
 	exists, err := s.store.AdminExists(ctx)
-	if err != nil || exists {
+	if err != nil {
 		return err
+	}
+	if exists {
+		fmt.Fprintf(stdout, "Admin page: %s/ (forgot the password? scimbox admin reset-password)\n", baseURL)
+		return nil
 	}
 	code, err := s.store.NewSetupCode(ctx, setupCodeTTL)
 	if err != nil {
 		return err
 	}
-	s.log.Info("first run: open this link to create the admin account (valid 24 h, once)",
-		slog.String("url", strings.TrimRight(baseURL, "/")+"/setup?code="+code))
+	link := baseURL + "/setup?code=" + code
+	fmt.Fprintf(stdout, "First run: open this link to create the admin account (valid 24 hours, once):\n  %s\n", link)
+	s.log.Info("first run: open the setup link to create the admin account (valid 24 h, once)", slog.String("url", link))
 	return nil
 }

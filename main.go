@@ -35,9 +35,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if cfg.Version {
+			fmt.Fprintln(stdout, "scimbox", version())
+			return nil
+		}
 		return serve(ctx, cfg, stdout, stderr)
 	case "token":
 		return tokenCommand(ctx, args, stdout, stderr)
+	case "admin":
+		return adminCommand(ctx, args, stdout, stderr)
+	case "backup":
+		return backupCommand(ctx, args, stdout, stderr)
+	case "restore":
+		return restoreCommand(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "scimbox", version())
 		return nil
@@ -49,10 +59,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 const usage = `usage:
-  scimbox [serve] [-db PATH] [-addr HOST:PORT]   serve SCIM (default: ./scimbox.db on 127.0.0.1:8080)
+  scimbox [serve] [-db PATH] [-addr HOST:PORT]   serve SCIM (default: ./scimbox.db on 127.0.0.1:8080, local trial)
+  scimbox serve -domain scim.example.com         HTTPS on :443 with an automatic certificate, :80 redirects
+        [-acme-email EMAIL] [-acme-ca URL] [-https-addr :443] [-http-addr :80]
+  scimbox serve -tls-cert FILE -tls-key FILE     HTTPS with your own certificate
+  scimbox serve -behind-proxy [-trusted-proxies 127.0.0.1,::1]   plain HTTP for your reverse proxy
   scimbox token create [-db PATH] -name NAME     create a Secret Token for Entra (printed once)
   scimbox token list [-db PATH]                  list tokens (never their secrets)
   scimbox token revoke [-db PATH] ID             revoke a token
-  scimbox version
-Every flag can also be set in the environment as SCIMBOX_<FLAG>, e.g. SCIMBOX_DB, SCIMBOX_ADDR.
+  scimbox admin reset-password [-db PATH]        print a one-time link that sets the admin password
+  scimbox backup [-db PATH] DEST                 consistent copy of the database, safe while serving
+  scimbox restore [-db PATH] SRC                 replace the database with a checked backup (server stopped)
+  scimbox version                                (or serve -version)
+Every flag can also be set in the environment as SCIMBOX_<FLAG>, e.g. SCIMBOX_DB, SCIMBOX_DOMAIN.
+See scimbox serve -h for all serve flags.
 `

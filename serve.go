@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,12 +10,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/mail"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 )
+
+const defaultAddr = "127.0.0.1:8080"
 
 // serveConfig is the configuration of `scimbox serve`.
 type serveConfig struct {
@@ -22,6 +30,89 @@ type serveConfig struct {
 	Addr      string
 	LogFormat string
 	LogLevel  string
+	Version   bool
+
+	// Domain switches on automatic HTTPS: certificates from ACME for this name.
+	Domain     string
+	HTTPSAddr  string
+	HTTPAddr   string // "" turns the :80 listener off (ACME then uses TLS-ALPN-01 only)
+	ACMECA     string // "" is Let's Encrypt, with ZeroSSL as fallback when ACMEEmail is set
+	ACMEEmail  string
+	ACMECARoot string // PEM file of a private ACME CA's root, for a CA such as step-ca
+
+	// TLSCert and TLSKey serve an admin-supplied certificate instead of ACME.
+	TLSCert string
+	TLSKey  string
+
+	// BehindProxy serves plain HTTP on Addr for a reverse proxy that terminates HTTPS.
+	BehindProxy    bool
+	TrustedProxies string // comma-separated addresses or CIDR ranges
+
+	// Automatic snapshots into backups/ next to the database; 0 turns them off.
+	BackupInterval time.Duration
+	BackupKeep     int
+
+	hooks serveHooks
+}
+
+// serveHooks are set by tests only; their zero value is what users get.
+type serveHooks struct {
+	// ready, if set, is called with the bound addresses once every listener
+	// is open and before any certificate is requested, so tests can listen
+	// on port 0 and point a test CA at the ports they got.
+	ready func(boundAddrs)
+	// renewCheck overrides how often certmagic checks whether to renew.
+	renewCheck time.Duration
+	// noTLSALPN turns the TLS-ALPN-01 challenge off, to prove HTTP-01 alone.
+	noTLSALPN bool
+	// noARI turns ACME Renewal Information off. Pebble v2.10.1 cannot find
+	// the certificate an ARI renewal replaces when its serial number's DER
+	// form has a leading zero byte (it keys certificates by big.Int.Bytes),
+	// so with ARI half of the renewals against it fail.
+	noARI bool
+}
+
+// boundAddrs are the addresses serve listens on; empty when unused.
+type boundAddrs struct {
+	Plain string // plain HTTP: local trial mode or -behind-proxy
+	HTTPS string
+	HTTP  string // the ACME HTTP-01 challenge and the redirect to HTTPS
+}
+
+// serve modes, chosen by mode().
+const (
+	modeLocal = "local trial"
+	modeProxy = "behind a reverse proxy"
+	modeACME  = "automatic HTTPS"
+	modeCert  = "HTTPS with your certificate"
+)
+
+// mode says how scimbox is reached, from the flags given.
+func (c serveConfig) mode() string {
+	switch {
+	case c.Domain != "":
+		return modeACME
+	case c.TLSCert != "" || c.TLSKey != "":
+		return modeCert
+	case c.BehindProxy:
+		return modeProxy
+	}
+	return modeLocal
+}
+
+// https reports whether browsers reach scimbox over HTTPS, directly or
+// through the reverse proxy, so cookies can be Secure and __Host- prefixed.
+// Per request, r.TLS != nil says the same (the proxy middleware sets it).
+func (c serveConfig) https() bool { return c.mode() != modeLocal }
+
+// certDir is where certmagic keeps certificates and the ACME account:
+// next to the database, so one folder holds all of scimbox's state.
+func (c serveConfig) certDir() string {
+	db, err := filepath.Abs(c.DB)
+	if err != nil {
+		db = c.DB
+	}
+	return filepath.Join(filepath.Dir(db), "certs")
 }
 
 // newFlagSet returns a flag set whose flags fall back to SCIMBOX_* environment variables.
@@ -32,13 +123,21 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 }
 
 // envDefault applies SCIMBOX_<NAME> environment variables to flags not given on the command line.
-func envDefault(fs *flag.FlagSet) error {
+func envDefault(fs *flag.FlagSet) error { return envDefaultFrom(fs, os.LookupEnv) }
+
+// envName is the environment variable that sets flag name.
+func envName(name string) string {
+	return "SCIMBOX_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// envDefaultFrom is envDefault with the variables read through lookup.
+func envDefaultFrom(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		env := "SCIMBOX_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok && !given[f.Name] && err == nil {
+		env := envName(f.Name)
+		if v, ok := lookup(env); ok && !given[f.Name] && err == nil {
 			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("%s=%q: %w", env, v, e)
 			}
@@ -51,43 +150,184 @@ func dbFlag(fs *flag.FlagSet) *string {
 	return fs.String("db", "scimbox.db", "path of the SQLite database file (created if missing)")
 }
 
-func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
-	fs := newFlagSet("serve", stderr)
-	var cfg serveConfig
-	db := dbFlag(fs)
-	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to serve plain HTTP on")
+// serveFlags defines the flags of `scimbox serve` on fs, storing into cfg.
+func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
+	fs.StringVar(&cfg.DB, "db", "scimbox.db", "path of the SQLite database file (created if missing); certificates go in a certs folder next to it")
+	fs.StringVar(&cfg.Addr, "addr", defaultAddr, "address to serve plain HTTP on (local trial mode and -behind-proxy)")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&cfg.Version, "version", false, "print the version and exit")
+	fs.StringVar(&cfg.Domain, "domain", "", "public DNS name, e.g. scim.example.com: serve HTTPS with a certificate obtained and renewed automatically (ACME)")
+	fs.StringVar(&cfg.HTTPSAddr, "https-addr", ":443", "address to serve HTTPS on (with -domain or -tls-cert)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", ":80", `address for the ACME HTTP-01 challenge and the redirect to HTTPS; "" turns it off`)
+	fs.StringVar(&cfg.ACMECA, "acme-ca", "", "ACME directory URL of the certificate authority (default Let's Encrypt)")
+	fs.StringVar(&cfg.ACMEEmail, "acme-email", "", "email for the ACME account: the CA's notices; also enables ZeroSSL as a fallback CA")
+	fs.StringVar(&cfg.ACMECARoot, "acme-ca-root", "", "PEM file with the root certificate of a private ACME CA given with -acme-ca")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate chain file to serve HTTPS with your own certificate (reloaded when it changes)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for -tls-cert")
+	fs.BoolVar(&cfg.BehindProxy, "behind-proxy", false, "serve plain HTTP on -addr for a reverse proxy that terminates HTTPS")
+	fs.DurationVar(&cfg.BackupInterval, "backup-interval", 24*time.Hour, "how often to snapshot the database into a backups folder next to it; 0 turns snapshots off")
+	fs.IntVar(&cfg.BackupKeep, "backup-keep", 7, "how many snapshots to keep")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
+}
+
+func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
+	return parseServeConfigEnv(args, stderr, os.LookupEnv)
+}
+
+// parseServeConfigEnv parses and validates the serve flags, with SCIMBOX_*
+// variables looked up by lookup.
+func parseServeConfigEnv(args []string, stderr io.Writer, lookup func(string) (string, bool)) (serveConfig, error) {
+	fs := newFlagSet("serve", stderr)
+	var cfg serveConfig
+	serveFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
-	if err := envDefault(fs); err != nil {
+	if err := envDefaultFrom(fs, lookup); err != nil {
 		return cfg, err
 	}
-	cfg.DB = *db
+	if cfg.Version {
+		return cfg, nil
+	}
 	return cfg, cfg.validate()
 }
 
 // validate checks the whole configuration at once, in words an admin understands.
 func (c serveConfig) validate() error {
 	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.DB == "" {
-		errs = append(errs, errors.New("-db must name a database file"))
-	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("-addr %q is not HOST:PORT (for example 127.0.0.1:8080)", c.Addr))
+		add("-db must name a database file")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		errs = append(errs, fmt.Errorf("-log-format must be text or json, not %q", c.LogFormat))
+		add("-log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.BackupInterval < 0 || c.BackupInterval > 0 && c.BackupInterval < time.Minute {
+		add("-backup-interval must be 0 (off) or at least 1m, not %s", c.BackupInterval)
+	}
+	if c.BackupInterval > 0 && c.BackupKeep < 1 {
+		add("-backup-keep must be at least 1 while snapshots are on")
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("-log-level must be debug, info, warn or error, not %q", c.LogLevel))
+		add("-log-level must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	checkAddr := func(flag, addr, example string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			add("-%s %q is not HOST:PORT or :PORT (for example %s)", flag, addr, example)
+		}
+	}
+
+	// Which way scimbox is reached: the options that pick it must not conflict.
+	if c.Domain != "" && (c.TLSCert != "" || c.TLSKey != "") {
+		add("-domain gets a certificate automatically and -tls-cert/-tls-key serve your own: use one or the other")
+	}
+	if c.BehindProxy && (c.Domain != "" || c.TLSCert != "" || c.TLSKey != "") {
+		add("-behind-proxy means your reverse proxy handles HTTPS, so scimbox does not need -domain or -tls-cert/-tls-key: drop one side")
+	}
+	if c.TLSCert != "" && c.TLSKey == "" {
+		add("-tls-cert needs -tls-key too: the file with the certificate's private key")
+	}
+	if c.TLSKey != "" && c.TLSCert == "" {
+		add("-tls-key needs -tls-cert too: the file with the certificate (and its chain)")
+	}
+	if c.Domain == "" && (c.ACMECA != "" || c.ACMEEmail != "" || c.ACMECARoot != "") {
+		add("-acme-ca, -acme-email and -acme-ca-root only apply with -domain, which turns automatic certificates on")
+	}
+
+	switch c.mode() {
+	case modeLocal, modeProxy:
+		checkAddr("addr", c.Addr, defaultAddr)
+		if c.BehindProxy {
+			if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	case modeACME, modeCert:
+		if c.Addr != defaultAddr {
+			add("-addr is the plain-HTTP address of the local trial mode and -behind-proxy; with HTTPS use -https-addr (and -http-addr)")
+		}
+		checkAddr("https-addr", c.HTTPSAddr, ":443")
+		if c.HTTPAddr != "" {
+			checkAddr("http-addr", c.HTTPAddr, ":80")
+			if _, p, _ := net.SplitHostPort(c.HTTPAddr); c.HTTPAddr == c.HTTPSAddr && p != "0" {
+				add("-http-addr and -https-addr are both %q: they need different ports (normally :80 and :443)", c.HTTPAddr)
+			}
+		}
+	}
+
+	if c.Domain != "" {
+		if err := checkDomain(c.Domain, c.ACMECA == ""); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.ACMECA != "" {
+		if u, err := url.Parse(c.ACMECA); err != nil || u.Scheme != "https" || u.Host == "" {
+			add("-acme-ca %q is not the https:// URL of an ACME directory (for example %s)", c.ACMECA, certmagic.LetsEncryptStagingCA)
+		}
+	}
+	if c.ACMEEmail != "" {
+		if a, err := mail.ParseAddress(c.ACMEEmail); err != nil || a.Address != c.ACMEEmail {
+			add("-acme-email %q is not an email address such as admin@example.com", c.ACMEEmail)
+		}
+	}
+	if c.ACMECARoot != "" {
+		if _, err := loadCARoots(c.ACMECARoot); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.TLSCert != "" && c.TLSKey != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			add("cannot use -tls-cert %s with -tls-key %s: %v", c.TLSCert, c.TLSKey, err)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkDomain checks a -domain value; public says the CA is a public one
+// such as Let's Encrypt, which issues only for public DNS names.
+func checkDomain(domain string, public bool) error {
+	if strings.Contains(domain, "://") || strings.ContainsAny(domain, "/:") {
+		return fmt.Errorf("-domain %q must be a host name alone, such as scim.example.com: no https://, port or path", domain)
+	}
+	if net.ParseIP(domain) != nil {
+		return fmt.Errorf("-domain %q is an IP address: give the DNS name whose A record points at this machine", domain)
+	}
+	if !certmagic.SubjectQualifiesForCert(domain) || strings.Contains(domain, "*") {
+		return fmt.Errorf("-domain %q is not a valid DNS name such as scim.example.com", domain)
+	}
+	if public && !certmagic.SubjectQualifiesForPublicCert(domain) {
+		return fmt.Errorf("-domain %q is not a public DNS name, and Let's Encrypt only certifies public names: use a name in a domain you own, such as scim.example.com, or -acme-ca for a private CA", domain)
+	}
+	return nil
+}
+
+// parseTrustedProxies parses a comma-separated list of addresses and CIDR ranges.
+func parseTrustedProxies(list string) ([]netip.Prefix, error) {
+	var nets []netip.Prefix
+	for s := range strings.SplitSeq(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			nets = append(nets, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("-trusted-proxies: %q is neither an IP address (10.0.0.5) nor a CIDR range (10.0.0.0/24)", s)
+		}
+		nets = append(nets, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	if len(nets) == 0 {
+		return nil, errors.New("-trusted-proxies is empty: list the address of your reverse proxy, such as 127.0.0.1")
+	}
+	return nets, nil
 }
 
 func newLogger(format, level string, w io.Writer) *slog.Logger {
@@ -100,8 +340,23 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// newHTTPServer returns a server with every timeout set, so slow or idle
+// clients cannot hold connections open and exhaust it.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          serverErrorLog(log),
+	}
+}
+
 // serve opens the store, listens and serves until ctx ends, then shuts down
 // gracefully: in-flight requests finish and the database closes cleanly.
+// Listeners are opened before anything else starts, so a port in use or a
+// missing privilege is reported at once; certificates come in the background.
 func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
 	store, err := OpenStore(ctx, cfg.DB, log)
@@ -109,54 +364,187 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		return err
 	}
 	defer store.Close()
-	ln, err := net.Listen("tcp", cfg.Addr)
+	if err := store.Check(ctx); err != nil {
+		return err // never serve a damaged database
+	}
+	if cfg.BackupInterval > 0 {
+		snapCtx, stopSnapshots := context.WithCancel(ctx)
+		snapsDone := make(chan struct{})
+		go func() { store.RunSnapshots(snapCtx, cfg.BackupInterval, cfg.BackupKeep); close(snapsDone) }()
+		defer func() { stopSnapshots(); <-snapsDone }()
+	}
+	scim := &server{store: store, log: log}
+	handler := withHSTS(scim.handler())
+
+	lns, err := listenAll(cfg)
 	if err != nil {
-		return fmt.Errorf("cannot listen on %s (is another scimbox or program using that port?): %w", cfg.Addr, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           (&server{store: store, log: log}).handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	defer lns.close()
+	if cfg.hooks.ready != nil {
+		cfg.hooks.ready(lns.addrs())
 	}
-	printWelcome(stdout, cfg, ln.Addr().String())
-	log.Info("serving", "addr", ln.Addr().String(), "db", cfg.DB, "version", version())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+
+	type served struct {
+		srv *http.Server
+		ln  net.Listener
+		tls bool
+	}
+	var servers []served
+	var acme *acmeManager
+	host := cfg.Domain // the public name, for the welcome text
+	switch cfg.mode() {
+	case modeLocal:
+		servers = append(servers, served{newHTTPServer(handler, log), lns.plain, false})
+	case modeProxy:
+		trusted, _ := parseTrustedProxies(cfg.TrustedProxies) // validated
+		servers = append(servers, served{newHTTPServer(trustProxies(trusted, handler), log), lns.plain, false})
+	case modeACME:
+		acme, err = newACMEManager(cfg, lns, log)
+		if err != nil {
+			return err
+		}
+		defer acme.stop()
+		srv := newHTTPServer(handler, log)
+		srv.TLSConfig = acme.tlsConfig()
+		servers = append(servers, served{srv, lns.https, true})
+		if lns.http != nil {
+			redirect := redirectToHTTPS(cfg.Domain, lns.https.Addr())
+			servers = append(servers, served{newHTTPServer(acme.httpHandler(redirect, log), log), lns.http, false})
+		}
+	case modeCert:
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return err
+		}
+		srv := newHTTPServer(handler, log)
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		servers = append(servers, served{srv, lns.https, true})
+		if lns.http != nil {
+			servers = append(servers, served{newHTTPServer(redirectToHTTPS("", lns.https.Addr()), log), lns.http, false})
+		}
+		for _, name := range certs.names() {
+			if !strings.HasPrefix(name, "*") {
+				host = name
+				break
+			}
+		}
+	}
+
+	printWelcome(stdout, cfg, host, lns.addrs())
+	adminURL := "https://" + host
+	if cfg.mode() == modeLocal {
+		adminURL = "http://" + lns.addrs().Plain
+	}
+	if err := scim.announceSetup(ctx, adminURL, stdout); err != nil {
+		return err
+	}
+	log.Info("serving", "mode", cfg.mode(), "addrs", lns.addrs().String(), "db", cfg.DB, "version", version())
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() {
+			if s.tls {
+				errc <- s.srv.ServeTLS(s.ln, "", "")
+			} else {
+				errc <- s.srv.Serve(s.ln)
+			}
+		}()
+	}
+	var serveErr error
+	if acme != nil {
+		// The servers are up, so the CA's challenges find them answering.
+		if err := acme.start(ctx); err != nil {
+			serveErr = fmt.Errorf("certificate management: %w", err)
+		}
+	}
+	if serveErr == nil {
+		select {
+		case err := <-errc:
+			serveErr = fmt.Errorf("serve: %w", err)
+		case <-ctx.Done():
+		}
 	}
 	log.Info("shutting down: finishing in-flight requests")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("shutdown", "err", err)
+	for _, s := range servers {
+		if err := s.srv.Shutdown(shutdownCtx); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
 	}
-	if err := store.Close(); err != nil {
-		return fmt.Errorf("close database: %w", err)
+	if err := store.Close(); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("close database: %w", err)
 	}
-	log.Info("stopped")
-	return nil
+	if serveErr == nil {
+		log.Info("stopped")
+	}
+	return serveErr
 }
 
-func printWelcome(w io.Writer, cfg serveConfig, addr string) {
+func (a boundAddrs) String() string {
+	var parts []string
+	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}} {
+		if p.addr != "" {
+			parts = append(parts, p.name+"="+p.addr)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// printWelcome tells the admin where scimbox is and what to do next; host
+// is the public name clients use, or "" when scimbox cannot know it.
+func printWelcome(w io.Writer, cfg serveConfig, host string, addrs boundAddrs) {
 	self := "scimbox"
 	if exe, err := os.Executable(); err == nil && strings.Contains(exe, "go-build") {
 		self = "go run ." // started with go run
 	}
 	db, _ := filepath.Abs(cfg.DB)
-	fmt.Fprintf(w, `scimbox %s — local trial mode (plain HTTP)
+	token := fmt.Sprintf("%s token create -db %s -name entra", self, cfg.DB)
+	if host == "" {
+		host = "<your host name>"
+	}
+	switch cfg.mode() {
+	case modeLocal:
+		fmt.Fprintf(w, `scimbox %s — local trial mode (plain HTTP)
   SCIM base URL:  http://%s%s
   Database:       %s
 Microsoft Entra cannot reach this address: it needs a public HTTPS Tenant URL.
+To serve Entra, run on a VM with -domain scim.example.com (see docs/run-on-a-vm.md).
 To try it locally, create a token and query it:
   %s token create -db %s -name trial
   curl -H "Authorization: Bearer <token>" 'http://%s%s/Users?filter=userName+eq+%%22nobody%%22'
-`, version(), addr, scimBase, db, self, cfg.DB, addr, scimBase)
+`, version(), addrs.Plain, scimBase, db, self, cfg.DB, addrs.Plain, scimBase)
+	case modeProxy:
+		fmt.Fprintf(w, `scimbox %s — behind a reverse proxy (plain HTTP on %s)
+  Tenant URL:     https://%s%s
+  Database:       %s
+  Trusted proxies: %s (only they may set X-Forwarded-Proto/For)
+Point the proxy's HTTPS site at http://%s, keeping the Host header.
+Create the Secret Token for Entra with:
+  %s
+`, version(), addrs.Plain, host, scimBase, db, cfg.TrustedProxies, addrs.Plain, token)
+	case modeACME:
+		ca := cfg.ACMECA
+		if ca == "" {
+			ca = "Let's Encrypt"
+		}
+		fmt.Fprintf(w, `scimbox %s — HTTPS for %s (certificate from %s, obtained in the background)
+  Tenant URL:     https://%s%s
+  Database:       %s
+  Certificates:   %s
+  Listening:      %s
+Create the Secret Token for Entra with:
+  %s
+`, version(), cfg.Domain, ca, host, scimBase, db, cfg.certDir(), addrs, token)
+	case modeCert:
+		fmt.Fprintf(w, `scimbox %s — HTTPS with the certificate in %s (reloaded when the file changes)
+  Tenant URL:     https://%s%s
+  Database:       %s
+  Listening:      %s
+Create the Secret Token for Entra with:
+  %s
+`, version(), cfg.TLSCert, host, scimBase, db, addrs, token)
+	}
 }
 
 // version is the module version when built from a tagged module, else the VCS revision.
