@@ -23,6 +23,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +60,15 @@ var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connect
 	"user.html", "groups.html", "group.html", "log.html", "settings.html", "message.html"}
 
 var templateFuncs = template.FuncMap{
+	"size": func(n int64) string {
+		switch {
+		case n >= 1<<30:
+			return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+		case n >= 1<<20:
+			return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+		}
+		return fmt.Sprintf("%d kB", (n+1023)/1024)
+	},
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -114,6 +125,7 @@ func (a *admin) routes(rt *httprouter.Router) {
 	get("/settings", a.settings)
 	post("/settings/password", a.changePassword)
 	post("/settings/log", a.changeLogRetention)
+	post("/settings/backup", a.downloadBackup)
 	static, _ := fs.Sub(webFS, "web/static")
 	files := http.StripPrefix("/static/", http.FileServerFS(static))
 	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -912,10 +924,16 @@ type settingsData struct {
 	LogDays         int
 	Message, Error  string
 	DatabaseVersion int
+	Snapshots       []SnapshotInfo
 }
 
 func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData, error) {
 	d := settingsData{layout: sess.layout("Settings", "settings"), LogDays: defaultLogDays, DatabaseVersion: len(migrations)}
+	snaps, err := a.store.Snapshots()
+	if err != nil {
+		return d, err
+	}
+	d.Snapshots = snaps
 	v, err := a.store.Setting(r.Context(), logRetentionDays)
 	if err != nil {
 		return d, err
@@ -978,6 +996,30 @@ func (a *admin) changeLogRetention(w http.ResponseWriter, r *http.Request, _ htt
 	}
 	d.LogDays, d.Message = days, fmt.Sprintf("The provisioning log now keeps %d days.", days)
 	return a.render(w, r, http.StatusOK, "settings.html", d)
+}
+
+// downloadBackup sends a fresh, checked snapshot of the database.
+func (a *admin) downloadBackup(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	dir, err := os.MkdirTemp("", "scimbox-download-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "scimbox.db")
+	if err := a.store.Snapshot(r.Context(), path); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	name := "scimbox-" + time.Now().UTC().Format("20060102T150405Z") + ".db"
+	a.log.Info("backup downloaded from the admin page", "admin", sess.Username)
+	w.Header().Set("Content-Type", "application/vnd.sqlite3")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	http.ServeContent(w, r, name, time.Now(), f)
+	return nil
 }
 
 // announceSetup prints where the admin page is. Before the first admin

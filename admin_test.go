@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -331,5 +333,28 @@ func TestProvisioningLog(t *testing.T) {
 	}
 	if entries[0].Status != 409 || !strings.Contains(entries[0].Detail, "already taken") {
 		t.Errorf("failure entry %+v", entries[0])
+	}
+}
+
+func TestAdminBackupDownload(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	ts.createUser(t, "kept@example.com")
+	status, h, body := ac.post(t, "/settings/backup", url.Values{"csrf": {ac.csrf(t)}})
+	if status != 200 || !strings.Contains(h.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("download: %d %v", status, h)
+	}
+	path := filepath.Join(t.TempDir(), "downloaded.db")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyDatabase(context.Background(), path); err != nil {
+		t.Fatalf("downloaded backup: %v", err)
+	}
+	s := openStoreAt(t, path)
+	defer s.Close()
+	if got := countUsers(t, s); got != 1 {
+		t.Errorf("downloaded backup has %d users, want 1", got)
 	}
 }

@@ -95,7 +95,7 @@ func setURNAttr(rt *resourceType, attrs map[string]any, key string, v any) error
 	if ext := rt.extension(urn); ext != nil {
 		return setExtAttr(attrs, ext, name, v)
 	}
-	if _, isObj := v.(map[string]any); isObj || !validAttrName(name) {
+	if _, isObj := v.(map[string]any); isObj || !validAttrName(name) || len(urn) <= 4 {
 		// An extension we do not model: keep it as sent.
 		if v == nil {
 			delete(attrs, key)
