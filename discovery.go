@@ -150,6 +150,7 @@ func (s *server) searchAll(w http.ResponseWriter, r *http.Request, _ httprouter.
 		return err
 	}
 	ctx := r.Context()
+	lp.DirectoryOnly = true
 	users, userTotal, err := s.store.ListUsers(ctx, lp.ListQuery)
 	if err != nil {
 		return err

@@ -433,6 +433,7 @@ func (s *server) searchUsers(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParams) error {
+	lp.DirectoryOnly = true
 	users, total, err := s.store.ListUsers(r.Context(), lp.ListQuery)
 	if err != nil {
 		return err
@@ -460,7 +461,11 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request, _ httprouter
 	}
 	u := &User{Attrs: attrs}
 	about(r, "User", "", stringAttr(attrs, "userName"))
-	if err := s.store.CreateUser(r.Context(), u); err != nil {
+	err = s.store.CreateUser(r.Context(), u)
+	if errors.Is(err, ErrConflict) {
+		u, err = s.claim(r, attrs, err)
+	}
+	if err != nil {
 		return err
 	}
 	about(r, "User", u.ID, "")
@@ -469,7 +474,7 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request, _ httprouter
 
 func (s *server) getUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	about(r, "User", ps.ByName("id"), "")
-	u, err := s.store.UserByID(r.Context(), ps.ByName("id"))
+	u, err := s.directoryUser(r.Context(), ps.ByName("id"))
 	if err != nil {
 		return err
 	}
@@ -493,6 +498,9 @@ func (s *server) replaceUser(w http.ResponseWriter, r *http.Request, ps httprout
 	}
 	about(r, "User", ps.ByName("id"), stringAttr(attrs, "userName"))
 	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
+		if u.Kind != accountDirectory {
+			return fmt.Errorf("user %q: %w", u.ID, ErrNotFound)
+		}
 		if err := ifMatch(r, u.Version); err != nil {
 			return err
 		}
@@ -519,6 +527,9 @@ func (s *server) patchUser(w http.ResponseWriter, r *http.Request, ps httprouter
 	about(r, "User", ps.ByName("id"), "")
 	infoOf(r).op = describeUserPatch(req.Operations)
 	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
+		if u.Kind != accountDirectory {
+			return fmt.Errorf("user %q: %w", u.ID, ErrNotFound)
+		}
 		about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
 		if err := ifMatch(r, u.Version); err != nil {
 			return err
@@ -535,11 +546,76 @@ func (s *server) patchUser(w http.ResponseWriter, r *http.Request, ps httprouter
 	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
 }
 
-func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-	if u, err := s.store.UserByID(r.Context(), ps.ByName("id")); err == nil {
-		about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+// directoryUser returns a directory-managed user; other accounts do not exist for SCIM.
+func (s *server) directoryUser(ctx context.Context, id string) (*User, error) {
+	u, err := s.store.UserByID(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	err := s.store.DeleteUser(r.Context(), ps.ByName("id"), func(v int64) error { return ifMatch(r, v) })
+	if u.Kind != accountDirectory {
+		return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
+	}
+	return u, nil
+}
+
+// claim answers a POST whose userName belongs to an account SCIM cannot see:
+// a deprovisioned account comes back; a manual account is taken over when the
+// admin allows claims (its local values kept as overrides where the policy
+// lets local edits win); otherwise the conflict stands, with what to do about it.
+func (s *server) claim(r *http.Request, attrs map[string]any, conflict error) (*User, error) {
+	ctx := r.Context()
+	p, err := s.store.Policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	allow, err := s.store.Setting(ctx, settingClaim)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	u, err := s.store.ClaimUser(ctx, stringAttr(attrs, "userName"), func(u *User) error {
+		switch {
+		case u.Kind == accountDeprovisioned:
+			infoOf(r).op = "reprovision user"
+			u.Overrides = nil
+		case allow == "true":
+			infoOf(r).op = "claim manual account"
+			u.Overrides = Claimed(u.Attrs, attrs, p, now)
+		default:
+			return fmt.Errorf("%w: userName %q belongs to an account created in the admin page; "+
+				"to let the directory take it over, turn on \"claim existing accounts\" in the admin page's settings",
+				ErrConflict, stringAttr(attrs, "userName"))
+		}
+		u.Attrs, u.Kind = attrs, accountDirectory
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, conflict // taken by a directory account, or freed meanwhile: the first answer stands
+	}
+	if err == nil {
+		s.log.Info("account taken over by the directory", "op", infoOf(r).op, "userName", stringAttr(attrs, "userName"), "id", u.ID)
+	}
+	return u, err
+}
+
+func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	ctx := r.Context()
+	u, err := s.directoryUser(ctx, ps.ByName("id"))
+	if err != nil {
+		return err
+	}
+	about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+	mode, err := s.store.Setting(ctx, settingDeprovision)
+	if err != nil {
+		return err
+	}
+	check := func(v int64) error { return ifMatch(r, v) }
+	if DeprovisionMode(mode) == deprovisionHide {
+		infoOf(r).op = "deprovision user (kept, hidden)"
+		err = s.store.Deprovision(ctx, u.ID, check)
+	} else {
+		err = s.store.DeleteUser(ctx, u.ID, check)
+	}
 	if err != nil {
 		return err
 	}

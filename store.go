@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,11 @@ type User struct {
 	Created  time.Time
 	Modified time.Time
 	Version  int64
+	// Kind is accountDirectory (the zero value means it too), accountManual
+	// or accountDeprovisioned. Only directory accounts are visible to SCIM.
+	Kind string
+	// Overrides are local edits of a directory account; Attrs stay what the directory wrote.
+	Overrides map[string]Override
 }
 
 // GroupRef is a direct membership of a user in a group.
@@ -108,11 +114,13 @@ const (
 
 // ListQuery selects a page of resources.
 type ListQuery struct {
-	Filter     filterExpr // nil for all
-	SortBy     string     // attribute path, "" for creation order
-	Descending bool
-	StartIndex int // 1-based
-	Count      int
+	// DirectoryOnly limits users to directory-managed accounts: what SCIM sees.
+	DirectoryOnly bool
+	Filter        filterExpr // nil for all
+	SortBy        string     // attribute path, "" for creation order
+	Descending    bool
+	StartIndex    int // 1-based
+	Count         int
 }
 
 // Token is a SCIM bearer token's record; the secret itself is never stored.
@@ -212,6 +220,11 @@ var migrations = []string{
 	CREATE INDEX provisioning_log_resource ON provisioning_log(resource_id, id);
 	CREATE INDEX provisioning_log_outcome ON provisioning_log(outcome, id);
 	CREATE INDEX provisioning_log_target ON provisioning_log(target COLLATE NOCASE, id);`,
+	`ALTER TABLE users ADD COLUMN kind TEXT NOT NULL DEFAULT 'directory';
+	ALTER TABLE users ADD COLUMN overrides TEXT NOT NULL DEFAULT '{}';
+	ALTER TABLE users ADD COLUMN inactive_since TEXT;
+	CREATE INDEX users_kind ON users(kind);
+	CREATE INDEX users_inactive_since ON users(inactive_since) WHERE inactive_since IS NOT NULL;`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.
@@ -435,13 +448,18 @@ var userSortColumns = map[string]string{
 	"displayname": "users.display_name_key", "meta.created": "users.created", "meta.lastmodified": "users.modified",
 }
 
-const userSelect = "SELECT users.id, users.attrs, users.created, users.modified, users.version FROM users"
+const userSelect = "SELECT users.id, users.attrs, users.created, users.modified, users.version, users.kind, users.overrides FROM users"
 
 func scanUser(rows interface{ Scan(...any) error }) (*User, error) {
 	var u User
-	var attrs, created, modified string
-	if err := rows.Scan(&u.ID, &attrs, &created, &modified, &u.Version); err != nil {
+	var attrs, created, modified, overrides string
+	if err := rows.Scan(&u.ID, &attrs, &created, &modified, &u.Version, &u.Kind, &overrides); err != nil {
 		return nil, err
+	}
+	if overrides != "{}" {
+		if err := json.Unmarshal([]byte(overrides), &u.Overrides); err != nil {
+			return nil, fmt.Errorf("decode overrides of %s: %w", u.ID, err)
+		}
 	}
 	var err error
 	if u.Attrs, err = decodeAttrs(attrs); err != nil {
@@ -478,15 +496,27 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 	if b, ok := u.Attrs["active"].(bool); ok {
 		active = b
 	}
+	if u.Kind == "" {
+		u.Kind = accountDirectory
+	}
+	overrides := []byte("{}")
+	if len(u.Overrides) > 0 {
+		if overrides, err = json.Marshal(u.Overrides); err != nil {
+			return fmt.Errorf("encode overrides: %w", err)
+		}
+	}
+	// inactive_since remembers when the account was disabled, for the purge policy.
 	args := []any{userName, foldCase(userName), nullString(stringAttr(u.Attrs, "externalId")),
 		nullString(displayName), nullString(foldCase(displayName)), active, string(raw),
-		formatTime(u.Created), formatTime(u.Modified), u.Version, u.ID}
+		formatTime(u.Created), formatTime(u.Modified), u.Version, u.Kind, string(overrides), active, formatTime(u.Modified), u.ID}
 	if insert {
 		_, err = tx.ExecContext(ctx, `INSERT INTO users (user_name, user_name_key, external_id, display_name,
-			display_name_key, active, attrs, created, modified, version, id) VALUES (?,?,?,?,?,?,?,?,?,?,?)`, args...)
+			display_name_key, active, attrs, created, modified, version, kind, overrides, inactive_since, id)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?, CASE WHEN ? = 0 THEN ? END, ?)`, args...)
 	} else {
 		_, err = tx.ExecContext(ctx, `UPDATE users SET user_name = ?, user_name_key = ?, external_id = ?, display_name = ?,
-			display_name_key = ?, active = ?, attrs = ?, created = ?, modified = ?, version = ? WHERE id = ?`, args...)
+			display_name_key = ?, active = ?, attrs = ?, created = ?, modified = ?, version = ?, kind = ?, overrides = ?,
+			inactive_since = CASE WHEN ? = 0 THEN coalesce(inactive_since, ?) END WHERE id = ?`, args...)
 	}
 	if err := translate(err); err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -549,11 +579,11 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 		if err != nil {
 			return err
 		}
-		before, _ := json.Marshal(u.Attrs)
+		before := userState(u)
 		if err := fn(u); err != nil {
 			return err
 		}
-		if after, _ := json.Marshal(u.Attrs); string(after) != string(before) {
+		if userState(u) != before {
 			u.Modified, u.Version = now, u.Version+1
 			if err := putUser(ctx, tx, u, false); err != nil {
 				return err
@@ -566,6 +596,12 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 		return nil, fmt.Errorf("update user: %w", err)
 	}
 	return out, nil
+}
+
+// userState is what UpdateUser compares to know whether anything changed.
+func userState(u *User) string {
+	b, _ := json.Marshal([]any{u.Attrs, u.Kind, u.Overrides})
+	return string(b)
 }
 
 // DeleteUser removes the user and its group memberships. check, if not nil, sees
@@ -687,9 +723,16 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	if q.Filter != nil {
 		sf = toSQL(q.Filter, spec.cols)
 	}
-	where := ""
+	var conds []string
 	if sf.where != "" {
-		where = " WHERE " + sf.where
+		conds = append(conds, sf.where)
+	}
+	if q.DirectoryOnly && spec.table == "users" {
+		conds = append(conds, "users.kind = 'directory'")
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
 	}
 	sortKey := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(q.SortBy, userSchema+":"), groupSchema+":"))
 	sortCol, indexedSort := spec.sortCols[sortKey]
@@ -1678,6 +1721,7 @@ func (s *Store) logWriter() {
 				if err := s.PruneLog(context.Background()); err != nil {
 					s.log.Error("prune provisioning log", "err", err)
 				}
+				s.purgeBySetting(context.Background())
 			}
 		}
 	}
@@ -2192,5 +2236,195 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 				}
 			}
 		}
+	}
+}
+
+// ---- source of truth: policy, claims, deprovisioning, disconnect ----
+
+// Policy returns the source-of-truth policy (the hybrid preset until the admin changes it).
+func (s *Store) Policy(ctx context.Context) (Policy, error) {
+	raw, err := s.Setting(ctx, settingPolicy)
+	if err != nil || raw == "" {
+		return PresetPolicy(presetHybrid), err
+	}
+	p := PresetPolicy(presetHybrid)
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		return nil, fmt.Errorf("decode policy: %w", err)
+	}
+	return p, nil
+}
+
+// SetPolicy stores the source-of-truth policy.
+func (s *Store) SetPolicy(ctx context.Context, p Policy) error {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode policy: %w", err)
+	}
+	return s.SetSetting(ctx, settingPolicy, string(raw))
+}
+
+// ClaimUser hands the account holding userName to fn inside one write
+// transaction, when that account is not directory-managed: fn turns it into a
+// directory account (a claim of a manual account, or the return of a
+// deprovisioned one) or refuses with an error. It returns ErrConflict when a
+// directory account holds the name, ErrNotFound when none does.
+func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User) error) (*User, error) {
+	var out *User
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.user_name_key = ?", foldCase(userName)))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if u.Kind == accountDirectory {
+			return fmt.Errorf("%w: userName %q is already taken", ErrConflict, userName)
+		}
+		if err := fn(u); err != nil {
+			return err
+		}
+		u.Modified, u.Version = now, u.Version+1
+		if err := putUser(ctx, tx, u, false); err != nil {
+			return err
+		}
+		out = u
+		return fillUserGroups(ctx, tx, []*User{u})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim user: %w", err)
+	}
+	return out, nil
+}
+
+// Deprovision keeps a user the directory deleted, disabled and hidden from
+// the directory, and takes it out of its groups. It returns ErrNotFound.
+func (s *Store) Deprovision(ctx context.Context, id string, check func(version int64) error) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ? AND users.kind = 'directory'", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(u.Version); err != nil {
+				return err
+			}
+		}
+		u.Kind, u.Modified, u.Version = accountDeprovisioned, now, u.Version+1
+		u.Attrs["active"] = false
+		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			return err
+		}
+		return putUser(ctx, tx, u, false)
+	})
+	if err != nil {
+		return fmt.Errorf("deprovision user: %w", err)
+	}
+	return nil
+}
+
+// Disconnect ends the directory connection: every SCIM token is revoked and
+// every directory account becomes a manual one with its effective values.
+// Groups stay. It returns how many accounts were converted.
+func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
+	n := 0
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM tokens"); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, userSelect+" WHERE users.kind = 'directory'")
+		if err != nil {
+			return err
+		}
+		var users []*User
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			users = append(users, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, u := range users {
+			u.Attrs, u.Overrides, u.Kind = Disconnected(u.Attrs, u.Overrides, p), nil, accountManual
+			u.Modified, u.Version = now, u.Version+1
+			if err := putUser(ctx, tx, u, false); err != nil {
+				return err
+			}
+		}
+		n = len(users)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("disconnect: %w", err)
+	}
+	s.mu.Lock()
+	clear(s.lastUsed)
+	s.mu.Unlock()
+	return n, nil
+}
+
+// PurgeInactive deletes directory accounts disabled for longer than days,
+// with their memberships, and returns their userNames.
+func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
+	var names []string
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind = 'directory' AND inactive_since IS NOT NULL
+			AND inactive_since < ?`, formatTime(now.AddDate(0, 0, -days)))
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var id, name string
+			if err := rows.Scan(&id, &name); err != nil {
+				rows.Close()
+				return err
+			}
+			ids, names = append(ids, id), append(names, name)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("purge inactive users: %w", err)
+	}
+	return names, nil
+}
+
+// purgeBySetting applies the "delete disabled accounts after N days" policy.
+func (s *Store) purgeBySetting(ctx context.Context) {
+	v, err := s.Setting(ctx, settingPurgeInactive)
+	days, _ := strconv.Atoi(v)
+	if err != nil || days <= 0 {
+		return
+	}
+	names, err := s.PurgeInactive(ctx, days)
+	if err != nil {
+		s.log.Error("purge inactive users", "err", err)
+		return
+	}
+	for _, name := range names {
+		s.log.Info("deleted an account disabled for longer than the policy allows", "userName", name, "days", days)
+		s.Log(LogEntry{Op: "delete disabled user (policy)", ResourceType: "User", Target: name, Outcome: "success", Status: 204,
+			Detail: fmt.Sprintf("disabled for more than %d days", days)})
 	}
 }
