@@ -57,9 +57,17 @@ type admin struct {
 
 // adminPages are the templates in web/, each rendered inside web/layout.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
-	"user.html", "groups.html", "group.html", "log.html", "settings.html", "message.html"}
+	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "message.html"}
 
 var templateFuncs = template.FuncMap{
+	// dict builds a map from key, value pairs, for small fixed lists in templates.
+	"dict": func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	},
 	"size": func(n int64) string {
 		switch {
 		case n >= 1<<30:
@@ -119,6 +127,10 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/connection/tokens/:id/revoke", a.revokeToken)
 	get("/users", a.users)
 	get("/users/:id", a.user)
+	post("/users/:id", a.userAction)
+	post("/settings/policy", a.changePolicy)
+	post("/settings/provisioning", a.changeProvisioning)
+	post("/connection/disconnect", a.disconnect)
 	get("/groups", a.groups)
 	get("/groups/:id", a.group)
 	get("/log", a.logPage)
@@ -696,10 +708,10 @@ func searchFilter(q string, attrs ...string) filterExpr {
 }
 
 type userRow struct {
-	ID, Name, UserName, Email string
-	Active                    *bool
-	Groups                    []string
-	Modified                  time.Time
+	ID, Name, UserName, Email, Kind string
+	Active                          *bool
+	Groups                          []string
+	Modified                        time.Time
 }
 
 type usersData struct {
@@ -708,11 +720,12 @@ type usersData struct {
 	Pager pager
 }
 
-func userName(u *User) string {
-	if n := stringAttr(u.Attrs, "displayName"); n != "" {
+// displayNameOf is how a user is named on the page.
+func displayNameOf(attrs map[string]any) string {
+	if n := stringAttr(attrs, "displayName"); n != "" {
 		return n
 	}
-	if name, ok := u.Attrs["name"].(map[string]any); ok {
+	if name, ok := attrs["name"].(map[string]any); ok {
 		if f, _ := name["formatted"].(string); f != "" {
 			return f
 		}
@@ -748,10 +761,16 @@ func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	if err != nil {
 		return err
 	}
+	p, err := a.store.Policy(r.Context())
+	if err != nil {
+		return err
+	}
 	d := usersData{layout: sess.layout("Users", "users"), Pager: newPager(r, total)}
 	for _, u := range users {
-		row := userRow{ID: u.ID, Name: userName(u), UserName: stringAttr(u.Attrs, "userName"), Email: primaryEmail(u.Attrs), Modified: u.Modified}
-		if b, ok := u.Attrs["active"].(bool); ok {
+		attrs := Effective(u.Attrs, u.Overrides, p)
+		row := userRow{ID: u.ID, Name: displayNameOf(attrs), UserName: stringAttr(attrs, "userName"), Email: primaryEmail(attrs),
+			Kind: u.Kind, Modified: u.Modified}
+		if b, ok := attrs["active"].(bool); ok {
 			row.Active = &b
 		}
 		for _, g := range u.Groups {
@@ -807,22 +826,258 @@ type userData struct {
 	layout
 	User    *User
 	Name    string
+	Fields  []fieldRow
 	Attrs   []attrRow
 	History []LogEntry
+	Error   string
+}
+
+// fieldRow is one policy field of a user as the detail page shows it.
+type fieldRow struct {
+	Key, Label, Value, Why string
+	Origin                 FieldOrigin
+	Editable, Multiline    bool
+	Reverted               bool // an override exists but the policy no longer lets it win
+}
+
+func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSession, id string, status int, problem string) error {
+	ctx := r.Context()
+	u, err := a.store.UserByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	p, err := a.store.Policy(ctx)
+	if err != nil {
+		return err
+	}
+	history, err := a.store.ListLog(ctx, LogQuery{ResourceID: u.ID, Limit: 50})
+	if err != nil {
+		return err
+	}
+	eff := Effective(u.Attrs, u.Overrides, p)
+	d := userData{layout: sess.layout(stringAttr(eff, "userName"), "users"), User: u, Name: displayNameOf(eff), History: history, Error: problem}
+	for _, f := range policyFields {
+		editable, why := CanEdit(u.Kind, p, f.Key)
+		_, overridden := u.Overrides[f.Key]
+		d.Fields = append(d.Fields, fieldRow{Key: f.Key, Label: f.Label, Value: fieldText(f.Key, getField(eff, f.Key)),
+			Origin: Origin(u.Kind, u.Overrides, p, f.Key), Editable: editable, Why: why, Multiline: multilineField(f.Key),
+			Reverted: overridden && p.Source(f.Key) != FromLocal})
+	}
+	flatten("", u.Attrs, &d.Attrs)
+	return a.render(w, r, status, "user.html", d)
 }
 
 func (a *admin) user(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
-	u, err := a.store.UserByID(r.Context(), ps.ByName("id"))
+	if ps.ByName("id") == "new" {
+		return a.render(w, r, http.StatusOK, "newuser.html", newUserData{layout: sess.layout("New user", "users")})
+	}
+	return a.userPage(w, r, sess, ps.ByName("id"), http.StatusOK, "")
+}
+
+type newUserData struct {
+	layout
+	UserName, DisplayName, GivenName, FamilyName, Email, Error string
+}
+
+// createManualUser creates an account the directory does not manage.
+func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
+	d := newUserData{layout: sess.layout("New user", "users")}
+	for dst, key := range map[*string]string{&d.UserName: "userName", &d.DisplayName: "displayName", &d.GivenName: "givenName",
+		&d.FamilyName: "familyName", &d.Email: "email"} {
+		*dst = strings.TrimSpace(r.PostFormValue(key))
+	}
+	body := map[string]any{"userName": d.UserName, "displayName": d.DisplayName, "active": true,
+		"name": map[string]any{"givenName": d.GivenName, "familyName": d.FamilyName}}
+	if d.Email != "" {
+		body["emails"] = []any{map[string]any{"type": "work", "value": d.Email, "primary": true}}
+	}
+	attrs, err := normalizeAttrs(userType, body)
+	if err == nil {
+		err = checkRequired(userType, attrs)
+	}
+	var se *scimError
+	if errors.As(err, &se) {
+		d.Error = se.Detail
+		return a.render(w, r, http.StatusBadRequest, "newuser.html", d)
+	}
+	u := &User{Attrs: attrs, Kind: accountManual}
+	err = a.store.CreateUser(r.Context(), u)
+	if errors.Is(err, ErrConflict) {
+		d.Error = "That user name is taken."
+		return a.render(w, r, http.StatusConflict, "newuser.html", d)
+	}
 	if err != nil {
 		return err
 	}
-	history, err := a.store.ListLog(r.Context(), LogQuery{ResourceID: u.ID, Limit: 50})
+	a.store.Log(LogEntry{Op: "create manual user (admin)", ResourceType: "User", ResourceID: u.ID, Target: d.UserName,
+		Outcome: "success", Status: 201, Detail: "by " + sess.Username})
+	http.Redirect(w, r, "/users/"+u.ID, http.StatusSeeOther)
+	return nil
+}
+
+// userAction edits or reverts a field of a user, or deletes an account the directory does not manage.
+func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	ctx, id := r.Context(), ps.ByName("id")
+	if id == "new" {
+		return a.createManualUser(w, r, sess)
+	}
+	p, err := a.store.Policy(ctx)
 	if err != nil {
 		return err
 	}
-	d := userData{layout: sess.layout(stringAttr(u.Attrs, "userName"), "users"), User: u, Name: userName(u), History: history}
-	flatten("", u.Attrs, &d.Attrs)
-	return a.render(w, r, http.StatusOK, "user.html", d)
+	key := r.PostFormValue("field")
+	switch r.PostFormValue("action") {
+	case "delete":
+		u, err := a.store.UserByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if u.Kind == accountDirectory {
+			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.")
+		}
+		if err := a.store.DeleteUser(ctx, id, nil); err != nil {
+			return err
+		}
+		a.store.Log(LogEntry{Op: "delete manual user (admin)", ResourceType: "User", ResourceID: id, Target: stringAttr(u.Attrs, "userName"),
+			Outcome: "success", Status: 204, Detail: "by " + sess.Username})
+		http.Redirect(w, r, "/users", http.StatusSeeOther)
+		return nil
+	case "revert":
+		_, err = a.store.UpdateUser(ctx, id, func(u *User) error {
+			u.Overrides = Revert(u.Overrides, key)
+			return nil
+		})
+	case "edit":
+		value, perr := parseFieldText(key, r.PostFormValue("value"))
+		if perr != nil {
+			return a.userPage(w, r, sess, id, http.StatusBadRequest, perr.Error())
+		}
+		_, err = a.store.UpdateUser(ctx, id, func(u *User) error {
+			attrs, overrides, err := LocalEdit(u.Kind, u.Attrs, u.Overrides, p, key, value, sess.Username, time.Now().UTC())
+			if err != nil {
+				return err
+			}
+			if u.Kind != accountDirectory {
+				if err := checkRequired(userType, attrs); err != nil {
+					return err
+				}
+			}
+			u.Attrs, u.Overrides = attrs, overrides
+			return nil
+		})
+	default:
+		return a.userPage(w, r, sess, id, http.StatusBadRequest, "Unknown action.")
+	}
+	var ro *ErrReadOnlyField
+	var se *scimError
+	switch {
+	case errors.As(err, &ro):
+		return a.userPage(w, r, sess, id, http.StatusForbidden, ro.Error())
+	case errors.As(err, &se):
+		return a.userPage(w, r, sess, id, http.StatusBadRequest, se.Detail)
+	case errors.Is(err, ErrConflict):
+		return a.userPage(w, r, sess, id, http.StatusConflict, "That user name is taken by another account.")
+	case err != nil:
+		return err
+	}
+	a.store.Log(LogEntry{Op: "local " + r.PostFormValue("action") + " " + key, ResourceType: "User", ResourceID: id,
+		Target: id, Outcome: "success", Status: 200, Detail: "by " + sess.Username})
+	http.Redirect(w, r, "/users/"+id, http.StatusSeeOther)
+	return nil
+}
+
+// multilineField reports fields edited as one value per line.
+func multilineField(key string) bool {
+	return key == "emails" || key == "phoneNumbers" || key == "addresses"
+}
+
+// fieldText formats a field's value for the page and its edit box:
+// multi-valued ones as "type: value" lines, the primary first.
+func fieldText(key string, v any) string {
+	switch {
+	case v == nil:
+		return ""
+	case multilineField(key):
+		list, _ := v.([]any)
+		var lines []string
+		for _, el := range list {
+			m, _ := el.(map[string]any)
+			val, _ := m["value"].(string)
+			if key == "addresses" {
+				val, _ = m["formatted"].(string)
+				if val == "" {
+					var parts []string
+					for _, k := range []string{"streetAddress", "locality", "region", "postalCode", "country"} {
+						if s, _ := m[k].(string); s != "" {
+							parts = append(parts, s)
+						}
+					}
+					val = strings.Join(parts, ", ")
+				}
+			}
+			line := val
+			if t, _ := m["type"].(string); t != "" {
+				line = t + ": " + val
+			}
+			if m["primary"] == true {
+				lines = append([]string{line}, lines...)
+			} else {
+				lines = append(lines, line)
+			}
+		}
+		return strings.Join(lines, "\n")
+	}
+	switch v := v.(type) {
+	case string:
+		return v
+	case map[string]any: // manager
+		s, _ := v["value"].(string)
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// parseFieldText reads an edit box back into a field value; empty clears the field.
+func parseFieldText(key, text string) (any, error) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil, nil
+	}
+	switch {
+	case key == "active":
+		b, ok := coerceBool(text)
+		if !ok {
+			return nil, errors.New("Active is true or false.")
+		}
+		return b, nil
+	case key == enterpriseSchema+":manager":
+		return map[string]any{"value": text}, nil
+	case multilineField(key):
+		var list []any
+		for i, line := range strings.Split(text, "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" {
+				continue
+			}
+			typ, val, ok := strings.Cut(line, ":")
+			if !ok || strings.ContainsAny(typ, " @") {
+				typ, val = "work", line
+			}
+			el := map[string]any{"type": strings.TrimSpace(typ)}
+			if key == "addresses" {
+				el["formatted"] = strings.TrimSpace(val)
+			} else {
+				el["value"] = strings.TrimSpace(val)
+			}
+			if i == 0 {
+				el["primary"] = true
+			}
+			list = append(list, el)
+		}
+		return list, nil
+	}
+	return text, nil
 }
 
 type groupRow struct {
@@ -925,6 +1180,15 @@ type settingsData struct {
 	Message, Error  string
 	DatabaseVersion int
 	Snapshots       []SnapshotInfo
+	Policy          []policyRow
+	Claim           bool
+	Deprovision     string
+	PurgeDays       int
+}
+
+type policyRow struct {
+	Key, Label string
+	Local      bool
 }
 
 func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData, error) {
@@ -934,6 +1198,31 @@ func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData,
 		return d, err
 	}
 	d.Snapshots = snaps
+	p, err := a.store.Policy(r.Context())
+	if err != nil {
+		return d, err
+	}
+	for _, f := range policyFields {
+		d.Policy = append(d.Policy, policyRow{Key: f.Key, Label: f.Label, Local: p.Source(f.Key) == FromLocal})
+	}
+	for key, dst := range map[string]*string{settingDeprovision: &d.Deprovision} {
+		if *dst, err = a.store.Setting(r.Context(), key); err != nil {
+			return d, err
+		}
+	}
+	if d.Deprovision == "" {
+		d.Deprovision = string(deprovisionDelete)
+	}
+	claim, err := a.store.Setting(r.Context(), settingClaim)
+	if err != nil {
+		return d, err
+	}
+	d.Claim = claim == "true"
+	purge, err := a.store.Setting(r.Context(), settingPurgeInactive)
+	if err != nil {
+		return d, err
+	}
+	d.PurgeDays, _ = strconv.Atoi(purge)
 	v, err := a.store.Setting(r.Context(), logRetentionDays)
 	if err != nil {
 		return d, err
@@ -996,6 +1285,91 @@ func (a *admin) changeLogRetention(w http.ResponseWriter, r *http.Request, _ htt
 	}
 	d.LogDays, d.Message = days, fmt.Sprintf("The provisioning log now keeps %d days.", days)
 	return a.render(w, r, http.StatusOK, "settings.html", d)
+}
+
+// changePolicy applies a preset, or the per-field choices of the form.
+func (a *admin) changePolicy(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	var p Policy
+	if preset := r.PostFormValue("preset"); preset != "" {
+		p = PresetPolicy(preset)
+	} else {
+		p = Policy{}
+		for _, f := range policyFields {
+			p[f.Key] = FromDirectory
+			if r.PostFormValue("source:"+f.Key) == string(FromLocal) {
+				p[f.Key] = FromLocal
+			}
+		}
+	}
+	if err := a.store.SetPolicy(r.Context(), p); err != nil {
+		return err
+	}
+	a.log.Info("source-of-truth policy changed", "admin", sess.Username)
+	d, err := a.settingsData(r, sess)
+	if err != nil {
+		return err
+	}
+	d.Message = "Source of truth saved. The directory's values and local edits are both kept; only what is shown changes."
+	return a.render(w, r, http.StatusOK, "settings.html", d)
+}
+
+func (a *admin) changeProvisioning(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	d, err := a.settingsData(r, sess)
+	if err != nil {
+		return err
+	}
+	mode := DeprovisionMode(r.PostFormValue("deprovision"))
+	days, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("purge_days")))
+	switch {
+	case mode != deprovisionDelete && mode != deprovisionHide:
+		d.Error = "Choose what a delete from the directory does."
+	case err != nil || days < 0 || days > 3650:
+		d.Error = "Delete disabled accounts after 0 (never) to 3650 days."
+	}
+	if d.Error != "" {
+		return a.render(w, r, http.StatusBadRequest, "settings.html", d)
+	}
+	claim := "false"
+	if r.PostFormValue("claim") == "on" {
+		claim = "true"
+	}
+	for k, v := range map[string]string{settingClaim: claim, settingDeprovision: string(mode), settingPurgeInactive: strconv.Itoa(days)} {
+		if err := a.store.SetSetting(r.Context(), k, v); err != nil {
+			return err
+		}
+	}
+	a.log.Info("provisioning settings changed", "admin", sess.Username, "claim", claim, "deprovision", mode, "purge_days", days)
+	if d, err = a.settingsData(r, sess); err != nil {
+		return err
+	}
+	d.Message = "Provisioning settings saved."
+	return a.render(w, r, http.StatusOK, "settings.html", d)
+}
+
+// disconnect ends the directory connection, after the admin typed DISCONNECT.
+func (a *admin) disconnect(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	ctx := r.Context()
+	if strings.TrimSpace(r.PostFormValue("confirm")) != "DISCONNECT" {
+		d, err := a.connectionData(ctx, r, sess)
+		if err != nil {
+			return err
+		}
+		d.Error = "Type DISCONNECT to confirm."
+		return a.render(w, r, http.StatusBadRequest, "connection.html", d)
+	}
+	p, err := a.store.Policy(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := a.store.Disconnect(ctx, p)
+	if err != nil {
+		return err
+	}
+	a.log.Warn("disconnected from the directory", "admin", sess.Username, "accounts", n)
+	a.store.Log(LogEntry{Op: "disconnect from the directory", Target: "all accounts", Outcome: "success", Status: 200,
+		Detail: fmt.Sprintf("by %s: tokens revoked, %d accounts are now manual", sess.Username, n)})
+	http.Redirect(w, r, "/connection", http.StatusSeeOther)
+	return nil
 }
 
 // downloadBackup sends a fresh, checked snapshot of the database.

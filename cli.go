@@ -156,3 +156,37 @@ func restoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	return nil
 }
+
+// disconnectCommand runs `scimbox disconnect [-db PATH] -yes`: the same as the
+// admin page's Disconnect, for an admin at the shell.
+func disconnectCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("disconnect", stderr)
+	db := dbFlag(fs)
+	yes := fs.Bool("yes", false, "confirm: revoke every token and make every directory account manual")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envDefault(fs); err != nil {
+		return err
+	}
+	if !*yes {
+		return errors.New("disconnect revokes every SCIM token and turns every directory-managed account into a manual one; run it again with -yes to do so")
+	}
+	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	p, err := store.Policy(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := store.Disconnect(ctx, p)
+	if err != nil {
+		return err
+	}
+	store.Log(LogEntry{Op: "disconnect from the directory", Target: "all accounts", Outcome: "success", Status: 200,
+		Detail: fmt.Sprintf("from the command line: tokens revoked, %d accounts are now manual", n)})
+	fmt.Fprintf(stdout, "Disconnected: every token is revoked and %d accounts are now manual accounts.\n", n)
+	return nil
+}
