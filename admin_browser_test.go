@@ -182,6 +182,51 @@ func TestAdminInBrowser(t *testing.T) {
 		t.Errorf("SCIM after revoking in the browser: %d, want 401", status)
 	}
 
+	// Source of truth: let local edits win for the job title, then edit two fields locally.
+	userID := user["id"].(string)
+	run("policy", chromedp.Navigate(ts.URL+"/settings"), chromedp.WaitVisible(`select[name="source:title"]`, chromedp.ByQuery),
+		chromedp.SetValue(`select[name="source:title"]`, "local", chromedp.ByQuery),
+		chromedp.Click(`form[action="/settings/policy"] p button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`p.notice`, chromedp.ByQuery))
+	screenshot("settings-policy")
+	run("local edits", chromedp.Navigate(ts.URL+"/users/"+userID), chromedp.WaitVisible(`#edit-displayName`, chromedp.ByQuery),
+		chromedp.SetValue(`#edit-displayName input[name=value]`, "Mallory (local)", chromedp.ByQuery),
+		chromedp.Click(`button[form="edit-displayName"]`, chromedp.ByQuery),
+		chromedp.WaitReady(`.inline-form input[name=field][value=displayName]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#edit-title`, chromedp.ByQuery),
+		chromedp.SetValue(`#edit-title input[name=value]`, "Chief Local Officer", chromedp.ByQuery),
+		chromedp.Click(`button[form="edit-title"]`, chromedp.ByQuery),
+		chromedp.WaitReady(`.inline-form input[name=field][value=title]`, chromedp.ByQuery),
+		chromedp.Text(`table.fields`, &text, chromedp.ByQuery))
+	var title string
+	run("read title", chromedp.Value(`#edit-title input[name=value]`, &title, chromedp.ByQuery))
+	if title != "Chief Local Officer" || !strings.Contains(text, "local override") {
+		t.Errorf("user page after local edits: title %q, fields %q", title, text)
+	}
+	screenshot("user-overrides")
+	run("list shows the override", chromedp.Navigate(ts.URL+"/users"), chromedp.WaitVisible(`table`, chromedp.ByQuery), chromedp.Text(`table`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, "Mallory (local)") {
+		t.Errorf("users list does not show the local display name: %q", text)
+	}
+
+	// Disconnect, then the account is manual and every field editable.
+	run("disconnect", chromedp.Navigate(ts.URL+"/connection"), chromedp.WaitVisible(`input[name=confirm]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=confirm]`, "DISCONNECT", chromedp.ByQuery),
+		chromedp.Click(`form[action="/connection/disconnect"] button`, chromedp.ByQuery),
+		chromedp.WaitNotPresent(`form[action$="/revoke"]`, chromedp.ByQuery))
+	run("manual account", chromedp.Navigate(ts.URL+"/users/"+userID), chromedp.WaitVisible(`#edit-userName`, chromedp.ByQuery),
+		chromedp.SetValue(`#edit-userName input[name=value]`, "mallory@local.example", chromedp.ByQuery),
+		chromedp.Click(`button[form="edit-userName"]`, chromedp.ByQuery),
+		chromedp.WaitReady(`input[name=value][value="mallory@local.example"]`, chromedp.ByQuery),
+		chromedp.Text(`h1`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, "manual account") {
+		t.Errorf("after disconnect the account is not manual: %q", text)
+	}
+	if u, err := ts.store.UserByID(context.Background(), userID); err != nil || stringAttr(u.Attrs, "userName") != "mallory@local.example" {
+		t.Errorf("editing the manual account: %v", err)
+	}
+	screenshot("user-manual")
+
 	// Log out and see the login page.
 	run("log out", chromedp.Click(`.logout button`, chromedp.ByQuery), chromedp.WaitVisible(`input[name=username]`, chromedp.ByQuery))
 	screenshot("login")
