@@ -55,7 +55,8 @@ type admin struct {
 	limiter *loginLimiter
 }
 
-// adminPages are the templates in web/, each rendered inside web/layout.html.
+// adminPages are the templates in web/, each rendered inside web/layout.html
+// with the shared pieces of web/partials.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
 	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "message.html"}
 
@@ -103,7 +104,7 @@ var templateFuncs = template.FuncMap{
 func newAdmin(s *server) *admin {
 	a := &admin{server: s, pages: map[string]*template.Template{}, limiter: newLoginLimiter()}
 	for _, p := range adminPages {
-		a.pages[p] = template.Must(template.New("layout.html").Funcs(templateFuncs).ParseFS(webFS, "web/layout.html", "web/"+p))
+		a.pages[p] = template.Must(template.New("layout.html").Funcs(templateFuncs).ParseFS(webFS, "web/layout.html", "web/partials.html", "web/"+p))
 	}
 	return a
 }
