@@ -239,7 +239,15 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	}
 	// A shared lock on the file for as long as the store is open: restore
 	// takes it exclusively, so it cannot replace the file under a running server.
-	lock, err := lockFile(path, false)
+	// Alone with the file (no server running on it), a -wal with content is a
+	// leftover to be checked; otherwise it is the live log of that server.
+	lock, err := lockFile(path, true)
+	alone := err == nil
+	if alone {
+		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	} else {
+		lock, err = lockFile(path, false)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -257,8 +265,10 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := s.checkLeftoverWAL(ctx); err != nil {
-		return fail(err)
+	if alone {
+		if err := s.checkLeftoverWAL(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	if err := s.migrate(ctx); err != nil {
 		return fail(err)
@@ -442,6 +452,9 @@ var emailColumn = sqlColumn{
 	kind:       colExistsFolded,
 	prefixExpr: "EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key >= ? AND e.value_key < ?)",
 }
+
+// nullableColumns are sort columns that may hold NULL.
+var nullableColumns = map[string]bool{"users.external_id": true, "users.display_name_key": true, "groups.external_id": true}
 
 var userSortColumns = map[string]string{
 	"id": "users.id", "username": "users.user_name_key", "externalid": "users.external_id",
@@ -728,7 +741,16 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 		conds = append(conds, sf.where)
 	}
 	if q.DirectoryOnly && spec.table == "users" {
-		conds = append(conds, "users.kind = 'directory'")
+		// Usually every account is a directory account and the condition is
+		// left out. When it is needed, the unary + keeps the planner from
+		// choosing the kind index over the filter's or the sort's own index.
+		var others int
+		if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned')").Scan(&others); err != nil {
+			return 0, err
+		}
+		if others > 0 {
+			conds = append(conds, "+users.kind = 'directory'")
+		}
 	}
 	where := ""
 	if len(conds) > 0 {
@@ -737,15 +759,20 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	sortKey := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(q.SortBy, userSchema+":"), groupSchema+":"))
 	sortCol, indexedSort := spec.sortCols[sortKey]
 	if q.SortBy == "" {
-		sortCol, indexedSort = spec.table+".rowid", true
+		// Creation order, from the narrow created index rather than the wide table.
+		sortCol, indexedSort = spec.table+".created", true
 	}
 	dir := ""
 	if q.Descending {
 		dir = " DESC"
 	}
-	// Resources without the sort attribute come last ascending and first
-	// descending, as if missing sorted highest (RFC 7644 §3.4.2.3).
-	order := " ORDER BY " + sortCol + " IS NULL" + dir + ", " + sortCol + dir + ", " + spec.table + ".rowid" + dir
+	order := " ORDER BY "
+	if nullableColumns[sortCol] {
+		// Resources without the sort attribute come last ascending and first
+		// descending, as if missing sorted highest (RFC 7644 §3.4.2.3).
+		order += sortCol + " IS NULL" + dir + ", "
+	}
+	order += sortCol + dir + ", " + spec.table + ".rowid" + dir
 	start := max(q.StartIndex, 1) - 1
 
 	if sf.exact && indexedSort {
@@ -756,7 +783,11 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 		if q.Count <= 0 || start >= total {
 			return total, nil
 		}
-		rows, err := s.r.QueryContext(ctx, spec.selectSQL+where+order+" LIMIT ? OFFSET ?", append(sf.args, q.Count, start)...)
+		// The page's rowids come from an index (skipping OFFSET rows there is
+		// cheap); only the page's rows are read from the table.
+		page := "SELECT " + spec.table + ".rowid FROM " + spec.table + where + order + " LIMIT ? OFFSET ?"
+		rows, err := s.r.QueryContext(ctx, spec.selectSQL+" WHERE "+spec.table+".rowid IN ("+page+")"+order,
+			append(sf.args, q.Count, start)...)
 		if err != nil {
 			return 0, err
 		}
