@@ -1037,91 +1037,76 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		}
 		final[id] = is
 	}
-	exec := func(query string, args ...any) (int64, error) {
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return 0, err
+	// Each change is one set-based statement over a JSON array of ids, so a
+	// batch of k members costs one statement, not k, whatever the group's size.
+	ids := func(list []string) string {
+		if len(list) == 0 {
+			return "[]" // json_each('null') would yield one NULL row
 		}
-		return res.RowsAffected()
+		b, _ := json.Marshal(list)
+		return string(b)
 	}
-	remove := func(id string) error {
-		n, err := exec("DELETE FROM members WHERE group_id = ? AND member_id = ?", groupID, id)
-		delta -= int(n)
-		touch(id, n > 0, false)
-		return err
+	returning := func(query string, args ...any) (map[string]bool, error) {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		got := map[string]bool{}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return nil, err
+			}
+			got[id] = true
+		}
+		return got, rows.Err()
+	}
+	remove := func(query string, arg any, candidates []string) error {
+		removed, err := returning(query, groupID, arg)
+		if err != nil {
+			return err
+		}
+		delta -= len(removed)
+		for id := range removed {
+			touch(id, true, false)
+		}
+		for _, id := range candidates {
+			if !removed[id] {
+				touch(id, false, false)
+			}
+		}
+		return nil
 	}
 	for _, c := range changes {
+		var err error
 		switch c.Kind {
-		case membersReplace, membersRemoveAll:
-			// Inherently O(group size): the current members are listed to know what goes.
-			current, err := listMemberIDs(ctx, tx, groupID)
-			if err != nil {
-				return false, err
+		case membersRemoveAll:
+			err = remove("DELETE FROM members WHERE group_id = ?1 AND ?2 IS NULL RETURNING member_id", nil, nil)
+		case membersReplace:
+			err = remove(`DELETE FROM members WHERE group_id = ? AND member_id NOT IN (SELECT value FROM json_each(?))
+				RETURNING member_id`, ids(c.IDs), nil)
+			if err == nil {
+				err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
 			}
-			keep := map[string]bool{}
-			if c.Kind == membersReplace {
-				for _, id := range c.IDs {
-					keep[id] = true
-				}
-			}
-			for _, id := range current {
-				if !keep[id] {
-					if err := remove(id); err != nil {
-						return false, err
-					}
-				}
-			}
-			if c.Kind == membersRemoveAll {
-				continue
-			}
-			fallthrough
 		case membersAdd:
-			var unknown []string
-			for _, id := range c.IDs {
-				if id == groupID {
-					return false, &UnknownMembersError{IDs: []string{id + " (a group cannot be a member of itself)"}}
-				}
-				var typ string
-				err := tx.QueryRowContext(ctx, `SELECT 'User' FROM users WHERE id = ?1
-					UNION ALL SELECT 'Group' FROM groups WHERE id = ?1`, id).Scan(&typ)
-				if errors.Is(err, sql.ErrNoRows) {
-					unknown = append(unknown, id)
-					continue
-				}
-				if err != nil {
-					return false, err
-				}
-				n, err := exec(`INSERT INTO members (group_id, member_id, member_type) VALUES (?, ?, ?)
-					ON CONFLICT DO NOTHING`, groupID, id, typ)
-				if err != nil {
-					return false, err
-				}
-				delta += int(n)
-				touch(id, n == 0, true)
-			}
-			if len(unknown) > 0 {
-				return false, &UnknownMembersError{IDs: unknown}
-			}
+			err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
 		case membersRemove:
-			for _, id := range c.IDs {
-				if err := remove(id); err != nil {
-					return false, err
-				}
-			}
+			err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
+				RETURNING member_id`, ids(c.IDs), c.IDs)
 		case membersRemoveMatching:
-			ids, err := matchingMembers(ctx, tx, groupID, c.Filter)
-			if err != nil {
-				return false, err
+			var matched []string
+			if matched, err = matchingMembers(ctx, tx, groupID, c.Filter); err == nil {
+				err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
+					RETURNING member_id`, ids(matched), matched)
 			}
-			for _, id := range ids {
-				if err := remove(id); err != nil {
-					return false, err
-				}
-			}
+		}
+		if err != nil {
+			return false, err
 		}
 	}
 	if delta != 0 {
-		if _, err := exec("UPDATE groups SET member_count = member_count + ? WHERE id = ?", delta, groupID); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE groups SET member_count = member_count + ? WHERE id = ?", delta, groupID); err != nil {
 			return false, err
 		}
 	}
@@ -1131,6 +1116,42 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		}
 	}
 	return false, nil
+}
+
+// addMembers adds users or groups by id in one statement, after checking that
+// every id exists; it refuses the whole batch, naming all unknown ids, if not.
+func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, idsJSON string,
+	returning func(string, ...any) (map[string]bool, error), touch func(string, bool, bool), delta *int) error {
+	if slices.Contains(list, groupID) {
+		return &UnknownMembersError{IDs: []string{groupID + " (a group cannot be a member of itself)"}}
+	}
+	unknown, err := returning(`SELECT j.value FROM json_each(?2) j WHERE ?1 IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM users WHERE id = j.value) AND NOT EXISTS (SELECT 1 FROM groups WHERE id = j.value)`, groupID, idsJSON)
+	if err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		var names []string
+		for _, id := range list { // in the order the client sent them
+			if unknown[id] && !slices.Contains(names, id) {
+				names = append(names, id)
+			}
+		}
+		return &UnknownMembersError{IDs: names}
+	}
+	// "WHERE true" lets SQLite parse the upsert after a SELECT.
+	added, err := returning(`INSERT INTO members (group_id, member_id, member_type)
+		SELECT ?1, j.value, CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = j.value) THEN 'User' ELSE 'Group' END
+		FROM json_each(?2) j WHERE true
+		ON CONFLICT DO NOTHING RETURNING member_id`, groupID, idsJSON)
+	if err != nil {
+		return err
+	}
+	*delta += len(added)
+	for _, id := range list {
+		touch(id, !added[id], true)
+	}
+	return nil
 }
 
 // listMemberIDs lists the ids of a group's members.
