@@ -12,6 +12,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net/url"
 	"os"
@@ -225,6 +226,51 @@ var migrations = []string{
 	ALTER TABLE users ADD COLUMN inactive_since TEXT;
 	CREATE INDEX users_kind ON users(kind);
 	CREATE INDEX users_inactive_since ON users(inactive_since) WHERE inactive_since IS NOT NULL;`,
+	`CREATE TABLE events (
+		cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+		id TEXT NOT NULL UNIQUE,
+		at TEXT NOT NULL,
+		type TEXT NOT NULL,
+		resource_type TEXT NOT NULL,
+		resource_id TEXT NOT NULL,
+		data TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX events_at ON events(at);
+	CREATE TABLE app_keys (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		hash BLOB NOT NULL,
+		created TEXT NOT NULL,
+		last_used TEXT
+	) STRICT;
+	CREATE TABLE webhooks (
+		id TEXT PRIMARY KEY,
+		url TEXT NOT NULL,
+		secret TEXT NOT NULL,
+		types TEXT NOT NULL,
+		created TEXT NOT NULL,
+		failures INTEGER NOT NULL DEFAULT 0,
+		disabled_reason TEXT NOT NULL DEFAULT ''
+	) STRICT;
+	CREATE TABLE deliveries (
+		id INTEGER PRIMARY KEY,
+		webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+		event_cursor INTEGER NOT NULL,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_at TEXT NOT NULL,
+		done INTEGER NOT NULL DEFAULT 0
+	) STRICT;
+	CREATE INDEX deliveries_pending ON deliveries(webhook_id, done, id);
+	CREATE TABLE delivery_attempts (
+		id INTEGER PRIMARY KEY,
+		delivery_id INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+		webhook_id TEXT NOT NULL,
+		at TEXT NOT NULL,
+		status INTEGER NOT NULL,
+		error TEXT NOT NULL,
+		ms INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.
@@ -555,7 +601,10 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 func (s *Store) CreateUser(ctx context.Context, u *User) error {
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		u.ID, u.Created, u.Modified, u.Version = newID(), now, now, 1
-		return putUser(ctx, tx, u, true)
+		if err := putUser(ctx, tx, u, true); err != nil {
+			return err
+		}
+		return userEvents(ctx, tx, now, nil, u)
 	})
 	if err != nil {
 		return fmt.Errorf("create user: %w", err)
@@ -592,13 +641,16 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 		if err != nil {
 			return err
 		}
-		before := userState(u)
+		before, prev := userState(u), copyUser(u)
 		if err := fn(u); err != nil {
 			return err
 		}
 		if userState(u) != before {
 			u.Modified, u.Version = now, u.Version+1
 			if err := putUser(ctx, tx, u, false); err != nil {
+				return err
+			}
+			if err := userEvents(ctx, tx, now, prev, u); err != nil {
 				return err
 			}
 		}
@@ -611,6 +663,13 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 	return out, nil
 }
 
+// copyUser copies what events compare.
+func copyUser(u *User) *User {
+	c := *u
+	c.Attrs, c.Overrides = cloneJSON(u.Attrs), maps.Clone(u.Overrides)
+	return &c
+}
+
 // userState is what UpdateUser compares to know whether anything changed.
 func userState(u *User) string {
 	b, _ := json.Marshal([]any{u.Attrs, u.Kind, u.Overrides})
@@ -621,8 +680,7 @@ func userState(u *User) string {
 // the current version first and may veto. It returns ErrNotFound.
 func (s *Store) DeleteUser(ctx context.Context, id string, check func(version int64) error) error {
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		var version int64
-		err := tx.QueryRowContext(ctx, "SELECT version FROM users WHERE id = ?", id).Scan(&version)
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %q: %w", id, ErrNotFound)
 		}
@@ -630,15 +688,11 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check func(version in
 			return err
 		}
 		if check != nil {
-			if err := check(version); err != nil {
+			if err := check(u.Version); err != nil {
 				return err
 			}
 		}
-		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
-		return err
+		return deleteUserIn(ctx, tx, now, u)
 	})
 	if err != nil {
 		return fmt.Errorf("delete user: %w", err)
@@ -646,15 +700,47 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check func(version in
 	return nil
 }
 
-// removeMemberEverywhere takes id out of every group it belongs to, updating those groups' meta.
+// deleteUserIn deletes a user and its memberships, recording the events.
+func deleteUserIn(ctx context.Context, tx *sql.Tx, now time.Time, u *User) error {
+	if err := removeMemberEverywhere(ctx, tx, u.ID, now); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", u.ID); err != nil {
+		return err
+	}
+	return userEvents(ctx, tx, now, u, nil)
+}
+
+// removeMemberEverywhere takes id out of every group it belongs to, updating
+// those groups' meta and recording a member_removed event for each.
 func removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `UPDATE groups SET member_count = member_count - 1, modified = ?, version = version + 1
-		WHERE id IN (SELECT group_id FROM members WHERE member_id = ?)`, formatTime(now), id)
+	rows, err := tx.QueryContext(ctx, `UPDATE groups SET member_count = member_count - 1, modified = ?, version = version + 1
+		WHERE id IN (SELECT group_id FROM members WHERE member_id = ?) RETURNING id`, formatTime(now), id)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, "DELETE FROM members WHERE member_id = ?", id)
-	return err
+	var groups []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			rows.Close()
+			return err
+		}
+		groups = append(groups, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM members WHERE member_id = ?", id); err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if err := emit(ctx, tx, now, evMemberRemoved, "Group", g, map[string]any{"group": g, "member": id}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fillUserGroups sets the Groups of each user with one query.
@@ -969,8 +1055,11 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) err
 		if err := putGroup(ctx, tx, g, true); err != nil {
 			return err
 		}
-		_, err := applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
-		return err
+		added, _, err := applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
+		if err != nil {
+			return err
+		}
+		return groupEvents(ctx, tx, now, nil, g, added, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("create group: %w", err)
@@ -1026,7 +1115,7 @@ func (e *UnknownMembersError) Error() string {
 
 // applyMemberChanges applies membership changes in order, each costing
 // O(ids changed) except replace and remove-all. It reports whether anything changed.
-func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (bool, error) {
+func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (added, removed []string, err error) {
 	delta := 0
 	// initial and final membership of every id the changes touched, so that a
 	// request whose net effect is nothing (remove then re-add) changes nothing.
@@ -1079,7 +1168,6 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		return nil
 	}
 	for _, c := range changes {
-		var err error
 		switch c.Kind {
 		case membersRemoveAll:
 			err = remove("DELETE FROM members WHERE group_id = ?1 AND ?2 IS NULL RETURNING member_id", nil, nil)
@@ -1102,20 +1190,25 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 			}
 		}
 		if err != nil {
-			return false, err
+			return nil, nil, err
 		}
 	}
 	if delta != 0 {
 		if _, err := tx.ExecContext(ctx, "UPDATE groups SET member_count = member_count + ? WHERE id = ?", delta, groupID); err != nil {
-			return false, err
+			return nil, nil, err
 		}
 	}
 	for id, was := range initial {
-		if final[id] != was {
-			return true, nil
+		switch {
+		case final[id] && !was:
+			added = append(added, id)
+		case !final[id] && was:
+			removed = append(removed, id)
 		}
 	}
-	return false, nil
+	slices.Sort(added)
+	slices.Sort(removed)
+	return added, removed, nil
 }
 
 // addMembers adds users or groups by id in one statement, after checking that
@@ -1225,18 +1318,24 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 		if err != nil {
 			return err
 		}
-		before, _ := json.Marshal(g.Attrs)
+		beforeAttrs := cloneJSON(g.Attrs)
+		raw, _ := json.Marshal(g.Attrs)
+		beforeJSON := string(raw)
 		changes, err := fn(g)
 		if err != nil {
 			return err
 		}
-		membersChanged, err := applyMemberChanges(ctx, tx, id, changes)
+		added, removed, err := applyMemberChanges(ctx, tx, id, changes)
 		if err != nil {
 			return err
 		}
-		if after, _ := json.Marshal(g.Attrs); membersChanged || string(after) != string(before) {
+		before := &Group{ID: g.ID, Attrs: beforeAttrs}
+		if after, _ := json.Marshal(g.Attrs); len(added)+len(removed) > 0 || string(after) != beforeJSON {
 			g.Modified, g.Version = now, g.Version+1
 			if err := putGroup(ctx, tx, g, false); err != nil {
+				return err
+			}
+			if err := groupEvents(ctx, tx, now, before, g, added, removed); err != nil {
 				return err
 			}
 		}
@@ -1269,8 +1368,10 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id)
-		return err
+		if _, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id); err != nil {
+			return err
+		}
+		return emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id})
 	})
 	if err != nil {
 		return fmt.Errorf("delete group: %w", err)
@@ -2333,11 +2434,15 @@ func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User)
 		if u.Kind == accountDirectory {
 			return fmt.Errorf("%w: userName %q is already taken", ErrConflict, userName)
 		}
+		prev := copyUser(u)
 		if err := fn(u); err != nil {
 			return err
 		}
 		u.Modified, u.Version = now, u.Version+1
 		if err := putUser(ctx, tx, u, false); err != nil {
+			return err
+		}
+		if err := userEvents(ctx, tx, now, prev, u); err != nil {
 			return err
 		}
 		out = u
@@ -2365,12 +2470,16 @@ func (s *Store) Deprovision(ctx context.Context, id string, check func(version i
 				return err
 			}
 		}
+		prev := copyUser(u)
 		u.Kind, u.Modified, u.Version = accountDeprovisioned, now, u.Version+1
 		u.Attrs["active"] = false
 		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
 			return err
 		}
-		return putUser(ctx, tx, u, false)
+		if err := putUser(ctx, tx, u, false); err != nil {
+			return err
+		}
+		return userEvents(ctx, tx, now, prev, u)
 	})
 	if err != nil {
 		return fmt.Errorf("deprovision user: %w", err)
@@ -2447,10 +2556,11 @@ func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 			return err
 		}
 		for _, id := range ids {
-			if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id); err != nil {
+			if err := deleteUserIn(ctx, tx, now, u); err != nil {
 				return err
 			}
 		}
@@ -2479,4 +2589,83 @@ func (s *Store) purgeBySetting(ctx context.Context) {
 		s.Log(LogEntry{Op: "delete disabled user (policy)", ResourceType: "User", Target: name, Outcome: "success", Status: 204,
 			Detail: fmt.Sprintf("disabled for more than %d days", days)})
 	}
+}
+
+// ---- change feed and webhooks ----
+
+// Event is one entry of the change feed.
+type Event struct {
+	Cursor       int64           `json:"cursor"`
+	ID           string          `json:"id"`
+	At           time.Time       `json:"timestamp"`
+	Type         string          `json:"type"`
+	ResourceType string          `json:"resourceType"`
+	ResourceID   string          `json:"resourceId"`
+	Data         json.RawMessage `json:"data"`
+}
+
+// emit records an event in the transaction of the change it describes, so the
+// feed never misses a change nor describes one that was rolled back, and
+// queues it for every enabled webhook subscribed to its type.
+func emit(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	var cursor int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data) VALUES (?, ?, ?, ?, ?, ?)
+		RETURNING cursor`, "evt_"+randomBase62(24), formatTime(now), typ, resourceType, resourceID, string(raw)).Scan(&cursor)
+	if err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
+		SELECT id, ?, ? FROM webhooks WHERE disabled_reason = '' AND (types = '*' OR instr(',' || types || ',', ',' || ? || ',') > 0)`,
+		cursor, formatTime(now), typ)
+	if err != nil {
+		return fmt.Errorf("queue event: %w", err)
+	}
+	return nil
+}
+
+// policyIn reads the source-of-truth policy inside a transaction.
+func policyIn(ctx context.Context, q queryer) (Policy, error) {
+	raw, err := setting(ctx, q, settingPolicy)
+	p := PresetPolicy(presetHybrid)
+	if err != nil || raw == "" {
+		return p, err
+	}
+	return p, json.Unmarshal([]byte(raw), &p)
+}
+
+// Events returns up to limit events after the cursor, oldest first.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
+		WHERE cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at, data string
+		if err := rows.Scan(&e.Cursor, &e.ID, &at, &e.Type, &e.ResourceType, &e.ResourceID, &data); err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		e.At, e.Data = parseTime(at), json.RawMessage(data)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PruneEvents drops events older than days, and delivered or abandoned deliveries of them.
+func (s *Store) PruneEvents(ctx context.Context, days int) error {
+	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		cut := formatTime(now.AddDate(0, 0, -days))
+		if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE event_cursor IN (SELECT cursor FROM events WHERE at < ?)", cut); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM events WHERE at < ?", cut)
+		return err
+	})
 }

@@ -1,0 +1,133 @@
+package main
+
+// The change feed: which events a change produces. Events carry effective
+// values (the source-of-truth policy applied), as downstream apps see them.
+
+import (
+	"context"
+	"database/sql"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Event types.
+const (
+	evUserCreated   = "user.created"
+	evUserUpdated   = "user.updated"
+	evUserDisabled  = "user.disabled"
+	evUserEnabled   = "user.enabled"
+	evUserDeleted   = "user.deleted"
+	evGroupCreated  = "group.created"
+	evGroupUpdated  = "group.updated"
+	evGroupDeleted  = "group.deleted"
+	evMemberAdded   = "group.member_added"
+	evMemberRemoved = "group.member_removed"
+)
+
+// eventTypes lists every event type, for webhook subscriptions.
+var eventTypes = []string{evUserCreated, evUserUpdated, evUserDisabled, evUserEnabled, evUserDeleted,
+	evGroupCreated, evGroupUpdated, evGroupDeleted, evMemberAdded, evMemberRemoved}
+
+// appUser is a user as apps see it: effective values, no SCIM plumbing.
+func appUser(u *User, p Policy) map[string]any {
+	d := maps.Clone(Effective(u.Attrs, u.Overrides, p))
+	d["id"] = u.ID
+	d["kind"] = orDefault(u.Kind, accountDirectory)
+	d["created"] = formatTime(u.Created)
+	d["lastModified"] = formatTime(u.Modified)
+	return d
+}
+
+// appGroup is a group as apps see it (without members).
+func appGroup(g *Group) map[string]any {
+	d := maps.Clone(g.Attrs)
+	d["id"] = g.ID
+	d["created"] = formatTime(g.Created)
+	d["lastModified"] = formatTime(g.Modified)
+	return d
+}
+
+// changedKeys lists the top-level attributes (and extension attributes, as
+// urn:attr) whose values differ.
+func changedKeys(a, b map[string]any) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range []map[string]any{a, b} {
+		for k := range m {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			am, aok := a[k].(map[string]any)
+			bm, bok := b[k].(map[string]any)
+			if len(k) > 4 && k[:4] == "urn:" && (aok || bok) {
+				for _, sub := range changedKeys(am, bm) {
+					out = append(out, k+":"+sub)
+				}
+				continue
+			}
+			if !jsonEqual(a[k], b[k]) {
+				out = append(out, k)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// userEvents records what a change to a user means for apps: before nil is a
+// creation, after nil a deletion. A change that leaves the effective values
+// as they were (a directory edit hidden by a local override) records nothing.
+func userEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *User) error {
+	p, err := policyIn(ctx, tx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case before == nil:
+		return emit(ctx, tx, now, evUserCreated, "User", after.ID, appUser(after, p))
+	case after == nil:
+		return emit(ctx, tx, now, evUserDeleted, "User", before.ID, map[string]any{"id": before.ID, "userName": stringAttr(before.Attrs, "userName")})
+	}
+	b, a := appUser(before, p), appUser(after, p)
+	changed := slices.DeleteFunc(changedKeys(b, a), func(k string) bool { return k == "lastModified" || k == "kind" })
+	if i := slices.Index(changed, "active"); i >= 0 {
+		typ := evUserEnabled
+		if a["active"] == false {
+			typ = evUserDisabled
+		}
+		if err := emit(ctx, tx, now, typ, "User", after.ID, a); err != nil {
+			return err
+		}
+		changed = slices.Delete(changed, i, i+1)
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	return emit(ctx, tx, now, evUserUpdated, "User", after.ID, map[string]any{"changed": changed, "user": a})
+}
+
+// groupEvents records a group's creation (before nil), update and membership changes.
+func groupEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *Group, added, removed []string) error {
+	if before == nil {
+		if err := emit(ctx, tx, now, evGroupCreated, "Group", after.ID, appGroup(after)); err != nil {
+			return err
+		}
+	} else if changed := changedKeys(before.Attrs, after.Attrs); len(changed) > 0 {
+		if err := emit(ctx, tx, now, evGroupUpdated, "Group", after.ID, map[string]any{"changed": changed, "group": appGroup(after)}); err != nil {
+			return err
+		}
+	}
+	for _, m := range []struct {
+		typ string
+		ids []string
+	}{{evMemberAdded, added}, {evMemberRemoved, removed}} {
+		for _, id := range m.ids {
+			if err := emit(ctx, tx, now, m.typ, "Group", after.ID, map[string]any{"group": after.ID, "member": id}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
