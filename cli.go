@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -189,4 +190,35 @@ func disconnectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 		Detail: fmt.Sprintf("from the command line: tokens revoked, %d accounts are now manual", n)})
 	fmt.Fprintf(stdout, "Disconnected: every token is revoked and %d accounts are now manual accounts.\n", n)
 	return nil
+}
+
+// exportCommand runs `scimbox export [-db PATH] [-format csv|json] [-groups] [-columns a,b]`,
+// streaming effective values to standard output.
+func exportCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("export", stderr)
+	db := dbFlag(fs)
+	format := fs.String("format", "csv", "csv or json (groups: json)")
+	groups := fs.Bool("groups", false, "export groups with their members instead of users")
+	columns := fs.String("columns", "", "CSV columns, comma-separated (default: "+strings.Join(exportColumns, ",")+")")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envDefault(fs); err != nil {
+		return err
+	}
+	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	if *groups {
+		return exportGroups(ctx, store, w)
+	}
+	var cols []string
+	if *columns != "" {
+		cols = strings.Split(*columns, ",")
+	}
+	return exportUsers(ctx, store, w, *format, cols)
 }

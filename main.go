@@ -50,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return restoreCommand(ctx, args, stdout, stderr)
 	case "disconnect":
 		return disconnectCommand(ctx, args, stdout, stderr)
+	case "export":
+		return exportCommand(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "scimbox", version())
 		return nil
@@ -73,6 +75,7 @@ const usage = `usage:
   scimbox backup [-db PATH] DEST                 consistent copy of the database, safe while serving
   scimbox restore [-db PATH] SRC                 replace the database with a checked backup (server stopped)
   scimbox disconnect [-db PATH] -yes             revoke all tokens; directory accounts become manual
+  scimbox export [-db PATH] [-format csv|json] [-groups]   users (or groups) with effective values
   scimbox version                                (or serve -version)
 Every flag can also be set in the environment as SCIMBOX_<FLAG>, e.g. SCIMBOX_DB, SCIMBOX_DOMAIN.
 See scimbox serve -h for all serve flags.

@@ -816,6 +816,7 @@ func (s *server) handler() http.Handler {
 	rt.GET(scimBase+"/Schemas/:id", s.scim("schema", s.schema))
 
 	newAdmin(s).routes(rt)
+	s.apiRoutes(rt)
 
 	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, scimBase+"/") {
@@ -836,7 +837,7 @@ func (s *server) handler() http.Handler {
 	// SCIM API is for directory clients, which send no browser origin headers.
 	adminSite := http.NewCrossOriginProtection().Handler(rt)
 	return s.logRequests(normalizePath(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, scimBase+"/") || r.URL.Path == "/healthz" {
+		if strings.HasPrefix(r.URL.Path, scimBase+"/") || strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/healthz" {
 			rt.ServeHTTP(w, r)
 			return
 		}

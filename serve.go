@@ -373,6 +373,10 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		go func() { store.RunSnapshots(snapCtx, cfg.BackupInterval, cfg.BackupKeep); close(snapsDone) }()
 		defer func() { stopSnapshots(); <-snapsDone }()
 	}
+	hooksCtx, stopHooks := context.WithCancel(ctx)
+	hooksDone := make(chan struct{})
+	go func() { newWebhookSender(store, log).Run(hooksCtx); close(hooksDone) }()
+	defer func() { stopHooks(); <-hooksDone }()
 	scim := &server{store: store, log: log}
 	handler := withHSTS(scim.handler())
 

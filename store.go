@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1448,15 +1449,26 @@ func crcBase62(s string) string {
 }
 
 // parseToken splits a token into its id, checking its shape and checksum.
-func parseToken(tok string) (id string, ok bool) {
-	if len(tok) != len(tokenPrefix)+tokenIDLen+tokenSecretLen+tokenCRCLen || !strings.HasPrefix(tok, tokenPrefix) {
+func parseToken(tok string) (id string, ok bool) { return parseSecret(tokenPrefix, tok) }
+
+// parseSecret checks the shape and checksum of a prefixed secret (SCIM token
+// or app key) and returns its id.
+func parseSecret(prefix, tok string) (id string, ok bool) {
+	if len(tok) != len(prefix)+tokenIDLen+tokenSecretLen+tokenCRCLen || !strings.HasPrefix(tok, prefix) {
 		return "", false
 	}
 	body, sum := tok[:len(tok)-tokenCRCLen], tok[len(tok)-tokenCRCLen:]
 	if subtle.ConstantTimeCompare([]byte(crcBase62(body)), []byte(sum)) != 1 {
 		return "", false
 	}
-	return tok[len(tokenPrefix) : len(tokenPrefix)+tokenIDLen], true
+	return tok[len(prefix) : len(prefix)+tokenIDLen], true
+}
+
+// newSecret returns a new prefixed secret and its id.
+func newSecret(prefix string) (plain, id string) {
+	id = randomBase62(tokenIDLen)
+	body := prefix + id + randomBase62(tokenSecretLen)
+	return body + crcBase62(body), id
 }
 
 func tokenHash(tok string) []byte {
@@ -1875,6 +1887,9 @@ func (s *Store) logWriter() {
 					s.log.Error("prune provisioning log", "err", err)
 				}
 				s.purgeBySetting(context.Background())
+				if err := s.PruneEvents(context.Background(), eventRetentionDays); err != nil {
+					s.log.Error("prune change feed", "err", err)
+				}
 			}
 		}
 	}
@@ -2593,6 +2608,9 @@ func (s *Store) purgeBySetting(ctx context.Context) {
 
 // ---- change feed and webhooks ----
 
+// eventRetentionDays bounds the change feed; an app that falls further behind re-reads the API.
+const eventRetentionDays = 30
+
 // Event is one entry of the change feed.
 type Event struct {
 	Cursor       int64           `json:"cursor"`
@@ -2668,4 +2686,355 @@ func (s *Store) PruneEvents(ctx context.Context, days int) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM events WHERE at < ?", cut)
 		return err
 	})
+}
+
+// ---- app keys (the read-only API) ----
+
+// appKeyPrefix marks app keys; SCIM tokens start with scimbox_ and neither
+// is accepted where the other belongs.
+const appKeyPrefix = "scimboxapp_"
+
+// CreateAppKey creates a key for the read-only API, returned in clear text once.
+func (s *Store) CreateAppKey(ctx context.Context, name string) (string, Token, error) {
+	plain, id := newSecret(appKeyPrefix)
+	k := Token{ID: id, Name: name}
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		k.Created = now
+		_, err := tx.ExecContext(ctx, "INSERT INTO app_keys (id, name, hash, created) VALUES (?, ?, ?, ?)", id, name, tokenHash(plain), formatTime(now))
+		return err
+	})
+	if err != nil {
+		return "", Token{}, fmt.Errorf("create app key: %w", err)
+	}
+	return plain, k, nil
+}
+
+// AppKeys lists the app keys, oldest first.
+func (s *Store) AppKeys(ctx context.Context) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM app_keys ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("list app keys: %w", err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		var k Token
+		var created, used string
+		if err := rows.Scan(&k.ID, &k.Name, &created, &used); err != nil {
+			return nil, fmt.Errorf("list app keys: %w", err)
+		}
+		k.Created, k.LastUsed = parseTime(created), parseTime(used)
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// RevokeAppKey deletes an app key; it returns ErrNotFound.
+func (s *Store) RevokeAppKey(ctx context.Context, id string) error {
+	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM app_keys WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("app key %q: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// AuthenticateAppKey checks a presented app key in constant time; ErrNotFound if it is not one.
+func (s *Store) AuthenticateAppKey(ctx context.Context, presented string) error {
+	id, ok := parseSecret(appKeyPrefix, presented)
+	if !ok {
+		return ErrNotFound
+	}
+	var hash []byte
+	err := s.r.QueryRowContext(ctx, "SELECT hash FROM app_keys WHERE id = ?", id).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("authenticate app key: %w", err)
+	}
+	if subtle.ConstantTimeCompare(hash, tokenHash(presented)) != 1 {
+		return ErrNotFound
+	}
+	now := s.now()
+	s.mu.Lock()
+	due := now.Sub(s.lastUsed["app:"+id]) >= lastUsedEvery
+	if due {
+		s.lastUsed["app:"+id] = now
+	}
+	s.mu.Unlock()
+	if due {
+		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			_, err := tx.ExecContext(ctx, "UPDATE app_keys SET last_used = ? WHERE id = ?", formatTime(now), id)
+			return err
+		})
+		if err != nil {
+			s.log.Warn("record app key use", "key", id, "err", err)
+		}
+	}
+	return nil
+}
+
+// UsersAfter returns up to limit users after the cursor (a row number), in
+// creation order, with the cursor of the last one: keyset paging for apps and exports.
+func (s *Store) UsersAfter(ctx context.Context, after int64, limit int) ([]*User, int64, error) {
+	rows, err := s.r.QueryContext(ctx, strings.Replace(userSelect, "SELECT ", "SELECT users.rowid, ", 1)+
+		" WHERE users.rowid > ? ORDER BY users.rowid LIMIT ?", after, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("users: %w", err)
+	}
+	defer rows.Close()
+	var out []*User
+	next := after
+	for rows.Next() {
+		var rowid int64
+		u, err := scanUser(scanPrefix{rows, &rowid})
+		if err != nil {
+			return nil, 0, fmt.Errorf("users: %w", err)
+		}
+		out, next = append(out, u), rowid
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	return out, next, fillUserGroups(ctx, s.r, out)
+}
+
+// GroupsAfter is UsersAfter for groups (without members).
+func (s *Store) GroupsAfter(ctx context.Context, after int64, limit int) ([]*Group, int64, error) {
+	rows, err := s.r.QueryContext(ctx, strings.Replace(groupSelect, "SELECT ", "SELECT groups.rowid, ", 1)+
+		" WHERE groups.rowid > ? ORDER BY groups.rowid LIMIT ?", after, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("groups: %w", err)
+	}
+	defer rows.Close()
+	var out []*Group
+	next := after
+	for rows.Next() {
+		var rowid int64
+		g, err := scanGroup(scanPrefix{rows, &rowid})
+		if err != nil {
+			return nil, 0, fmt.Errorf("groups: %w", err)
+		}
+		out, next = append(out, g), rowid
+	}
+	return out, next, rows.Err()
+}
+
+// MembersAfter returns up to limit members of a group after the member id cursor.
+func (s *Store) MembersAfter(ctx context.Context, groupID, after string, limit int) ([]Member, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM groups WHERE id = ?", groupID).Scan(&n); err != nil || n == 0 {
+		if err == nil {
+			err = fmt.Errorf("group %q: %w", groupID, ErrNotFound)
+		}
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
+		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+		WHERE m.group_id = ? AND m.member_id > ? ORDER BY m.member_id LIMIT ?`, groupID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("group members: %w", err)
+	}
+	defer rows.Close()
+	var out []Member
+	for rows.Next() {
+		var m Member
+		if err := rows.Scan(&m.ID, &m.Type, &m.Display); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// scanPrefix scans a leading extra column before handing the rest to a scan function.
+type scanPrefix struct {
+	rows  *sql.Rows
+	first any
+}
+
+func (sp scanPrefix) Scan(dest ...any) error {
+	return sp.rows.Scan(append([]any{sp.first}, dest...)...)
+}
+
+// ---- webhooks ----
+
+// Webhook is an endpoint that receives events.
+type Webhook struct {
+	ID, URL, Secret string
+	Types           []string // event types, or ["*"]
+	Created         time.Time
+	Failures        int
+	DisabledReason  string
+}
+
+// Delivery is a queued event for one webhook.
+type Delivery struct {
+	ID       int64
+	Attempts int
+	Event    Event
+}
+
+// DeliveryAttempt is one try of a delivery, for the delivery log.
+type DeliveryAttempt struct {
+	DeliveryID int64
+	EventType  string
+	At         time.Time
+	Status     int
+	Error      string
+	Millis     int64
+}
+
+// CreateWebhook registers an endpoint with a new signing secret.
+func (s *Store) CreateWebhook(ctx context.Context, url string, types []string) (Webhook, error) {
+	secret := make([]byte, 24)
+	rand.Read(secret)
+	w := Webhook{ID: "wh_" + randomBase62(16), URL: url, Secret: "whsec_" + base64.StdEncoding.EncodeToString(secret), Types: types}
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		w.Created = now
+		_, err := tx.ExecContext(ctx, "INSERT INTO webhooks (id, url, secret, types, created) VALUES (?, ?, ?, ?, ?)",
+			w.ID, w.URL, w.Secret, strings.Join(types, ","), formatTime(now))
+		return err
+	})
+	if err != nil {
+		return Webhook{}, fmt.Errorf("create webhook: %w", err)
+	}
+	return w, nil
+}
+
+// Webhooks lists the endpoints.
+func (s *Store) Webhooks(ctx context.Context) ([]Webhook, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT id, url, secret, types, created, failures, disabled_reason FROM webhooks ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	defer rows.Close()
+	var out []Webhook
+	for rows.Next() {
+		var w Webhook
+		var types, created string
+		if err := rows.Scan(&w.ID, &w.URL, &w.Secret, &types, &created, &w.Failures, &w.DisabledReason); err != nil {
+			return nil, fmt.Errorf("webhooks: %w", err)
+		}
+		w.Types, w.Created = strings.Split(types, ","), parseTime(created)
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+// DeleteWebhook removes an endpoint and its queue.
+func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
+	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM webhooks WHERE id = ?", id)
+		return err
+	})
+}
+
+// EnableWebhook turns a disabled endpoint back on; its queue resumes where it stopped.
+func (s *Store) EnableWebhook(ctx context.Context, id string) error {
+	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		_, err := tx.ExecContext(ctx, "UPDATE webhooks SET disabled_reason = '', failures = 0 WHERE id = ?", id)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, "UPDATE deliveries SET next_at = ? WHERE webhook_id = ? AND done = 0", formatTime(now), id)
+		}
+		return err
+	})
+}
+
+// QueueTestEvent queues a webhook.test event for one endpoint only.
+func (s *Store) QueueTestEvent(ctx context.Context, webhookID string) error {
+	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		var cursor int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data) VALUES (?, ?, 'webhook.test', '', '', '{"test":true}')
+			RETURNING cursor`, "evt_"+randomBase62(24), formatTime(now)).Scan(&cursor)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO deliveries (webhook_id, event_cursor, next_at) VALUES (?, ?, ?)", webhookID, cursor, formatTime(now))
+		return err
+	})
+}
+
+// NextDelivery returns the oldest undelivered event of an enabled endpoint if
+// it is due. Later events wait behind it, so each endpoint receives events in order.
+func (s *Store) NextDelivery(ctx context.Context, webhookID string) (*Delivery, error) {
+	var d Delivery
+	var nextAt, at, data string
+	err := s.r.QueryRowContext(ctx, `SELECT d.id, d.attempts, d.next_at, e.cursor, e.id, e.at, e.type, e.resource_type, e.resource_id, e.data
+		FROM deliveries d JOIN events e ON e.cursor = d.event_cursor JOIN webhooks w ON w.id = d.webhook_id
+		WHERE d.webhook_id = ? AND d.done = 0 AND w.disabled_reason = '' ORDER BY d.id LIMIT 1`, webhookID).
+		Scan(&d.ID, &d.Attempts, &nextAt, &d.Event.Cursor, &d.Event.ID, &at, &d.Event.Type, &d.Event.ResourceType, &d.Event.ResourceID, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("next delivery: %w", err)
+	}
+	if parseTime(nextAt).After(s.now()) {
+		return nil, nil
+	}
+	d.Event.At, d.Event.Data = parseTime(at), json.RawMessage(data)
+	return &d, nil
+}
+
+// RecordAttempt logs one try of a delivery. On success the delivery is done
+// and the endpoint's failure count resets; on failure it is retried at
+// retryAt, and after maxFailures consecutive failures the endpoint is disabled with reason.
+func (s *Store) RecordAttempt(ctx context.Context, webhookID string, d *Delivery, a DeliveryAttempt, ok bool, retryAt time.Time, maxFailures int) error {
+	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO delivery_attempts (delivery_id, webhook_id, at, status, error, ms) VALUES (?, ?, ?, ?, ?, ?)",
+			d.ID, webhookID, formatTime(now), a.Status, a.Error, a.Millis)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET done = 1, attempts = attempts + 1 WHERE id = ?", d.ID); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, "UPDATE webhooks SET failures = 0 WHERE id = ?", webhookID)
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET attempts = attempts + 1, next_at = ? WHERE id = ?", formatTime(retryAt), d.ID); err != nil {
+			return err
+		}
+		reason := fmt.Sprintf("disabled after %d failed attempts in a row; last: %s", maxFailures, attemptOutcome(a))
+		_, err = tx.ExecContext(ctx, `UPDATE webhooks SET failures = failures + 1,
+			disabled_reason = CASE WHEN failures + 1 >= ? THEN ? ELSE disabled_reason END WHERE id = ?`, maxFailures, reason, webhookID)
+		return err
+	})
+}
+
+func attemptOutcome(a DeliveryAttempt) string {
+	if a.Error != "" {
+		return a.Error
+	}
+	return fmt.Sprintf("HTTP %d", a.Status)
+}
+
+// DeliveryAttempts returns an endpoint's latest attempts, newest first.
+func (s *Store) DeliveryAttempts(ctx context.Context, webhookID string, limit int) ([]DeliveryAttempt, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT a.delivery_id, e.type, a.at, a.status, a.error, a.ms FROM delivery_attempts a
+		JOIN deliveries d ON d.id = a.delivery_id JOIN events e ON e.cursor = d.event_cursor
+		WHERE a.webhook_id = ? ORDER BY a.id DESC LIMIT ?`, webhookID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("delivery log: %w", err)
+	}
+	defer rows.Close()
+	var out []DeliveryAttempt
+	for rows.Next() {
+		var a DeliveryAttempt
+		var at string
+		if err := rows.Scan(&a.DeliveryID, &a.EventType, &at, &a.Status, &a.Error, &a.Millis); err != nil {
+			return nil, err
+		}
+		a.At = parseTime(at)
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }

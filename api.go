@@ -1,0 +1,378 @@
+package main
+
+// The read-only API for the organization's own apps (/api/v1) and the
+// exports: effective values (the source-of-truth policy applied), keyset
+// pagination, app keys that are separate from SCIM tokens.
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+const (
+	apiDefaultLimit = 100
+	apiMaxLimit     = 1000
+	apiMaxWait      = 30 * time.Second
+)
+
+// apiRoutes registers the read-only API.
+func (s *server) apiRoutes(rt *httprouter.Router) {
+	rt.GET("/api/v1/users", s.api("api list users", s.apiUsers))
+	rt.GET("/api/v1/users/:id", s.api("api get user", s.apiUser))
+	rt.GET("/api/v1/groups", s.api("api list groups", s.apiGroups))
+	rt.GET("/api/v1/groups/:id/members", s.api("api group members", s.apiMembers))
+	rt.GET("/api/v1/events", s.api("api events", s.apiEvents))
+}
+
+// api authenticates an app key (a SCIM token is refused here) and writes errors as JSON.
+func (s *server) api(op string, h func(http.ResponseWriter, *http.Request, httprouter.Params) error) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		infoOf(r).op = op
+		w.Header().Set("Cache-Control", "no-store")
+		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		err := ErrNotFound
+		if strings.EqualFold(scheme, "Bearer") {
+			err = s.store.AuthenticateAppKey(r.Context(), strings.TrimSpace(key))
+		}
+		if err == nil {
+			err = h(w, r, ps)
+		}
+		if err == nil {
+			return
+		}
+		status, msg := http.StatusInternalServerError, "internal error"
+		var se *scimError
+		switch {
+		case errors.Is(err, ErrNotFound) && infoOf(r).detail == "":
+			if r.Header.Get("Authorization") == "" || !strings.HasPrefix(strings.TrimSpace(key), appKeyPrefix) || ps.ByName("id") == "" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="scimbox-api"`)
+				status, msg = http.StatusUnauthorized, "an app key is required (Authorization: Bearer scimboxapp_…); SCIM tokens do not open this API"
+				break
+			}
+			status, msg = http.StatusNotFound, "not found"
+		case errors.As(err, &se):
+			status, msg = se.Status, se.Detail
+		default:
+			s.log.Error("api request failed", "path", r.URL.Path, "err", err)
+		}
+		infoOf(r).detail = msg
+		writeAPI(w, status, map[string]any{"error": msg})
+	}
+}
+
+func writeAPI(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// pageParams reads after (an integer cursor) and limit.
+func pageParams(r *http.Request) (int64, int, error) {
+	q := r.URL.Query()
+	after, limit := int64(0), apiDefaultLimit
+	var err error
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			return 0, 0, badRequest("invalidValue", "after must be a cursor from an earlier page")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
+			return 0, 0, badRequest("invalidValue", "limit must be a positive number")
+		}
+	}
+	return after, min(limit, apiMaxLimit), nil
+}
+
+// writePage writes a page with the cursor of the next one ("" when it was the last).
+func writePage(w http.ResponseWriter, data []any, next int64, full bool) {
+	out := map[string]any{"data": data, "next": ""}
+	if full {
+		out["next"] = strconv.FormatInt(next, 10)
+	}
+	writeAPI(w, http.StatusOK, out)
+}
+
+func (s *server) apiUsers(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	users, next, err := s.store.UsersAfter(r.Context(), after, limit)
+	if err != nil {
+		return err
+	}
+	p, err := s.store.Policy(r.Context())
+	if err != nil {
+		return err
+	}
+	data := make([]any, len(users))
+	for i, u := range users {
+		data[i] = appUserWithGroups(u, p)
+	}
+	writePage(w, data, next, len(users) == limit)
+	return nil
+}
+
+func appUserWithGroups(u *User, p Policy) map[string]any {
+	d := appUser(u, p)
+	groups := make([]any, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = map[string]any{"id": g.ID, "displayName": g.Display}
+	}
+	d["groups"] = groups
+	return d
+}
+
+func (s *server) apiUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	u, err := s.store.UserByID(r.Context(), ps.ByName("id"))
+	if err != nil {
+		return err
+	}
+	p, err := s.store.Policy(r.Context())
+	if err != nil {
+		return err
+	}
+	writeAPI(w, http.StatusOK, appUserWithGroups(u, p))
+	return nil
+}
+
+func (s *server) apiGroups(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	groups, next, err := s.store.GroupsAfter(r.Context(), after, limit)
+	if err != nil {
+		return err
+	}
+	data := make([]any, len(groups))
+	for i, g := range groups {
+		data[i] = appGroup(g)
+	}
+	writePage(w, data, next, len(groups) == limit)
+	return nil
+}
+
+func (s *server) apiMembers(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	_, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	after := r.URL.Query().Get("after") // member ids are the cursor here
+	members, err := s.store.MembersAfter(r.Context(), ps.ByName("id"), after, limit)
+	if err != nil {
+		return err
+	}
+	data := make([]any, len(members))
+	for i, m := range members {
+		data[i] = map[string]any{"id": m.ID, "type": m.Type, "display": m.Display}
+	}
+	out := map[string]any{"data": data, "next": ""}
+	if len(members) == limit {
+		out["next"] = members[len(members)-1].ID
+	}
+	writeAPI(w, http.StatusOK, out)
+	return nil
+}
+
+// apiEvents returns the change feed after a cursor; with wait=N it waits up
+// to N seconds (at most 30) for the first new event.
+func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	wait := time.Duration(0)
+	if v := r.URL.Query().Get("wait"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return badRequest("invalidValue", "wait is a number of seconds")
+		}
+		wait = min(time.Duration(n)*time.Second, apiMaxWait)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		events, err := s.store.Events(r.Context(), after, limit)
+		if err != nil {
+			return err
+		}
+		if len(events) > 0 || !time.Now().Before(deadline) {
+			data := make([]any, len(events))
+			next := after
+			for i, e := range events {
+				data[i], next = e, e.Cursor
+			}
+			writeAPI(w, http.StatusOK, map[string]any{"data": data, "next": strconv.FormatInt(next, 10)})
+			return nil
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// ---- exports ----
+
+// exportColumns are the CSV columns that can be chosen, in their default order.
+var exportColumns = []string{"id", "userName", "displayName", "givenName", "familyName", "email", "active", "title",
+	"department", "employeeNumber", "manager", "groups", "kind", "lastModified"}
+
+func exportValue(u map[string]any, col string) string {
+	name, _ := u["name"].(map[string]any)
+	ext, _ := u[enterpriseSchema].(map[string]any)
+	switch col {
+	case "givenName", "familyName":
+		s, _ := name[col].(string)
+		return s
+	case "email":
+		return primaryEmail(u)
+	case "department", "employeeNumber":
+		s, _ := ext[col].(string)
+		return s
+	case "manager":
+		m, _ := ext["manager"].(map[string]any)
+		s, _ := m["value"].(string)
+		return s
+	case "groups":
+		var names []string
+		list, _ := u["groups"].([]any)
+		for _, g := range list {
+			if m, ok := g.(map[string]any); ok {
+				names = append(names, fmt.Sprint(m["displayName"]))
+			}
+		}
+		return strings.Join(names, "; ")
+	case "active":
+		if b, ok := u["active"].(bool); ok {
+			return strconv.FormatBool(b)
+		}
+		return ""
+	}
+	if s, ok := u[col].(string); ok {
+		return s
+	}
+	return ""
+}
+
+// exportUsers streams every user with effective values, a batch at a time,
+// as CSV (the chosen columns) or as a JSON array.
+func exportUsers(ctx context.Context, store *Store, w io.Writer, format string, columns []string) error {
+	p, err := store.Policy(ctx)
+	if err != nil {
+		return err
+	}
+	if len(columns) == 0 {
+		columns = exportColumns
+	}
+	for _, c := range columns {
+		if !slices.Contains(exportColumns, c) {
+			return badRequest("invalidValue", "unknown column %q; the columns are %s", c, strings.Join(exportColumns, ", "))
+		}
+	}
+	var cw *csv.Writer
+	switch format {
+	case "csv":
+		cw = csv.NewWriter(w)
+		cw.Write(columns)
+	case "json":
+		io.WriteString(w, "[")
+	default:
+		return badRequest("invalidValue", "format must be csv or json")
+	}
+	first := true
+	for after := int64(0); ; {
+		users, next, err := store.UsersAfter(ctx, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			d := appUserWithGroups(u, p)
+			if cw != nil {
+				row := make([]string, len(columns))
+				for i, c := range columns {
+					row[i] = exportValue(d, c)
+				}
+				cw.Write(row)
+				continue
+			}
+			b, _ := json.Marshal(d)
+			if !first {
+				io.WriteString(w, ",\n")
+			}
+			first = false
+			w.Write(b)
+		}
+		if cw != nil {
+			cw.Flush()
+			if err := cw.Error(); err != nil {
+				return err
+			}
+		}
+		if len(users) < 500 {
+			break
+		}
+		after = next
+	}
+	if cw == nil {
+		io.WriteString(w, "]\n")
+	}
+	return nil
+}
+
+// exportGroups streams every group with its members as a JSON array.
+func exportGroups(ctx context.Context, store *Store, w io.Writer) error {
+	io.WriteString(w, "[")
+	first := true
+	for after := int64(0); ; {
+		groups, next, err := store.GroupsAfter(ctx, after, 100)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			d := appGroup(g)
+			var members []any
+			for cursor := ""; ; {
+				batch, err := store.MembersAfter(ctx, g.ID, cursor, 1000)
+				if err != nil {
+					return err
+				}
+				for _, m := range batch {
+					members = append(members, map[string]any{"id": m.ID, "type": m.Type, "display": m.Display})
+				}
+				if len(batch) < 1000 {
+					break
+				}
+				cursor = batch[len(batch)-1].ID
+			}
+			d["members"] = members
+			b, _ := json.Marshal(d)
+			if !first {
+				io.WriteString(w, ",\n")
+			}
+			first = false
+			w.Write(b)
+		}
+		if len(groups) < 100 {
+			break
+		}
+		after = next
+	}
+	_, err := io.WriteString(w, "]\n")
+	return err
+}
