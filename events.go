@@ -123,10 +123,12 @@ func groupEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *
 		typ string
 		ids []string
 	}{{evMemberAdded, added}, {evMemberRemoved, removed}} {
-		for _, id := range m.ids {
-			if err := emit(ctx, tx, now, m.typ, "Group", after.ID, map[string]any{"group": after.ID, "member": id}); err != nil {
-				return err
-			}
+		data := make([]any, len(m.ids))
+		for i, id := range m.ids {
+			data[i] = map[string]any{"group": after.ID, "member": id}
+		}
+		if err := emitMany(ctx, tx, now, m.typ, "Group", after.ID, data); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -2626,19 +2626,41 @@ type Event struct {
 // feed never misses a change nor describes one that was rolled back, and
 // queues it for every enabled webhook subscribed to its type.
 func emit(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data any) error {
+	return emitMany(ctx, tx, now, typ, resourceType, resourceID, []any{data})
+}
+
+// emitMany records several events of one type and resource with one statement
+// for the events and one for their deliveries, whatever their number.
+func emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data []any) error {
+	if len(data) == 0 {
+		return nil
+	}
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	var cursor int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data) VALUES (?, ?, ?, ?, ?, ?)
-		RETURNING cursor`, "evt_"+randomBase62(24), formatTime(now), typ, resourceType, resourceID, string(raw)).Scan(&cursor)
+	var first, last int64
+	err = tx.QueryRowContext(ctx, `WITH added AS (
+			INSERT INTO events (id, at, type, resource_type, resource_id, data)
+			SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true
+			RETURNING cursor)
+		SELECT min(cursor), max(cursor) FROM added`, formatTime(now), typ, resourceType, resourceID, string(raw)).Scan(&first, &last)
 	if err != nil {
-		return fmt.Errorf("record event: %w", err)
+		// Older SQLite cannot use RETURNING in a CTE: fall back to the last rowid.
+		if _, err2 := tx.ExecContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data)
+			SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true`,
+			formatTime(now), typ, resourceType, resourceID, string(raw)); err2 != nil {
+			return fmt.Errorf("record event: %w", err2)
+		}
+		if err := tx.QueryRowContext(ctx, "SELECT last_insert_rowid()").Scan(&last); err != nil {
+			return fmt.Errorf("record event: %w", err)
+		}
+		first = last - int64(len(data)) + 1
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
-		SELECT id, ?, ? FROM webhooks WHERE disabled_reason = '' AND (types = '*' OR instr(',' || types || ',', ',' || ? || ',') > 0)`,
-		cursor, formatTime(now), typ)
+		SELECT w.id, e.cursor, ? FROM events e JOIN webhooks w
+			ON w.disabled_reason = '' AND (w.types = '*' OR instr(',' || w.types || ',', ',' || e.type || ',') > 0)
+		WHERE e.cursor BETWEEN ? AND ? ORDER BY e.cursor`, formatTime(now), first, last)
 	if err != nil {
 		return fmt.Errorf("queue event: %w", err)
 	}
