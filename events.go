@@ -79,16 +79,16 @@ func changedKeys(a, b map[string]any) []string {
 // userEvents records what a change to a user means for apps: before nil is a
 // creation, after nil a deletion. A change that leaves the effective values
 // as they were (a directory edit hidden by a local override) records nothing.
-func userEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *User) error {
-	p, err := policyIn(ctx, tx)
+func (s *Store) userEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *User) error {
+	p, err := s.policyIn(ctx, tx)
 	if err != nil {
 		return err
 	}
 	switch {
 	case before == nil:
-		return emit(ctx, tx, now, evUserCreated, "User", after.ID, appUser(after, p))
+		return s.emit(ctx, tx, now, evUserCreated, "User", after.ID, appUser(after, p))
 	case after == nil:
-		return emit(ctx, tx, now, evUserDeleted, "User", before.ID, map[string]any{"id": before.ID, "userName": stringAttr(before.Attrs, "userName")})
+		return s.emit(ctx, tx, now, evUserDeleted, "User", before.ID, map[string]any{"id": before.ID, "userName": stringAttr(before.Attrs, "userName")})
 	}
 	b, a := appUser(before, p), appUser(after, p)
 	changed := slices.DeleteFunc(changedKeys(b, a), func(k string) bool { return k == "lastModified" || k == "kind" })
@@ -97,7 +97,7 @@ func userEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *U
 		if a["active"] == false {
 			typ = evUserDisabled
 		}
-		if err := emit(ctx, tx, now, typ, "User", after.ID, a); err != nil {
+		if err := s.emit(ctx, tx, now, typ, "User", after.ID, a); err != nil {
 			return err
 		}
 		changed = slices.Delete(changed, i, i+1)
@@ -105,17 +105,17 @@ func userEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *U
 	if len(changed) == 0 {
 		return nil
 	}
-	return emit(ctx, tx, now, evUserUpdated, "User", after.ID, map[string]any{"changed": changed, "user": a})
+	return s.emit(ctx, tx, now, evUserUpdated, "User", after.ID, map[string]any{"changed": changed, "user": a})
 }
 
 // groupEvents records a group's creation (before nil), update and membership changes.
-func groupEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *Group, added, removed []string) error {
+func (s *Store) groupEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *Group, added, removed []string) error {
 	if before == nil {
-		if err := emit(ctx, tx, now, evGroupCreated, "Group", after.ID, appGroup(after)); err != nil {
+		if err := s.emit(ctx, tx, now, evGroupCreated, "Group", after.ID, appGroup(after)); err != nil {
 			return err
 		}
 	} else if changed := changedKeys(before.Attrs, after.Attrs); len(changed) > 0 {
-		if err := emit(ctx, tx, now, evGroupUpdated, "Group", after.ID, map[string]any{"changed": changed, "group": appGroup(after)}); err != nil {
+		if err := s.emit(ctx, tx, now, evGroupUpdated, "Group", after.ID, map[string]any{"changed": changed, "group": appGroup(after)}); err != nil {
 			return err
 		}
 	}
@@ -127,7 +127,7 @@ func groupEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *
 		for i, id := range m.ids {
 			data[i] = map[string]any{"group": after.ID, "member": id}
 		}
-		if err := emitMany(ctx, tx, now, m.typ, "Group", after.ID, data); err != nil {
+		if err := s.emitMany(ctx, tx, now, m.typ, "Group", after.ID, data); err != nil {
 			return err
 		}
 	}

@@ -52,6 +52,9 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	policy      atomic.Pointer[Policy] // the source-of-truth policy, once read
+	hasWebhooks atomic.Bool            // whether events need queueing for deliveries
+
 	path            string
 	lock            *os.File // shared flock held while open
 	writes          atomic.Int64
@@ -318,6 +321,9 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 		}
 	}
 	if err := s.migrate(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.refreshHasWebhooks(ctx, s.w); err != nil {
 		return fail(err)
 	}
 	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
@@ -605,7 +611,7 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 		if err := putUser(ctx, tx, u, true); err != nil {
 			return err
 		}
-		return userEvents(ctx, tx, now, nil, u)
+		return s.userEvents(ctx, tx, now, nil, u)
 	})
 	if err != nil {
 		return fmt.Errorf("create user: %w", err)
@@ -651,7 +657,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 			if err := putUser(ctx, tx, u, false); err != nil {
 				return err
 			}
-			if err := userEvents(ctx, tx, now, prev, u); err != nil {
+			if err := s.userEvents(ctx, tx, now, prev, u); err != nil {
 				return err
 			}
 		}
@@ -693,7 +699,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check func(version in
 				return err
 			}
 		}
-		return deleteUserIn(ctx, tx, now, u)
+		return s.deleteUserIn(ctx, tx, now, u)
 	})
 	if err != nil {
 		return fmt.Errorf("delete user: %w", err)
@@ -702,19 +708,19 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check func(version in
 }
 
 // deleteUserIn deletes a user and its memberships, recording the events.
-func deleteUserIn(ctx context.Context, tx *sql.Tx, now time.Time, u *User) error {
-	if err := removeMemberEverywhere(ctx, tx, u.ID, now); err != nil {
+func (s *Store) deleteUserIn(ctx context.Context, tx *sql.Tx, now time.Time, u *User) error {
+	if err := s.removeMemberEverywhere(ctx, tx, u.ID, now); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", u.ID); err != nil {
 		return err
 	}
-	return userEvents(ctx, tx, now, u, nil)
+	return s.userEvents(ctx, tx, now, u, nil)
 }
 
 // removeMemberEverywhere takes id out of every group it belongs to, updating
 // those groups' meta and recording a member_removed event for each.
-func removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+func (s *Store) removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
 	rows, err := tx.QueryContext(ctx, `UPDATE groups SET member_count = member_count - 1, modified = ?, version = version + 1
 		WHERE id IN (SELECT group_id FROM members WHERE member_id = ?) RETURNING id`, formatTime(now), id)
 	if err != nil {
@@ -737,7 +743,7 @@ func removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time
 		return err
 	}
 	for _, g := range groups {
-		if err := emit(ctx, tx, now, evMemberRemoved, "Group", g, map[string]any{"group": g, "member": id}); err != nil {
+		if err := s.emit(ctx, tx, now, evMemberRemoved, "Group", g, map[string]any{"group": g, "member": id}); err != nil {
 			return err
 		}
 	}
@@ -1060,7 +1066,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) err
 		if err != nil {
 			return err
 		}
-		return groupEvents(ctx, tx, now, nil, g, added, nil)
+		return s.groupEvents(ctx, tx, now, nil, g, added, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("create group: %w", err)
@@ -1336,7 +1342,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 			if err := putGroup(ctx, tx, g, false); err != nil {
 				return err
 			}
-			if err := groupEvents(ctx, tx, now, before, g, added, removed); err != nil {
+			if err := s.groupEvents(ctx, tx, now, before, g, added, removed); err != nil {
 				return err
 			}
 		}
@@ -1366,13 +1372,13 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 				return err
 			}
 		}
-		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
+		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
 			return err
 		}
 		if _, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id); err != nil {
 			return err
 		}
-		return emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id})
+		return s.emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id})
 	})
 	if err != nil {
 		return fmt.Errorf("delete group: %w", err)
@@ -2411,15 +2417,11 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 
 // Policy returns the source-of-truth policy (the hybrid preset until the admin changes it).
 func (s *Store) Policy(ctx context.Context) (Policy, error) {
-	raw, err := s.Setting(ctx, settingPolicy)
-	if err != nil || raw == "" {
-		return PresetPolicy(presetHybrid), err
+	p, err := s.policyIn(ctx, s.r)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
 	}
-	p := PresetPolicy(presetHybrid)
-	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		return nil, fmt.Errorf("decode policy: %w", err)
-	}
-	return p, nil
+	return maps.Clone(p), nil
 }
 
 // SetPolicy stores the source-of-truth policy.
@@ -2428,7 +2430,12 @@ func (s *Store) SetPolicy(ctx context.Context, p Policy) error {
 	if err != nil {
 		return fmt.Errorf("encode policy: %w", err)
 	}
-	return s.SetSetting(ctx, settingPolicy, string(raw))
+	if err := s.SetSetting(ctx, settingPolicy, string(raw)); err != nil {
+		return err
+	}
+	p = maps.Clone(p)
+	s.policy.Store(&p)
+	return nil
 }
 
 // ClaimUser hands the account holding userName to fn inside one write
@@ -2457,7 +2464,7 @@ func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User)
 		if err := putUser(ctx, tx, u, false); err != nil {
 			return err
 		}
-		if err := userEvents(ctx, tx, now, prev, u); err != nil {
+		if err := s.userEvents(ctx, tx, now, prev, u); err != nil {
 			return err
 		}
 		out = u
@@ -2488,13 +2495,13 @@ func (s *Store) Deprovision(ctx context.Context, id string, check func(version i
 		prev := copyUser(u)
 		u.Kind, u.Modified, u.Version = accountDeprovisioned, now, u.Version+1
 		u.Attrs["active"] = false
-		if err := removeMemberEverywhere(ctx, tx, id, now); err != nil {
+		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
 			return err
 		}
 		if err := putUser(ctx, tx, u, false); err != nil {
 			return err
 		}
-		return userEvents(ctx, tx, now, prev, u)
+		return s.userEvents(ctx, tx, now, prev, u)
 	})
 	if err != nil {
 		return fmt.Errorf("deprovision user: %w", err)
@@ -2575,7 +2582,7 @@ func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if err := deleteUserIn(ctx, tx, now, u); err != nil {
+			if err := s.deleteUserIn(ctx, tx, now, u); err != nil {
 				return err
 			}
 		}
@@ -2625,13 +2632,13 @@ type Event struct {
 // emit records an event in the transaction of the change it describes, so the
 // feed never misses a change nor describes one that was rolled back, and
 // queues it for every enabled webhook subscribed to its type.
-func emit(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data any) error {
-	return emitMany(ctx, tx, now, typ, resourceType, resourceID, []any{data})
+func (s *Store) emit(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data any) error {
+	return s.emitMany(ctx, tx, now, typ, resourceType, resourceID, []any{data})
 }
 
 // emitMany records several events of one type and resource with one statement
 // for the events and one for their deliveries, whatever their number.
-func emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data []any) error {
+func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data []any) error {
 	if len(data) == 0 {
 		return nil
 	}
@@ -2639,23 +2646,30 @@ func emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType,
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	var first, last int64
-	err = tx.QueryRowContext(ctx, `WITH added AS (
-			INSERT INTO events (id, at, type, resource_type, resource_id, data)
-			SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true
-			RETURNING cursor)
-		SELECT min(cursor), max(cursor) FROM added`, formatTime(now), typ, resourceType, resourceID, string(raw)).Scan(&first, &last)
+	rows, err := tx.QueryContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data)
+		SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true
+		RETURNING cursor`, formatTime(now), typ, resourceType, resourceID, string(raw))
 	if err != nil {
-		// Older SQLite cannot use RETURNING in a CTE: fall back to the last rowid.
-		if _, err2 := tx.ExecContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data)
-			SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true`,
-			formatTime(now), typ, resourceType, resourceID, string(raw)); err2 != nil {
-			return fmt.Errorf("record event: %w", err2)
-		}
-		if err := tx.QueryRowContext(ctx, "SELECT last_insert_rowid()").Scan(&last); err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	var first, last int64
+	for rows.Next() {
+		var c int64
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
 			return fmt.Errorf("record event: %w", err)
 		}
-		first = last - int64(len(data)) + 1
+		if first == 0 || c < first {
+			first = c
+		}
+		last = max(last, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	if !s.hasWebhooks.Load() {
+		return nil
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
 		SELECT w.id, e.cursor, ? FROM events e JOIN webhooks w
@@ -2667,14 +2681,24 @@ func emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType,
 	return nil
 }
 
-// policyIn reads the source-of-truth policy inside a transaction.
-func policyIn(ctx context.Context, q queryer) (Policy, error) {
+// policyIn returns the source-of-truth policy for a write: from memory once
+// read (SetPolicy keeps it current), else from the transaction.
+func (s *Store) policyIn(ctx context.Context, q queryer) (Policy, error) {
+	if p := s.policy.Load(); p != nil {
+		return *p, nil
+	}
 	raw, err := setting(ctx, q, settingPolicy)
 	p := PresetPolicy(presetHybrid)
-	if err != nil || raw == "" {
+	if err != nil {
 		return p, err
 	}
-	return p, json.Unmarshal([]byte(raw), &p)
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			return p, err
+		}
+	}
+	s.policy.Store(&p)
+	return p, nil
 }
 
 // Events returns up to limit events after the cursor, oldest first.
@@ -2922,12 +2946,25 @@ func (s *Store) CreateWebhook(ctx context.Context, url string, types []string) (
 		w.Created = now
 		_, err := tx.ExecContext(ctx, "INSERT INTO webhooks (id, url, secret, types, created) VALUES (?, ?, ?, ?, ?)",
 			w.ID, w.URL, w.Secret, strings.Join(types, ","), formatTime(now))
+		if err == nil {
+			s.hasWebhooks.Store(true)
+		}
 		return err
 	})
 	if err != nil {
 		return Webhook{}, fmt.Errorf("create webhook: %w", err)
 	}
 	return w, nil
+}
+
+// refreshHasWebhooks records whether any webhook exists.
+func (s *Store) refreshHasWebhooks(ctx context.Context, q queryer) error {
+	var n int
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM webhooks").Scan(&n); err != nil {
+		return fmt.Errorf("count webhooks: %w", err)
+	}
+	s.hasWebhooks.Store(n > 0)
+	return nil
 }
 
 // Webhooks lists the endpoints.
@@ -2953,8 +2990,10 @@ func (s *Store) Webhooks(ctx context.Context) ([]Webhook, error) {
 // DeleteWebhook removes an endpoint and its queue.
 func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
-		_, err := tx.ExecContext(ctx, "DELETE FROM webhooks WHERE id = ?", id)
-		return err
+		if _, err := tx.ExecContext(ctx, "DELETE FROM webhooks WHERE id = ?", id); err != nil {
+			return err
+		}
+		return s.refreshHasWebhooks(ctx, tx)
 	})
 }
 
