@@ -300,3 +300,34 @@ func TestInvalidTokensAreRateLimited(t *testing.T) {
 		}
 	}
 }
+
+func TestServeRefusesDamagedDatabase(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "scimbox.db")
+	s := openStoreAt(t, path)
+	for i := 0; i < 20; i++ {
+		addUsers(t, s, fmt.Sprintf("bulk%d-", i), 50)
+	}
+	s.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	garbage := []byte(strings.Repeat("\xde\xad\xbe\xef", 4096/4*8))
+	// The last pages hold users' rows and indexes: start-up itself reads none
+	// of them, so only the integrity check can notice.
+	if _, err := f.WriteAt(garbage, fi.Size()-int64(len(garbage))); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"serve", "-db", path, "-addr", "127.0.0.1:0", "-backup-interval", "0"}, io.Discard, io.Discard)
+	if !errors.Is(err, ErrDamaged) {
+		t.Fatalf("serve on a damaged file: %v, want ErrDamaged", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("serve kept running on a damaged file")
+	}
+}

@@ -364,9 +364,11 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		return err
 	}
 	defer store.Close()
-	if err := store.Check(ctx); err != nil {
-		return err // never serve a damaged database
-	}
+	// The integrity check reads the whole file (seconds at a million users), so
+	// it runs while serving; a damaged file stops the server. After an unclean
+	// shutdown OpenStore has already checked the file before anything is served.
+	checked := make(chan error, 1)
+	go func() { checked <- store.Check(ctx) }()
 	if cfg.BackupInterval > 0 {
 		snapCtx, stopSnapshots := context.WithCancel(ctx)
 		snapsDone := make(chan struct{})
@@ -441,7 +443,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		adminURL = "http://" + lns.addrs().Plain
 	}
 	if err := scim.announceSetup(ctx, adminURL, stdout); err != nil {
-		return err
+		return store.explainDamage(err)
 	}
 	log.Info("serving", "mode", cfg.mode(), "addrs", lns.addrs().String(), "db", cfg.DB, "version", version())
 	errc := make(chan error, len(servers))
@@ -462,10 +464,21 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		}
 	}
 	if serveErr == nil {
-		select {
-		case err := <-errc:
-			serveErr = fmt.Errorf("serve: %w", err)
-		case <-ctx.Done():
+		for done := false; !done; {
+			select {
+			case err := <-errc:
+				serveErr, done = fmt.Errorf("serve: %w", err), true
+			case err := <-checked:
+				checked = nil // a nil channel is never ready again
+				if err != nil {
+					log.Error("refusing to serve a damaged database", "err", err)
+					serveErr, done = err, true
+				} else {
+					log.Info("database integrity check passed")
+				}
+			case <-ctx.Done():
+				done = true
+			}
 		}
 	}
 	log.Info("shutting down: finishing in-flight requests")

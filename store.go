@@ -321,7 +321,7 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 		}
 	}
 	if err := s.migrate(ctx); err != nil {
-		return fail(err)
+		return fail(s.explainDamage(err))
 	}
 	if err := s.refreshHasWebhooks(ctx, s.w); err != nil {
 		return fail(err)
@@ -2152,6 +2152,16 @@ func (s *Store) checkpointer() {
 
 // ErrDamaged reports a database that fails its integrity check.
 var ErrDamaged = errors.New("the database is damaged")
+
+// explainDamage turns SQLite's "malformed" errors into ErrDamaged with what to do.
+func (s *Store) explainDamage(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_CORRUPT || se.Code()&0xff == sqlite3.SQLITE_NOTADB) {
+		return fmt.Errorf("%w: %v. Restore the latest snapshot from %s with `scimbox restore`", ErrDamaged, err,
+			filepath.Join(filepath.Dir(s.path), backupDir))
+	}
+	return err
+}
 
 // checkLeftoverWAL runs when a -wal file with content is found at start: the
 // server crashed, or a -wal from another copy of the database lies next to a
