@@ -275,6 +275,7 @@ var migrations = []string{
 		ms INTEGER NOT NULL
 	) STRICT;
 	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
+	`CREATE INDEX users_active ON users(active);`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.
@@ -496,14 +497,17 @@ var userColumns = map[string]sqlColumn{
 	"meta.lastmodified": {expr: "users.modified", kind: colTime},
 	"emails.value":      emailColumn,
 	"emails":            emailColumn,
-	"groups.value":      {expr: "EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", kind: colExistsEq},
-	"groups":            {expr: "EXISTS (SELECT 1 FROM members m WHERE m.member_id = users.id AND m.group_id = ?)", kind: colExistsEq},
+	"groups.value":      {expr: "users.id IN (SELECT member_id FROM members WHERE group_id = ?)", kind: colExistsEq},
+	"groups":            {expr: "users.id IN (SELECT member_id FROM members WHERE group_id = ?)", kind: colExistsEq},
 }
 
+// Relations are matched with "id IN (subquery)" rather than a correlated
+// EXISTS: SQLite then drives the lookup from the relation's index, and can
+// combine such terms with others in one multi-index OR (the admin search).
 var emailColumn = sqlColumn{
-	expr:       "EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key = ?)",
+	expr:       "users.id IN (SELECT user_id FROM user_emails WHERE value_key = ?)",
 	kind:       colExistsFolded,
-	prefixExpr: "EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = users.id AND e.value_key >= ? AND e.value_key < ?)",
+	prefixExpr: "users.id IN (SELECT user_id FROM user_emails WHERE value_key >= ? AND value_key < ?)",
 }
 
 // nullableColumns are sort columns that may hold NULL.
@@ -1004,8 +1008,8 @@ var groupColumns = map[string]sqlColumn{
 	"externalid":        {expr: "groups.external_id", kind: colExact},
 	"meta.created":      {expr: "groups.created", kind: colTime},
 	"meta.lastmodified": {expr: "groups.modified", kind: colTime},
-	"members.value":     {expr: "EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", kind: colExistsEq},
-	"members":           {expr: "EXISTS (SELECT 1 FROM members m WHERE m.group_id = groups.id AND m.member_id = ?)", kind: colExistsEq},
+	"members.value":     {expr: "groups.id IN (SELECT group_id FROM members WHERE member_id = ?)", kind: colExistsEq},
+	"members":           {expr: "groups.id IN (SELECT group_id FROM members WHERE member_id = ?)", kind: colExistsEq},
 }
 
 var groupSortColumns = map[string]string{
