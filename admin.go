@@ -1055,7 +1055,7 @@ func parseFieldText(key, text string) (any, error) {
 	case key == "active":
 		b, ok := coerceBool(text)
 		if !ok {
-			return nil, errors.New("Active is true or false.")
+			return nil, errors.New("active is true or false")
 		}
 		return b, nil
 	case key == enterpriseSchema+":manager":

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,13 +23,10 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("token "+sub, stderr)
 	db := dbFlag(fs)
 	name := fs.String("name", "", "a name for the token, such as entra-production (create)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if err := envDefault(fs); err != nil {
-		return err
-	}
-	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	store, err := openCLIStore(ctx, *db, stderr)
 	if err != nil {
 		return err
 	}
@@ -81,13 +79,10 @@ func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("admin reset-password", stderr)
 	db := dbFlag(fs)
 	base := fs.String("url", "", "the admin page's address, e.g. https://scim.example.com (default: printed as a path)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if err := envDefault(fs); err != nil {
-		return err
-	}
-	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	store, err := openCLIStore(ctx, *db, stderr)
 	if err != nil {
 		return err
 	}
@@ -106,10 +101,7 @@ func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func backupCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backup", stderr)
 	db := dbFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := envDefault(fs); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -122,7 +114,7 @@ func backupCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if _, err := os.Stat(*db); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	store, err := openCLIStore(ctx, *db, stderr)
 	if err != nil {
 		return err
 	}
@@ -138,10 +130,7 @@ func backupCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 func restoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", stderr)
 	db := dbFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := envDefault(fs); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -164,16 +153,13 @@ func disconnectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs := newFlagSet("disconnect", stderr)
 	db := dbFlag(fs)
 	yes := fs.Bool("yes", false, "confirm: revoke every token and make every directory account manual")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := envDefault(fs); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if !*yes {
 		return errors.New("disconnect revokes every SCIM token and turns every directory-managed account into a manual one; run it again with -yes to do so")
 	}
-	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	store, err := openCLIStore(ctx, *db, stderr)
 	if err != nil {
 		return err
 	}
@@ -200,13 +186,10 @@ func exportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	format := fs.String("format", "csv", "csv or json (groups: json)")
 	groups := fs.Bool("groups", false, "export groups with their members instead of users")
 	columns := fs.String("columns", "", "CSV columns, comma-separated (default: "+strings.Join(exportColumns, ",")+")")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := envDefault(fs); err != nil {
-		return err
-	}
-	store, err := OpenStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)))
+	store, err := openCLIStore(ctx, *db, stderr)
 	if err != nil {
 		return err
 	}
@@ -221,4 +204,17 @@ func exportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		cols = strings.Split(*columns, ",")
 	}
 	return exportUsers(ctx, store, w, *format, cols)
+}
+
+// parseFlags parses a command's flags, then fills the ones not given from SCIMBOX_* variables.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return envDefault(fs)
+}
+
+// openCLIStore opens the database for a command, logging to stderr.
+func openCLIStore(ctx context.Context, db string, stderr io.Writer) (*Store, error) {
+	return OpenStore(ctx, db, slog.New(slog.NewTextHandler(stderr, nil)))
 }

@@ -1258,24 +1258,6 @@ func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, 
 	return nil
 }
 
-// listMemberIDs lists the ids of a group's members.
-func listMemberIDs(ctx context.Context, q queryer, groupID string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, "SELECT member_id FROM members WHERE group_id = ?", groupID)
-	if err != nil {
-		return nil, fmt.Errorf("group members: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("group members: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
-}
-
 // matchingMembers returns the ids of a group's members that a member filter selects.
 // The usual `value eq "id"` (or a disjunction of them) costs nothing per member;
 // any other filter is evaluated over the member list.
@@ -1486,30 +1468,35 @@ func tokenHash(tok string) []byte {
 	return h[:]
 }
 
-// CreateToken creates a bearer token and returns it in clear text: the only
-// time it exists outside the client. Only its SHA-256 is stored.
-func (s *Store) CreateToken(ctx context.Context, name string) (string, Token, error) {
-	id := randomBase62(tokenIDLen)
-	body := tokenPrefix + id + randomBase62(tokenSecretLen)
-	plain := body + crcBase62(body)
+// secretKind is a table of hashed bearer secrets: SCIM tokens or app keys.
+type secretKind struct{ table, prefix, what string }
+
+var (
+	scimTokens = secretKind{"tokens", tokenPrefix, "token"}
+	appKeys    = secretKind{"app_keys", appKeyPrefix, "app key"}
+)
+
+// createSecret creates a secret and returns it in clear text: the only time it
+// exists outside the client. Only its SHA-256 is stored.
+func (s *Store) createSecret(ctx context.Context, k secretKind, name string) (string, Token, error) {
+	plain, id := newSecret(k.prefix)
 	t := Token{ID: id, Name: name}
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		t.Created = now
-		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (id, name, hash, created) VALUES (?, ?, ?, ?)",
+		_, err := tx.ExecContext(ctx, "INSERT INTO "+k.table+" (id, name, hash, created) VALUES (?, ?, ?, ?)",
 			id, name, tokenHash(plain), formatTime(now))
 		return err
 	})
 	if err != nil {
-		return "", Token{}, fmt.Errorf("create token: %w", err)
+		return "", Token{}, fmt.Errorf("create %s: %w", k.what, err)
 	}
 	return plain, t, nil
 }
 
-// Tokens lists all tokens, oldest first.
-func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM tokens ORDER BY created, id")
+func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM "+k.table+" ORDER BY created, id")
 	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
+		return nil, fmt.Errorf("list %ss: %w", k.what, err)
 	}
 	defer rows.Close()
 	var out []Token
@@ -1517,7 +1504,7 @@ func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
 		var t Token
 		var created, used string
 		if err := rows.Scan(&t.ID, &t.Name, &created, &used); err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
+			return nil, fmt.Errorf("list %ss: %w", k.what, err)
 		}
 		t.Created, t.LastUsed = parseTime(created), parseTime(used)
 		out = append(out, t)
@@ -1525,36 +1512,35 @@ func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
 	return out, rows.Err()
 }
 
-// RevokeToken deletes a token; requests using it fail from then on. It returns ErrNotFound.
-func (s *Store) RevokeToken(ctx context.Context, id string) error {
+func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error {
 	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE id = ?", id)
+		res, err := tx.ExecContext(ctx, "DELETE FROM "+k.table+" WHERE id = ?", id)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("token %q: %w", id, ErrNotFound)
+			return fmt.Errorf("%s %q: %w", k.what, id, ErrNotFound)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("revoke token: %w", err)
+		return fmt.Errorf("revoke %s: %w", k.what, err)
 	}
 	return nil
 }
 
-// AuthenticateToken returns the token record for a presented bearer token, or
-// ErrNotFound. The comparison is constant-time; the last use is recorded at
-// most once a minute per token so that authentication is not a write per request.
-func (s *Store) AuthenticateToken(ctx context.Context, presented string) (Token, error) {
-	id, ok := parseToken(presented)
+// authenticateSecret returns the record of a presented secret, or ErrNotFound.
+// The comparison is constant-time; the last use is recorded at most once a
+// minute per secret, so that authentication is not a write per request.
+func (s *Store) authenticateSecret(ctx context.Context, k secretKind, presented string) (Token, error) {
+	id, ok := parseSecret(k.prefix, presented)
 	if !ok {
 		return Token{}, ErrNotFound
 	}
 	var t Token
 	var hash []byte
 	var created string
-	err := s.r.QueryRowContext(ctx, "SELECT id, name, hash, created FROM tokens WHERE id = ?", id).Scan(&t.ID, &t.Name, &hash, &created)
+	err := s.r.QueryRowContext(ctx, "SELECT id, name, hash, created FROM "+k.table+" WHERE id = ?", id).Scan(&t.ID, &t.Name, &hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, ErrNotFound
 	}
@@ -1567,21 +1553,39 @@ func (s *Store) AuthenticateToken(ctx context.Context, presented string) (Token,
 	t.Created = parseTime(created)
 	now := s.now()
 	s.mu.Lock()
-	due := now.Sub(s.lastUsed[id]) >= lastUsedEvery
+	due := now.Sub(s.lastUsed[k.table+":"+id]) >= lastUsedEvery
 	if due {
-		s.lastUsed[id] = now
+		s.lastUsed[k.table+":"+id] = now
 	}
 	s.mu.Unlock()
 	if due {
 		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-			_, err := tx.ExecContext(ctx, "UPDATE tokens SET last_used = ? WHERE id = ?", formatTime(now), id)
+			_, err := tx.ExecContext(ctx, "UPDATE "+k.table+" SET last_used = ? WHERE id = ?", formatTime(now), id)
 			return err
 		})
 		if err != nil {
-			s.log.Warn("record token use", "token", id, "err", err)
+			s.log.Warn("record "+k.what+" use", "id", id, "err", err)
 		}
 	}
 	return t, nil
+}
+
+// CreateToken creates a SCIM bearer token, returned in clear text once.
+func (s *Store) CreateToken(ctx context.Context, name string) (string, Token, error) {
+	return s.createSecret(ctx, scimTokens, name)
+}
+
+// Tokens lists all SCIM tokens, oldest first.
+func (s *Store) Tokens(ctx context.Context) ([]Token, error) { return s.listSecrets(ctx, scimTokens) }
+
+// RevokeToken deletes a token; requests using it fail from then on. It returns ErrNotFound.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	return s.revokeSecret(ctx, scimTokens, id)
+}
+
+// AuthenticateToken returns the token record for a presented bearer token, or ErrNotFound.
+func (s *Store) AuthenticateToken(ctx context.Context, presented string) (Token, error) {
+	return s.authenticateSecret(ctx, scimTokens, presented)
 }
 
 // ---- admin accounts, sessions and settings ----
@@ -2756,87 +2760,21 @@ const appKeyPrefix = "scimboxapp_"
 
 // CreateAppKey creates a key for the read-only API, returned in clear text once.
 func (s *Store) CreateAppKey(ctx context.Context, name string) (string, Token, error) {
-	plain, id := newSecret(appKeyPrefix)
-	k := Token{ID: id, Name: name}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		k.Created = now
-		_, err := tx.ExecContext(ctx, "INSERT INTO app_keys (id, name, hash, created) VALUES (?, ?, ?, ?)", id, name, tokenHash(plain), formatTime(now))
-		return err
-	})
-	if err != nil {
-		return "", Token{}, fmt.Errorf("create app key: %w", err)
-	}
-	return plain, k, nil
+	return s.createSecret(ctx, appKeys, name)
 }
 
 // AppKeys lists the app keys, oldest first.
-func (s *Store) AppKeys(ctx context.Context) ([]Token, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM app_keys ORDER BY created, id")
-	if err != nil {
-		return nil, fmt.Errorf("list app keys: %w", err)
-	}
-	defer rows.Close()
-	var out []Token
-	for rows.Next() {
-		var k Token
-		var created, used string
-		if err := rows.Scan(&k.ID, &k.Name, &created, &used); err != nil {
-			return nil, fmt.Errorf("list app keys: %w", err)
-		}
-		k.Created, k.LastUsed = parseTime(created), parseTime(used)
-		out = append(out, k)
-	}
-	return out, rows.Err()
-}
+func (s *Store) AppKeys(ctx context.Context) ([]Token, error) { return s.listSecrets(ctx, appKeys) }
 
 // RevokeAppKey deletes an app key; it returns ErrNotFound.
 func (s *Store) RevokeAppKey(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM app_keys WHERE id = ?", id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("app key %q: %w", id, ErrNotFound)
-		}
-		return nil
-	})
+	return s.revokeSecret(ctx, appKeys, id)
 }
 
-// AuthenticateAppKey checks a presented app key in constant time; ErrNotFound if it is not one.
+// AuthenticateAppKey checks a presented app key; ErrNotFound if it is not one.
 func (s *Store) AuthenticateAppKey(ctx context.Context, presented string) error {
-	id, ok := parseSecret(appKeyPrefix, presented)
-	if !ok {
-		return ErrNotFound
-	}
-	var hash []byte
-	err := s.r.QueryRowContext(ctx, "SELECT hash FROM app_keys WHERE id = ?", id).Scan(&hash)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("authenticate app key: %w", err)
-	}
-	if subtle.ConstantTimeCompare(hash, tokenHash(presented)) != 1 {
-		return ErrNotFound
-	}
-	now := s.now()
-	s.mu.Lock()
-	due := now.Sub(s.lastUsed["app:"+id]) >= lastUsedEvery
-	if due {
-		s.lastUsed["app:"+id] = now
-	}
-	s.mu.Unlock()
-	if due {
-		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-			_, err := tx.ExecContext(ctx, "UPDATE app_keys SET last_used = ? WHERE id = ?", formatTime(now), id)
-			return err
-		})
-		if err != nil {
-			s.log.Warn("record app key use", "key", id, "err", err)
-		}
-	}
-	return nil
+	_, err := s.authenticateSecret(ctx, appKeys, presented)
+	return err
 }
 
 // UsersAfter returns up to limit users after the cursor (a row number), in
