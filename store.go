@@ -2780,45 +2780,36 @@ func (s *Store) AuthenticateAppKey(ctx context.Context, presented string) error 
 // UsersAfter returns up to limit users after the cursor (a row number), in
 // creation order, with the cursor of the last one: keyset paging for apps and exports.
 func (s *Store) UsersAfter(ctx context.Context, after int64, limit int) ([]*User, int64, error) {
-	rows, err := s.r.QueryContext(ctx, strings.Replace(userSelect, "SELECT ", "SELECT users.rowid, ", 1)+
-		" WHERE users.rowid > ? ORDER BY users.rowid LIMIT ?", after, limit)
+	users, next, err := rowsAfter(ctx, s.r, userSelect, "users", after, limit, scanUser)
 	if err != nil {
-		return nil, 0, fmt.Errorf("users: %w", err)
-	}
-	defer rows.Close()
-	var out []*User
-	next := after
-	for rows.Next() {
-		var rowid int64
-		u, err := scanUser(scanPrefix{rows, &rowid})
-		if err != nil {
-			return nil, 0, fmt.Errorf("users: %w", err)
-		}
-		out, next = append(out, u), rowid
-	}
-	if err := rows.Err(); err != nil {
 		return nil, 0, err
 	}
-	return out, next, fillUserGroups(ctx, s.r, out)
+	return users, next, fillUserGroups(ctx, s.r, users)
 }
 
 // GroupsAfter is UsersAfter for groups (without members).
 func (s *Store) GroupsAfter(ctx context.Context, after int64, limit int) ([]*Group, int64, error) {
-	rows, err := s.r.QueryContext(ctx, strings.Replace(groupSelect, "SELECT ", "SELECT groups.rowid, ", 1)+
-		" WHERE groups.rowid > ? ORDER BY groups.rowid LIMIT ?", after, limit)
+	return rowsAfter(ctx, s.r, groupSelect, "groups", after, limit, scanGroup)
+}
+
+// rowsAfter pages through a resource table by rowid.
+func rowsAfter[T any](ctx context.Context, q queryer, selectSQL, table string, after int64, limit int,
+	scan func(interface{ Scan(...any) error }) (T, error)) ([]T, int64, error) {
+	rows, err := q.QueryContext(ctx, strings.Replace(selectSQL, "SELECT ", "SELECT "+table+".rowid, ", 1)+
+		" WHERE "+table+".rowid > ? ORDER BY "+table+".rowid LIMIT ?", after, limit)
 	if err != nil {
-		return nil, 0, fmt.Errorf("groups: %w", err)
+		return nil, 0, fmt.Errorf("%s: %w", table, err)
 	}
 	defer rows.Close()
-	var out []*Group
+	var out []T
 	next := after
 	for rows.Next() {
 		var rowid int64
-		g, err := scanGroup(scanPrefix{rows, &rowid})
+		v, err := scan(scanPrefix{rows, &rowid})
 		if err != nil {
-			return nil, 0, fmt.Errorf("groups: %w", err)
+			return nil, 0, fmt.Errorf("%s: %w", table, err)
 		}
-		out, next = append(out, g), rowid
+		out, next = append(out, v), rowid
 	}
 	return out, next, rows.Err()
 }
