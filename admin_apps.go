@@ -1,0 +1,163 @@
+// The Apps page: app keys for /api/v1, webhooks and exports.
+
+package main
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+type appsData struct {
+	layout
+	Keys       []Token
+	NewKey     string
+	Webhooks   []webhookRow
+	EventTypes []string
+	NewSecret  string
+	Error      string
+	APIBase    string
+}
+
+type webhookRow struct {
+	Webhook
+	Attempts []DeliveryAttempt
+}
+
+func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) {
+	ctx := r.Context()
+	d := appsData{layout: sess.layout("Apps and webhooks", "apps"), EventTypes: eventTypes,
+		APIBase: strings.TrimSuffix(baseURL(r), scimBase) + "/api/v1"}
+	var err error
+	if d.Keys, err = a.store.AppKeys(ctx); err != nil {
+		return d, err
+	}
+	hooks, err := a.store.Webhooks(ctx)
+	if err != nil {
+		return d, err
+	}
+	for _, w := range hooks {
+		attempts, err := a.store.DeliveryAttempts(ctx, w.ID, 10)
+		if err != nil {
+			return d, err
+		}
+		d.Webhooks = append(d.Webhooks, webhookRow{w, attempts})
+	}
+	return d, nil
+}
+
+func (a *admin) apps(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	d, err := a.appsData(r, sess)
+	if err != nil {
+		return err
+	}
+	return a.render(w, r, http.StatusOK, "apps.html", d)
+}
+
+func (a *admin) createAppKey(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	if name == "" {
+		name = "app"
+	}
+	plain, k, err := a.store.CreateAppKey(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	a.log.Info("app key created", "key", k.ID, "name", name, "admin", sess.Username)
+	d, err := a.appsData(r, sess)
+	if err != nil {
+		return err
+	}
+	d.NewKey = plain
+	return a.render(w, r, http.StatusOK, "apps.html", d)
+}
+
+func (a *admin) revokeAppKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	if err := a.store.RevokeAppKey(r.Context(), ps.ByName("id")); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	a.log.Info("app key revoked", "key", ps.ByName("id"), "admin", sess.Username)
+	http.Redirect(w, r, "/apps", http.StatusSeeOther)
+	return nil
+}
+
+func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	target := strings.TrimSpace(r.PostFormValue("url"))
+	u, err := url.Parse(target)
+	d, derr := a.appsData(r, sess)
+	if derr != nil {
+		return derr
+	}
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		d.Error = "Enter the endpoint's full URL, such as https://intranet.example.com/hooks/scimbox."
+		return a.render(w, r, http.StatusBadRequest, "apps.html", d)
+	}
+	r.ParseForm()
+	types := r.PostForm["types"]
+	for _, t := range types {
+		if !slices.Contains(eventTypes, t) {
+			d.Error = "Unknown event type " + t
+			return a.render(w, r, http.StatusBadRequest, "apps.html", d)
+		}
+	}
+	if len(types) == 0 {
+		types = []string{"*"}
+	}
+	hook, err := a.store.CreateWebhook(r.Context(), target, types)
+	if err != nil {
+		return err
+	}
+	a.log.Info("webhook registered", "webhook", hook.ID, "url", target, "admin", sess.Username)
+	http.Redirect(w, r, "/apps", http.StatusSeeOther)
+	return nil
+}
+
+// webhookAction deletes, re-enables or sends a test event to an endpoint.
+func (a *admin) webhookAction(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	ctx, id := r.Context(), ps.ByName("id")
+	var err error
+	switch r.PostFormValue("action") {
+	case "delete":
+		err = a.store.DeleteWebhook(ctx, id)
+	case "enable":
+		err = a.store.EnableWebhook(ctx, id)
+	case "test":
+		err = a.store.QueueTestEvent(ctx, id)
+	default:
+		return a.render(w, r, http.StatusBadRequest, "message.html", messageData{sess.layout("Error", "apps"), "Unknown action", "Go back and try again."})
+	}
+	if err != nil {
+		return err
+	}
+	a.log.Info("webhook "+r.PostFormValue("action"), "webhook", id, "admin", sess.Username)
+	http.Redirect(w, r, "/apps", http.StatusSeeOther)
+	return nil
+}
+
+// export streams users.csv, users.json or groups.json with effective values.
+func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	file := ps.ByName("file")
+	var cols []string
+	if c := r.URL.Query().Get("columns"); c != "" {
+		cols = strings.Split(c, ",")
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="scimbox-`+time.Now().UTC().Format("20060102")+"-"+file+`"`)
+	a.log.Info("export", "file", file, "admin", sess.Username)
+	switch file {
+	case "users.csv":
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		return exportUsers(r.Context(), a.store, w, "csv", cols)
+	case "users.json":
+		w.Header().Set("Content-Type", "application/json")
+		return exportUsers(r.Context(), a.store, w, "json", nil)
+	case "groups.json":
+		w.Header().Set("Content-Type", "application/json")
+		return exportGroups(r.Context(), a.store, w)
+	}
+	return ErrNotFound
+}

@@ -1,0 +1,339 @@
+// Admin sign-in: first-run setup, passwords, login rate limiting, sessions and CSRF.
+
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"golang.org/x/crypto/argon2"
+)
+
+// adminSession is the logged-in admin of a request.
+type adminSession struct {
+	Session
+	Username string
+}
+
+// checkCSRF requires the session's CSRF token in every state-changing form,
+// on top of the cross-origin protection applied to all admin routes.
+func (a *admin) checkCSRF(h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(sess.CSRF)) != 1 {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintln(w, "The form has expired or did not come from this page. Go back, reload and try again.")
+			return nil
+		}
+		return h(w, r, ps, sess)
+	}
+}
+
+// cookieName is __Host- prefixed over HTTPS; browsers drop such cookies over plain HTTP.
+func cookieName(r *http.Request) string {
+	if r.TLS != nil {
+		return "__Host-scimbox_session"
+	}
+	return "scimbox_session"
+}
+
+func (a *admin) session(r *http.Request) (*adminSession, error) {
+	c, err := r.Cookie(cookieName(r))
+	if err != nil {
+		return nil, nil
+	}
+	sess, err := a.store.SessionByCookie(r.Context(), c.Value)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	adm, err := a.store.AdminByID(r.Context(), sess.AdminID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &adminSession{Session: sess, Username: adm.Username}, nil
+}
+
+// startSession logs the admin in with a new session (never a reused one) and sets its cookie.
+func (a *admin) startSession(w http.ResponseWriter, r *http.Request, adminID int64) error {
+	cookie, sess, err := a.store.CreateSession(r.Context(), adminID, sessionLifetime)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName(r), Value: cookie, Path: "/", Expires: sess.Expires,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+	return nil
+}
+
+// argon2id parameters: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+// hashPassword returns an argon2id hash in the PHC string format.
+func hashPassword(password string) string {
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		b64.EncodeToString(salt), b64.EncodeToString(key))
+}
+
+// checkPassword verifies a password against a PHC argon2id hash in constant time.
+func checkPassword(hash, password string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	b64 := base64.RawStdEncoding
+	salt, err1 := b64.DecodeString(parts[4])
+	want, err2 := b64.DecodeString(parts[5])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// dummyHash is checked for unknown usernames so that a login takes as long either way.
+var dummyHash = sync.OnceValue(func() string { return hashPassword("not a password") })
+
+// loginLimiter counts failures (logins, bearer tokens) per client address.
+type loginLimiter struct {
+	mu       sync.Mutex
+	failures map[string][]time.Time
+	limit    int
+	window   time.Duration
+}
+
+func newLimiter(limit int, window time.Duration) *loginLimiter {
+	return &loginLimiter{failures: map[string][]time.Time{}, limit: limit, window: window}
+}
+
+func newLoginLimiter() *loginLimiter { return newLimiter(loginAttempts, loginWindow) }
+
+// blocked reports how long the client must wait, or 0.
+func (l *loginLimiter) blocked(client string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	recent := slices.DeleteFunc(l.failures[client], func(t time.Time) bool { return now.Sub(t) > l.window })
+	if len(recent) == 0 {
+		delete(l.failures, client)
+		return 0
+	}
+	l.failures[client] = recent
+	if len(recent) < l.limit {
+		return 0
+	}
+	return l.window - now.Sub(recent[0])
+}
+
+func (l *loginLimiter) fail(client string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.failures) > 10000 { // bound memory under a spray of addresses
+		for k := range l.failures {
+			delete(l.failures, k)
+			break
+		}
+	}
+	l.failures[client] = append(l.failures[client], now)
+}
+
+func (l *loginLimiter) succeed(client string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.failures, client)
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+type setupData struct {
+	layout
+	Code, Username, Error string
+	Valid, Reset          bool
+}
+
+func (a *admin) setupPage(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
+	return a.renderSetup(w, r, http.StatusOK, r.URL.Query().Get("code"), "", "")
+}
+
+func (a *admin) renderSetup(w http.ResponseWriter, r *http.Request, status int, code, username, problem string) error {
+	ctx := r.Context()
+	valid, err := a.store.SetupCodeValid(ctx, code)
+	if err != nil {
+		return err
+	}
+	exists, err := a.store.AdminExists(ctx)
+	if err != nil {
+		return err
+	}
+	if username == "" {
+		username = "admin"
+	}
+	if !valid {
+		status = http.StatusForbidden
+	}
+	return a.render(w, r, status, "setup.html", setupData{layout: layout{Title: "Set up scimbox"},
+		Code: code, Username: username, Error: problem, Valid: valid, Reset: exists})
+}
+
+func (a *admin) setupSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
+	code, username := r.PostFormValue("code"), strings.TrimSpace(r.PostFormValue("username"))
+	password := r.PostFormValue("password")
+	switch {
+	case username == "":
+		return a.renderSetup(w, r, http.StatusBadRequest, code, username, "Choose a username.")
+	case len([]rune(password)) < minPasswordLen:
+		return a.renderSetup(w, r, http.StatusBadRequest, code, username, fmt.Sprintf("Use a password of at least %d characters.", minPasswordLen))
+	case password != r.PostFormValue("confirm"):
+		return a.renderSetup(w, r, http.StatusBadRequest, code, username, "The two passwords differ.")
+	}
+	err := a.store.SetupAdmin(r.Context(), code, username, hashPassword(password))
+	if errors.Is(err, ErrBadSetupCode) {
+		return a.renderSetup(w, r, http.StatusForbidden, code, username, "")
+	}
+	if err != nil {
+		return err
+	}
+	adm, err := a.store.AdminByUsername(r.Context(), username)
+	if err != nil {
+		return err
+	}
+	a.log.Info("admin account set up", "username", username, "client", clientAddr(r))
+	if err := a.startSession(w, r, adm.ID); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/connection", http.StatusSeeOther)
+	return nil
+}
+
+type loginData struct {
+	layout
+	Username, Next, Error string
+	NoAdmin               bool
+}
+
+// safeNext keeps post-login redirects on this site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
+
+func (a *admin) loginPage(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
+	if sess != nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
+	}
+	exists, err := a.store.AdminExists(r.Context())
+	if err != nil {
+		return err
+	}
+	return a.render(w, r, http.StatusOK, "login.html", loginData{layout: layout{Title: "Log in"},
+		Next: safeNext(r.URL.Query().Get("next")), NoAdmin: !exists})
+}
+
+func (a *admin) loginSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
+	client, now := clientAddr(r), time.Now()
+	username, next := strings.TrimSpace(r.PostFormValue("username")), safeNext(r.PostFormValue("next"))
+	data := loginData{layout: layout{Title: "Log in"}, Username: username, Next: next}
+	if wait := a.limiter.blocked(client, now); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		data.Error = fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", int(math.Ceil(wait.Minutes())))
+		a.log.Warn("admin login rate-limited", "client", client)
+		return a.render(w, r, http.StatusTooManyRequests, "login.html", data)
+	}
+	adm, err := a.store.AdminByUsername(r.Context(), username)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	hash := adm.PasswordHash
+	if hash == "" {
+		hash = dummyHash()
+	}
+	if !checkPassword(hash, r.PostFormValue("password")) || adm.ID == 0 {
+		a.limiter.fail(client, now)
+		a.log.Warn("admin login failed", "username", username, "client", client)
+		data.Error = "Wrong username or password."
+		return a.render(w, r, http.StatusUnauthorized, "login.html", data)
+	}
+	a.limiter.succeed(client)
+	a.log.Info("admin logged in", "username", adm.Username, "client", client)
+	if err := a.startSession(w, r, adm.ID); err != nil {
+		return err
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+	return nil
+}
+
+func (a *admin) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	if err := a.store.DeleteSession(r.Context(), sess.ID); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	return nil
+}
+
+// announceSetup prints where the admin page is. Before the first admin
+// exists it creates a one-time setup code and prints, and logs, the link
+// that claims the instance: nobody without it can.
+func (s *server) announceSetup(ctx context.Context, baseURL string, stdout io.Writer) error {
+	baseURL = strings.TrimRight(baseURL, "/")
+	exists, err := s.store.AdminExists(ctx)
+	if err != nil {
+		return err
+	}
+	if exists {
+		fmt.Fprintf(stdout, "Admin page: %s/ (forgot the password? scimbox admin reset-password)\n", baseURL)
+		return nil
+	}
+	code, err := s.store.NewSetupCode(ctx, setupCodeTTL)
+	if err != nil {
+		return err
+	}
+	link := baseURL + "/setup?code=" + code
+	fmt.Fprintf(stdout, "First run: open this link to create the admin account (valid 24 hours, once):\n  %s\n", link)
+	s.log.Info("first run: open the setup link to create the admin account (valid 24 h, once)", slog.String("url", link))
+	return nil
+}

@@ -1,0 +1,364 @@
+// Durability: checkpoints, integrity checks, snapshots, backups and restore.
+
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+const (
+	backupDir = "backups"
+	// checkpointIdle is how long the database must be idle before the WAL is
+	// folded completely into the main file, so that a copy of it is complete.
+	checkpointIdle = 3 * time.Second
+)
+
+// lockFile opens path (creating it) and takes a flock on it: shared for the
+// store, exclusive for restore. flock does not interfere with SQLite's own
+// POSIX locks.
+func lockFile(path string, exclusive bool) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if exclusive {
+			return nil, fmt.Errorf("%s is in use by a running scimbox: stop it first", path)
+		}
+		return nil, fmt.Errorf("%s is being restored: try again when restore has finished", path)
+	}
+	return f, nil
+}
+
+// checkpoint copies the WAL into the database file (PASSIVE: what it can
+// without waiting; TRUNCATE: everything, and empty the WAL).
+func (s *Store) checkpoint(ctx context.Context, mode string) error {
+	var busy, logFrames, done int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &logFrames, &done); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+// checkpointer keeps the main database file current: a passive checkpoint
+// each second after writes, and a full one once writes pause.
+func (s *Store) checkpointer() {
+	defer close(s.checkpointsDone)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var seen, truncated int64
+	lastWrite := time.Now()
+	for {
+		select {
+		case <-s.stopCheckpoints:
+			return
+		case <-tick.C:
+		}
+		n := s.writes.Load()
+		switch {
+		case n != seen:
+			seen, lastWrite = n, time.Now()
+			if err := s.checkpoint(context.Background(), "PASSIVE"); err != nil {
+				s.log.Warn("checkpoint", "err", err)
+			}
+		case n != truncated && time.Since(lastWrite) >= checkpointIdle:
+			if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+				s.log.Warn("checkpoint", "err", err)
+				continue
+			}
+			truncated = n
+		}
+	}
+}
+
+// ErrDamaged reports a database that fails its integrity check.
+var ErrDamaged = errors.New("the database is damaged")
+
+// explainDamage turns SQLite's "malformed" errors into ErrDamaged with what to do.
+func (s *Store) explainDamage(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_CORRUPT || se.Code()&0xff == sqlite3.SQLITE_NOTADB) {
+		return fmt.Errorf("%w: %v. Restore the latest snapshot from %s with `scimbox restore`", ErrDamaged, err,
+			filepath.Join(filepath.Dir(s.path), backupDir))
+	}
+	return err
+}
+
+// checkLeftoverWAL runs when a -wal file with content is found at start: the
+// server crashed, or a -wal from another copy of the database lies next to a
+// restored file. A crash is recovered by SQLite; a foreign -wal would
+// corrupt the file, so the combination must pass quick_check first.
+func (s *Store) checkLeftoverWAL(ctx context.Context) error {
+	fi, err := os.Stat(s.path + "-wal")
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	if err := s.quickCheck(ctx, s.w); err != nil {
+		return fmt.Errorf("%w: %s-wal does not belong to this database or the file is corrupt (%v). "+
+			"If you copied the database file back, use `scimbox restore`, which removes stale -wal/-shm files; "+
+			"otherwise restore the latest snapshot from %s", ErrDamaged, s.path, err, filepath.Join(filepath.Dir(s.path), backupDir))
+	}
+	s.log.Info("recovered writes from the -wal file left by an unclean shutdown")
+	return nil
+}
+
+func (s *Store) quickCheck(ctx context.Context, q queryer) error {
+	rows, err := q.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return err
+		}
+		if line != "ok" && len(problems) < 5 {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Check runs SQLite's quick_check; the server refuses to start on a damaged file.
+func (s *Store) Check(ctx context.Context) error {
+	if err := s.quickCheck(ctx, s.r); err != nil {
+		return fmt.Errorf("%w: %v. Restore the latest snapshot from %s with `scimbox restore`", ErrDamaged, err,
+			filepath.Join(filepath.Dir(s.path), backupDir))
+	}
+	return nil
+}
+
+// Snapshot writes a consistent copy of the live database to dest (which must
+// not exist) with VACUUM INTO on a connection of its own, so writes go on,
+// then checks the copy and makes it durable.
+func (s *Store) Snapshot(ctx context.Context, dest string) error {
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	tmp := dest + ".partial"
+	os.Remove(tmp)
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: s.path}).EscapedPath()+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := verifyDatabase(ctx, tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot: the copy does not check out: %w", err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return syncFile(filepath.Dir(dest))
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// verifyDatabase checks a database file that no server uses: integrity_check
+// passes, it is a scimbox database, and not from a newer scimbox.
+func verifyDatabase(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var result string
+	if err := db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&result); err != nil {
+		return fmt.Errorf("not a readable SQLite database: %w", err)
+	}
+	if result != "ok" {
+		return fmt.Errorf("integrity_check: %s", result)
+	}
+	var version, tables int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('users', 'groups', 'tokens')").Scan(&tables); err != nil {
+		return err
+	}
+	switch {
+	case tables != 3 || version == 0:
+		return errors.New("it is not a scimbox database")
+	case version > len(migrations):
+		return fmt.Errorf("it is from a newer scimbox (schema version %d)", version)
+	}
+	return nil
+}
+
+// restoreDatabase replaces the database at dst with a verified copy of src.
+// No server may be running on dst. The replaced file (and any -wal) is kept
+// beside it as <dst>.before-restore-<time>, and stale -wal/-shm files are removed.
+func restoreDatabase(ctx context.Context, src, dst string, now time.Time) (kept string, err error) {
+	if err := verifyDatabase(ctx, src); err != nil {
+		return "", fmt.Errorf("restore %s: %w", src, err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		lock, err := lockFile(dst, true)
+		if err != nil {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+		defer lock.Close()
+	}
+	tmp := dst + ".restoring"
+	if err := copyFile(src, tmp); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		kept = fmt.Sprintf("%s.before-restore-%s", dst, now.UTC().Format("20060102T150405Z"))
+		if err := os.Rename(dst, kept); err != nil {
+			return "", fmt.Errorf("restore: keep the old database: %w", err)
+		}
+		if err := os.Rename(dst+"-wal", kept+"-wal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+	}
+	if err := os.Remove(dst + "-shm"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Remove(dst + "-wal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	return kept, syncFile(filepath.Dir(dst))
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Snapshots lists the automatic snapshots, newest first.
+func (s *Store) Snapshots() ([]SnapshotInfo, error) {
+	dir := filepath.Join(filepath.Dir(s.path), backupDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	var out []SnapshotInfo
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, snapshotPrefix) || !strings.HasSuffix(name, ".db") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, SnapshotInfo{Path: filepath.Join(dir, name), Size: fi.Size(), Taken: fi.ModTime()})
+	}
+	slices.SortFunc(out, func(a, b SnapshotInfo) int { return b.Taken.Compare(a.Taken) })
+	return out, nil
+}
+
+// SnapshotInfo describes one automatic snapshot.
+type SnapshotInfo struct {
+	Path  string
+	Size  int64
+	Taken time.Time
+}
+
+const snapshotPrefix = "scimbox-"
+
+// RunSnapshots takes a snapshot into backups/ every interval (the first one
+// when the newest is older than interval) and keeps the newest keep of them,
+// until ctx ends.
+func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep int) {
+	for {
+		wait := time.Duration(0)
+		if snaps, err := s.Snapshots(); err == nil && len(snaps) > 0 {
+			wait = max(interval-time.Since(snaps[0].Taken), 0)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		dest := filepath.Join(filepath.Dir(s.path), backupDir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+".db")
+		if err := s.Snapshot(ctx, dest); err != nil {
+			s.log.Error("automatic snapshot failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(interval, time.Hour)):
+			}
+			continue
+		}
+		s.log.Info("snapshot taken", "path", dest)
+		if snaps, err := s.Snapshots(); err == nil {
+			for _, old := range snaps[min(keep, len(snaps)):] {
+				if err := os.Remove(old.Path); err != nil {
+					s.log.Warn("remove old snapshot", "path", old.Path, "err", err)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,220 @@
+// SCIM /Users: list, search, create, read, replace, patch and delete, with claims of manual accounts.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+)
+
+func (s *server) listUsers(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	lp, err := parseListParams(r)
+	if err != nil {
+		return err
+	}
+	return s.writeUsers(w, r, lp)
+}
+
+func (s *server) searchUsers(w http.ResponseWriter, r *http.Request) error {
+	lp, err := readSearch(r)
+	if err != nil {
+		return err
+	}
+	return s.writeUsers(w, r, lp)
+}
+
+func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParams) error {
+	lp.DirectoryOnly = true
+	users, total, err := s.store.ListUsers(r.Context(), lp.ListQuery)
+	if err != nil {
+		return err
+	}
+	base := baseURL(r)
+	docs := make([]map[string]any, len(users))
+	for i, u := range users {
+		docs[i] = u.doc(base)
+	}
+	writeList(w, lp, total, docs)
+	return nil
+}
+
+func (s *server) createUser(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
+	body, err := readObject(r)
+	if err != nil {
+		return err
+	}
+	attrs, err := normalizeAttrs(userType, body)
+	if err != nil {
+		return err
+	}
+	if err := checkRequired(userType, attrs); err != nil {
+		return err
+	}
+	u := &User{Attrs: attrs}
+	about(r, "User", "", stringAttr(attrs, "userName"))
+	err = s.store.CreateUser(r.Context(), u)
+	if errors.Is(err, ErrConflict) {
+		u, err = s.claim(r, attrs, err)
+	}
+	if err != nil {
+		return err
+	}
+	about(r, "User", u.ID, "")
+	return writeResource(w, r, http.StatusCreated, u.doc(baseURL(r)), u.Version)
+}
+
+func (s *server) getUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	about(r, "User", ps.ByName("id"), "")
+	u, err := s.directoryUser(r.Context(), ps.ByName("id"))
+	if err != nil {
+		return err
+	}
+	if notModified(w, r, u.Version) {
+		return nil
+	}
+	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
+}
+
+func (s *server) replaceUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	body, err := readObject(r)
+	if err != nil {
+		return err
+	}
+	attrs, err := normalizeAttrs(userType, body)
+	if err != nil {
+		return err
+	}
+	if err := checkRequired(userType, attrs); err != nil {
+		return err
+	}
+	about(r, "User", ps.ByName("id"), stringAttr(attrs, "userName"))
+	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
+		if u.Kind != accountDirectory {
+			return fmt.Errorf("user %q: %w", u.ID, ErrNotFound)
+		}
+		if err := ifMatch(r, u.Version); err != nil {
+			return err
+		}
+		s.noteUnchanged(r, u.Version)
+		u.Attrs = attrs
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.checkUnchanged(r, u.Version)
+	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
+}
+
+func (s *server) patchUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	req, err := decodePatch(body)
+	if err != nil {
+		return err
+	}
+	about(r, "User", ps.ByName("id"), "")
+	infoOf(r).op = describeUserPatch(req.Operations)
+	u, err := s.store.UpdateUser(r.Context(), ps.ByName("id"), func(u *User) error {
+		if u.Kind != accountDirectory {
+			return fmt.Errorf("user %q: %w", u.ID, ErrNotFound)
+		}
+		about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+		if err := ifMatch(r, u.Version); err != nil {
+			return err
+		}
+		s.noteUnchanged(r, u.Version)
+		_, err := applyPatch(userType, u.Attrs, req.Operations)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+	s.checkUnchanged(r, u.Version)
+	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
+}
+
+// directoryUser returns a directory-managed user; other accounts do not exist for SCIM.
+func (s *server) directoryUser(ctx context.Context, id string) (*User, error) {
+	u, err := s.store.UserByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if u.Kind != accountDirectory {
+		return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
+	}
+	return u, nil
+}
+
+// claim answers a POST whose userName belongs to an account SCIM cannot see:
+// a deprovisioned account comes back; a manual account is taken over when the
+// admin allows claims (its local values kept as overrides where the policy
+// lets local edits win); otherwise the conflict stands, with what to do about it.
+func (s *server) claim(r *http.Request, attrs map[string]any, conflict error) (*User, error) {
+	ctx := r.Context()
+	p, err := s.store.Policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	allow, err := s.store.Setting(ctx, settingClaim)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	u, err := s.store.ClaimUser(ctx, stringAttr(attrs, "userName"), func(u *User) error {
+		switch {
+		case u.Kind == accountDeprovisioned:
+			infoOf(r).op = "reprovision user"
+			u.Overrides = nil
+		case allow == "true":
+			infoOf(r).op = "claim manual account"
+			u.Overrides = Claimed(u.Attrs, attrs, p, now)
+		default:
+			return fmt.Errorf("%w: userName %q belongs to an account created in the admin page; "+
+				"to let the directory take it over, turn on \"claim existing accounts\" in the admin page's settings",
+				ErrConflict, stringAttr(attrs, "userName"))
+		}
+		u.Attrs, u.Kind = attrs, accountDirectory
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, conflict // taken by a directory account, or freed meanwhile: the first answer stands
+	}
+	if err == nil {
+		s.log.Info("account taken over by the directory", "op", infoOf(r).op, "userName", stringAttr(attrs, "userName"), "id", u.ID)
+	}
+	return u, err
+}
+
+func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
+	ctx := r.Context()
+	u, err := s.directoryUser(ctx, ps.ByName("id"))
+	if err != nil {
+		return err
+	}
+	about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+	mode, err := s.store.Setting(ctx, settingDeprovision)
+	if err != nil {
+		return err
+	}
+	check := func(v int64) error { return ifMatch(r, v) }
+	if DeprovisionMode(mode) == deprovisionHide {
+		infoOf(r).op = "deprovision user (kept, hidden)"
+		err = s.store.Deprovision(ctx, u.ID, check)
+	} else {
+		err = s.store.DeleteUser(ctx, u.ID, check)
+	}
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

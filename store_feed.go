@@ -1,0 +1,130 @@
+// The change feed: events written in the transaction of the change they describe.
+
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// eventRetentionDays bounds the change feed; an app that falls further behind re-reads the API.
+const eventRetentionDays = 30
+
+// Event is one entry of the change feed.
+type Event struct {
+	Cursor       int64           `json:"cursor"`
+	ID           string          `json:"id"`
+	At           time.Time       `json:"timestamp"`
+	Type         string          `json:"type"`
+	ResourceType string          `json:"resourceType"`
+	ResourceID   string          `json:"resourceId"`
+	Data         json.RawMessage `json:"data"`
+}
+
+// emit records an event in the transaction of the change it describes, so the
+// feed never misses a change nor describes one that was rolled back, and
+// queues it for every enabled webhook subscribed to its type.
+func (s *Store) emit(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data any) error {
+	return s.emitMany(ctx, tx, now, typ, resourceType, resourceID, []any{data})
+}
+
+// emitMany records several events of one type and resource with one statement
+// for the events and one for their deliveries, whatever their number.
+func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data []any) error {
+	if len(data) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data)
+		SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true
+		RETURNING cursor`, formatTime(now), typ, resourceType, resourceID, string(raw))
+	if err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	var first, last int64
+	for rows.Next() {
+		var c int64
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return fmt.Errorf("record event: %w", err)
+		}
+		if first == 0 || c < first {
+			first = c
+		}
+		last = max(last, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	if !s.hasWebhooks.Load() {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
+		SELECT w.id, e.cursor, ? FROM events e JOIN webhooks w
+			ON w.disabled_reason = '' AND (w.types = '*' OR instr(',' || w.types || ',', ',' || e.type || ',') > 0)
+		WHERE e.cursor BETWEEN ? AND ? ORDER BY e.cursor`, formatTime(now), first, last)
+	if err != nil {
+		return fmt.Errorf("queue event: %w", err)
+	}
+	return nil
+}
+
+// policyIn returns the source-of-truth policy for a write: from memory once
+// read (SetPolicy keeps it current), else from the transaction.
+func (s *Store) policyIn(ctx context.Context, q queryer) (Policy, error) {
+	if p := s.policy.Load(); p != nil {
+		return *p, nil
+	}
+	raw, err := setting(ctx, q, settingPolicy)
+	p := PresetPolicy(presetHybrid)
+	if err != nil {
+		return p, err
+	}
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			return p, err
+		}
+	}
+	s.policy.Store(&p)
+	return p, nil
+}
+
+// Events returns up to limit events after the cursor, oldest first.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
+		WHERE cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at, data string
+		if err := rows.Scan(&e.Cursor, &e.ID, &at, &e.Type, &e.ResourceType, &e.ResourceID, &data); err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		e.At, e.Data = parseTime(at), json.RawMessage(data)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PruneEvents drops events older than days, and delivered or abandoned deliveries of them.
+func (s *Store) PruneEvents(ctx context.Context, days int) error {
+	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		cut := formatTime(now.AddDate(0, 0, -days))
+		if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE event_cursor IN (SELECT cursor FROM events WHERE at < ?)", cut); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM events WHERE at < ?", cut)
+		return err
+	})
+}

@@ -1,0 +1,479 @@
+// Groups and their members: set-based membership changes, member pages and counts.
+
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// GroupRef is a direct membership of a user in a group.
+type GroupRef struct{ ID, Display string }
+
+// Group is a SCIM group as stored. Attrs holds everything but members.
+type Group struct {
+	ID       string
+	Attrs    map[string]any
+	Members  []Member // filled only when asked for
+	Created  time.Time
+	Modified time.Time
+	Version  int64
+}
+
+// Member is one member of a group: a user or a group.
+type Member struct{ ID, Type, Display string }
+
+// Member types.
+const (
+	memberUser  = "User"
+	memberGroup = "Group"
+)
+
+// MemberChange is one step of a membership update, applied in order.
+type MemberChange struct {
+	Kind   memberChangeKind
+	IDs    []string   // for add, remove and replace
+	Filter filterExpr // for removeMatching: a filter over member attributes
+}
+
+type memberChangeKind int
+
+const (
+	membersAdd memberChangeKind = iota
+	membersRemove
+	membersRemoveAll
+	membersReplace
+	membersRemoveMatching
+)
+
+var groupColumns = map[string]sqlColumn{
+	schemaKey:           {expr: groupSchema},
+	"id":                {expr: "groups.id", kind: colExact},
+	"displayname":       {expr: "groups.display_name_key", kind: colFolded},
+	"externalid":        {expr: "groups.external_id", kind: colExact},
+	"meta.created":      {expr: "groups.created", kind: colTime},
+	"meta.lastmodified": {expr: "groups.modified", kind: colTime},
+	"members.value":     {expr: "groups.id IN (SELECT group_id FROM members WHERE member_id = ?)", kind: colExistsEq},
+	"members":           {expr: "groups.id IN (SELECT group_id FROM members WHERE member_id = ?)", kind: colExistsEq},
+}
+
+var groupSortColumns = map[string]string{
+	"id": "groups.id", "displayname": "groups.display_name_key", "externalid": "groups.external_id",
+	"meta.created": "groups.created", "meta.lastmodified": "groups.modified",
+}
+
+const groupSelect = "SELECT groups.id, groups.attrs, groups.created, groups.modified, groups.version FROM groups"
+
+func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
+	var g Group
+	var attrs, created, modified string
+	if err := rows.Scan(&g.ID, &attrs, &created, &modified, &g.Version); err != nil {
+		return nil, err
+	}
+	var err error
+	if g.Attrs, err = decodeAttrs(attrs); err != nil {
+		return nil, err
+	}
+	g.Created, g.Modified = parseTime(created), parseTime(modified)
+	return &g, nil
+}
+
+func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
+	raw, err := json.Marshal(g.Attrs)
+	if err != nil {
+		return fmt.Errorf("encode attributes: %w", err)
+	}
+	name := stringAttr(g.Attrs, "displayName")
+	args := []any{name, foldCase(name), nullString(stringAttr(g.Attrs, "externalId")), string(raw),
+		formatTime(g.Created), formatTime(g.Modified), g.Version, g.ID}
+	if insert {
+		_, err = tx.ExecContext(ctx, `INSERT INTO groups (display_name, display_name_key, external_id, attrs, created,
+			modified, version, id) VALUES (?,?,?,?,?,?,?,?)`, args...)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE groups SET display_name = ?, display_name_key = ?, external_id = ?, attrs = ?,
+			created = ?, modified = ?, version = ? WHERE id = ?`, args...)
+	}
+	if err := translate(err); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("%w: a group named %q already exists", ErrConflict, name)
+		}
+		return err
+	}
+	return nil
+}
+
+// CreateGroup stores a new group with its initial members (user or group ids).
+// It returns ErrConflict if the displayName is taken (case-insensitively), and
+// an *UnknownMembersError if a member does not exist.
+func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		g.ID, g.Created, g.Modified, g.Version = newID(), now, now, 1
+		if err := putGroup(ctx, tx, g, true); err != nil {
+			return err
+		}
+		added, _, err := applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
+		if err != nil {
+			return err
+		}
+		return s.groupEvents(ctx, tx, now, nil, g, added, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("create group: %w", err)
+	}
+	return nil
+}
+
+// GroupByID returns the group, with its members if withMembers, or ErrNotFound.
+func (s *Store) GroupByID(ctx context.Context, id string, withMembers bool) (*Group, error) {
+	g, err := scanGroup(s.r.QueryRowContext(ctx, groupSelect+" WHERE groups.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("group %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("group %q: %w", id, err)
+	}
+	if withMembers {
+		if g.Members, err = groupMembers(ctx, s.r, id); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// groupMembers returns all members of a group with their display names.
+func groupMembers(ctx context.Context, q queryer, groupID string) ([]Member, error) {
+	rows, err := q.QueryContext(ctx, `SELECT m.member_id, m.member_type,
+			coalesce(u.display_name, u.user_name, g.display_name, '')
+		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+		WHERE m.group_id = ?`, groupID)
+	if err != nil {
+		return nil, fmt.Errorf("group members: %w", err)
+	}
+	defer rows.Close()
+	members := []Member{}
+	for rows.Next() {
+		var m Member
+		if err := rows.Scan(&m.ID, &m.Type, &m.Display); err != nil {
+			return nil, fmt.Errorf("group members: %w", err)
+		}
+		members = append(members, m)
+	}
+	return members, rows.Err()
+}
+
+// UnknownMembersError reports member ids that are neither users nor groups.
+type UnknownMembersError struct{ IDs []string }
+
+func (e *UnknownMembersError) Error() string {
+	return "no user or group has the id " + strings.Join(e.IDs, ", ")
+}
+
+// applyMemberChanges applies membership changes in order, each costing
+// O(ids changed) except replace and remove-all. It reports whether anything changed.
+func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (added, removed []string, err error) {
+	delta := 0
+	// initial and final membership of every id the changes touched, so that a
+	// request whose net effect is nothing (remove then re-add) changes nothing.
+	initial, final := map[string]bool{}, map[string]bool{}
+	touch := func(id string, was, is bool) {
+		if _, seen := initial[id]; !seen {
+			initial[id] = was
+		}
+		final[id] = is
+	}
+	// Each change is one set-based statement over a JSON array of ids, so a
+	// batch of k members costs one statement, not k, whatever the group's size.
+	ids := func(list []string) string {
+		if len(list) == 0 {
+			return "[]" // json_each('null') would yield one NULL row
+		}
+		b, _ := json.Marshal(list)
+		return string(b)
+	}
+	returning := func(query string, args ...any) (map[string]bool, error) {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		got := map[string]bool{}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return nil, err
+			}
+			got[id] = true
+		}
+		return got, rows.Err()
+	}
+	remove := func(query string, arg any, candidates []string) error {
+		removed, err := returning(query, groupID, arg)
+		if err != nil {
+			return err
+		}
+		delta -= len(removed)
+		for id := range removed {
+			touch(id, true, false)
+		}
+		for _, id := range candidates {
+			if !removed[id] {
+				touch(id, false, false)
+			}
+		}
+		return nil
+	}
+	for _, c := range changes {
+		switch c.Kind {
+		case membersRemoveAll:
+			err = remove("DELETE FROM members WHERE group_id = ?1 AND ?2 IS NULL RETURNING member_id", nil, nil)
+		case membersReplace:
+			err = remove(`DELETE FROM members WHERE group_id = ? AND member_id NOT IN (SELECT value FROM json_each(?))
+				RETURNING member_id`, ids(c.IDs), nil)
+			if err == nil {
+				err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
+			}
+		case membersAdd:
+			err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
+		case membersRemove:
+			err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
+				RETURNING member_id`, ids(c.IDs), c.IDs)
+		case membersRemoveMatching:
+			var matched []string
+			if matched, err = matchingMembers(ctx, tx, groupID, c.Filter); err == nil {
+				err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
+					RETURNING member_id`, ids(matched), matched)
+			}
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if delta != 0 {
+		if _, err := tx.ExecContext(ctx, "UPDATE groups SET member_count = member_count + ? WHERE id = ?", delta, groupID); err != nil {
+			return nil, nil, err
+		}
+	}
+	for id, was := range initial {
+		switch {
+		case final[id] && !was:
+			added = append(added, id)
+		case !final[id] && was:
+			removed = append(removed, id)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	return added, removed, nil
+}
+
+// addMembers adds users or groups by id in one statement, after checking that
+// every id exists; it refuses the whole batch, naming all unknown ids, if not.
+func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, idsJSON string,
+	returning func(string, ...any) (map[string]bool, error), touch func(string, bool, bool), delta *int) error {
+	if slices.Contains(list, groupID) {
+		return &UnknownMembersError{IDs: []string{groupID + " (a group cannot be a member of itself)"}}
+	}
+	unknown, err := returning(`SELECT j.value FROM json_each(?2) j WHERE ?1 IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM users WHERE id = j.value) AND NOT EXISTS (SELECT 1 FROM groups WHERE id = j.value)`, groupID, idsJSON)
+	if err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		var names []string
+		for _, id := range list { // in the order the client sent them
+			if unknown[id] && !slices.Contains(names, id) {
+				names = append(names, id)
+			}
+		}
+		return &UnknownMembersError{IDs: names}
+	}
+	// "WHERE true" lets SQLite parse the upsert after a SELECT.
+	added, err := returning(`INSERT INTO members (group_id, member_id, member_type)
+		SELECT ?1, j.value, CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = j.value) THEN 'User' ELSE 'Group' END
+		FROM json_each(?2) j WHERE true
+		ON CONFLICT DO NOTHING RETURNING member_id`, groupID, idsJSON)
+	if err != nil {
+		return err
+	}
+	*delta += len(added)
+	for _, id := range list {
+		touch(id, !added[id], true)
+	}
+	return nil
+}
+
+// matchingMembers returns the ids of a group's members that a member filter selects.
+// The usual `value eq "id"` (or a disjunction of them) costs nothing per member;
+// any other filter is evaluated over the member list.
+func matchingMembers(ctx context.Context, tx *sql.Tx, groupID string, f filterExpr) ([]string, error) {
+	if ids, ok := memberIDsOf(f); ok {
+		return ids, nil
+	}
+	members, err := groupMembers(ctx, tx, groupID)
+	if err != nil {
+		return nil, err
+	}
+	defs := func(p attrPath) *Attr { return groupSchemaDef.attr("members").sub(p.Attr) }
+	var ids []string
+	for _, m := range members {
+		if eval(f, defs, map[string]any{"value": m.ID, "type": m.Type, "display": m.Display}) {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids, nil
+}
+
+// memberIDsOf recognises `value eq "a" or value eq "b" …` and returns the ids.
+func memberIDsOf(f filterExpr) ([]string, bool) {
+	switch f := f.(type) {
+	case compareExpr:
+		s, ok := f.Value.(string)
+		if f.Op == "eq" && ok && f.Path.URN == "" && f.Path.Sub == "" && strings.EqualFold(f.Path.Attr, "value") {
+			return []string{s}, true
+		}
+	case logicalExpr:
+		if !f.And {
+			l, ok1 := memberIDsOf(f.Left)
+			r, ok2 := memberIDsOf(f.Right)
+			return append(l, r...), ok1 && ok2
+		}
+	}
+	return nil, false
+}
+
+// UpdateGroup applies fn inside one write transaction: fn changes the group's
+// attributes and returns the membership changes to apply after them. Nothing
+// is written when nothing changes. It returns ErrNotFound, ErrConflict
+// (displayName taken) or an *UnknownMembersError, and then changes nothing.
+func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([]MemberChange, error)) (*Group, error) {
+	var out *Group
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		g, err := scanGroup(tx.QueryRowContext(ctx, groupSelect+" WHERE groups.id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("group %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		beforeAttrs := cloneJSON(g.Attrs)
+		raw, _ := json.Marshal(g.Attrs)
+		beforeJSON := string(raw)
+		changes, err := fn(g)
+		if err != nil {
+			return err
+		}
+		added, removed, err := applyMemberChanges(ctx, tx, id, changes)
+		if err != nil {
+			return err
+		}
+		before := &Group{ID: g.ID, Attrs: beforeAttrs}
+		if after, _ := json.Marshal(g.Attrs); len(added)+len(removed) > 0 || string(after) != beforeJSON {
+			g.Modified, g.Version = now, g.Version+1
+			if err := putGroup(ctx, tx, g, false); err != nil {
+				return err
+			}
+			if err := s.groupEvents(ctx, tx, now, before, g, added, removed); err != nil {
+				return err
+			}
+		}
+		out = g
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update group: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteGroup removes the group, its memberships and its membership in other
+// groups; its members themselves stay. check may veto as in DeleteUser.
+func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version int64) error) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		var version int64
+		err := tx.QueryRowContext(ctx, "SELECT version FROM groups WHERE id = ?", id).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("group %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(version); err != nil {
+				return err
+			}
+		}
+		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			return err
+		}
+		if _, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id); err != nil {
+			return err
+		}
+		return s.emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id})
+	})
+	if err != nil {
+		return fmt.Errorf("delete group: %w", err)
+	}
+	return nil
+}
+
+// GroupMembersPage returns one page of a group's members, ordered by display
+// name, and the group's member count.
+func (s *Store) GroupMembersPage(ctx context.Context, groupID string, offset, limit int) ([]Member, int, error) {
+	var total int
+	if err := s.r.QueryRowContext(ctx, "SELECT member_count FROM groups WHERE id = ?", groupID).Scan(&total); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, 0, ErrNotFound
+		}
+		return nil, 0, fmt.Errorf("group members: %w", err)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
+		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+		WHERE m.group_id = ? ORDER BY m.member_id LIMIT ? OFFSET ?`, groupID, limit, offset)
+	if err != nil {
+		return nil, 0, fmt.Errorf("group members: %w", err)
+	}
+	defer rows.Close()
+	var out []Member
+	for rows.Next() {
+		var m Member
+		if err := rows.Scan(&m.ID, &m.Type, &m.Display); err != nil {
+			return nil, 0, fmt.Errorf("group members: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, total, rows.Err()
+}
+
+// GroupMemberCounts returns the member counts of the given groups.
+func (s *Store) GroupMemberCounts(ctx context.Context, ids []string) (map[string]int, error) {
+	out := make(map[string]int, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT id, member_count FROM groups WHERE id IN (?"+strings.Repeat(",?", len(ids)-1)+")", args...)
+	if err != nil {
+		return nil, fmt.Errorf("member counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("member counts: %w", err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,189 @@
+// The provisioning log: written asynchronously in batches, searched by the admin page.
+
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// LogEntry is one SCIM request that changed something or failed.
+type LogEntry struct {
+	ID           int64
+	At           time.Time
+	Op           string // "create user", "add members", "disable user", …
+	ResourceType string // User, Group or "" (a request that named none)
+	ResourceID   string
+	Target       string // userName or displayName when known, else the id
+	Outcome      string // success or failure
+	Status       int
+	Detail       string // the error detail for failures
+}
+
+const (
+	logQueueSize     = 4096
+	logFlushEvery    = 500 * time.Millisecond
+	logPruneEvery    = time.Hour
+	defaultLogDays   = 30
+	maxLogRows       = 500_000
+	logRetentionDays = "log_retention_days"
+)
+
+// Log queues an entry for the provisioning log. It never blocks a request:
+// when the queue is full the entry is dropped and a warning logged.
+func (s *Store) Log(e LogEntry) {
+	if e.At.IsZero() {
+		e.At = s.now()
+	}
+	select {
+	case s.logQueue <- e:
+	default:
+		s.log.Warn("provisioning log queue full: entry dropped", "op", e.Op, "target", e.Target)
+	}
+}
+
+// logWriter writes queued entries in batches, one transaction each, and prunes old ones.
+func (s *Store) logWriter() {
+	defer close(s.logDone)
+	tick := time.NewTicker(logFlushEvery)
+	defer tick.Stop()
+	var batch []LogEntry
+	lastPrune := time.Time{}
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := s.writeLog(context.Background(), batch); err != nil {
+			s.log.Error("write provisioning log", "entries", len(batch), "err", err)
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case e, ok := <-s.logQueue:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, e)
+			if len(batch) >= 256 {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+			if time.Since(lastPrune) >= logPruneEvery {
+				lastPrune = time.Now()
+				if err := s.PruneLog(context.Background()); err != nil {
+					s.log.Error("prune provisioning log", "err", err)
+				}
+				s.purgeBySetting(context.Background())
+				if err := s.PruneEvents(context.Background(), eventRetentionDays); err != nil {
+					s.log.Error("prune change feed", "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (s *Store) writeLog(ctx context.Context, batch []LogEntry) error {
+	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		for _, e := range batch {
+			_, err := tx.ExecContext(ctx, `INSERT INTO provisioning_log (at, op, resource_type, resource_id, target, outcome,
+				status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, formatTime(e.At), e.Op, e.ResourceType, e.ResourceID,
+				e.Target, e.Outcome, e.Status, e.Detail)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// FlushLog waits until every entry queued before the call is written.
+func (s *Store) FlushLog(ctx context.Context) error {
+	for len(s.logQueue) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The writer may hold the last batch in memory until its next tick.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * logFlushEvery):
+	}
+	return nil
+}
+
+// PruneLog deletes entries older than the retention setting (default 30 days)
+// and the oldest beyond maxLogRows, so that the file does not grow forever.
+func (s *Store) PruneLog(ctx context.Context) error {
+	days := defaultLogDays
+	if v, err := s.Setting(ctx, logRetentionDays); err == nil && v != "" {
+		fmt.Sscan(v, &days)
+	}
+	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM provisioning_log WHERE at < ?", formatTime(now.AddDate(0, 0, -days))); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM provisioning_log WHERE id <= (SELECT max(id) FROM provisioning_log) - ?", maxLogRows)
+		return err
+	})
+}
+
+// LogQuery selects provisioning log entries, newest first.
+type LogQuery struct {
+	Outcome    string // "", success or failure
+	Target     string // prefix of the target, case-insensitive
+	ResourceID string
+	Before     int64 // entries with a smaller id (keyset paging); 0 for the newest
+	Limit      int
+}
+
+// ListLog returns log entries, newest first.
+func (s *Store) ListLog(ctx context.Context, q LogQuery) ([]LogEntry, error) {
+	var where []string
+	var args []any
+	if q.Outcome != "" {
+		where, args = append(where, "outcome = ?"), append(args, q.Outcome)
+	}
+	if q.Target != "" {
+		where, args = append(where, "target LIKE ? ESCAPE '\\' COLLATE NOCASE"), append(args, likePrefix(q.Target))
+	}
+	if q.ResourceID != "" {
+		where, args = append(where, "resource_id = ?"), append(args, q.ResourceID)
+	}
+	if q.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, q.Before)
+	}
+	query := "SELECT id, at, op, resource_type, resource_id, target, outcome, status, detail FROM provisioning_log"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := s.r.QueryContext(ctx, query+" ORDER BY id DESC LIMIT ?", append(args, max(q.Limit, 1))...)
+	if err != nil {
+		return nil, fmt.Errorf("list log: %w", err)
+	}
+	defer rows.Close()
+	var out []LogEntry
+	for rows.Next() {
+		var e LogEntry
+		var at string
+		if err := rows.Scan(&e.ID, &at, &e.Op, &e.ResourceType, &e.ResourceID, &e.Target, &e.Outcome, &e.Status, &e.Detail); err != nil {
+			return nil, fmt.Errorf("list log: %w", err)
+		}
+		e.At = parseTime(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func likePrefix(s string) string {
+	r := strings.NewReplacer("\\", "\\\\", "%", "\\%", "_", "\\_")
+	return r.Replace(s) + "%"
+}

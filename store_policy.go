@@ -1,0 +1,212 @@
+// Source of truth in the store: the policy setting, claims, deprovisioning, purges and disconnect.
+
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+)
+
+// Policy returns the source-of-truth policy (the hybrid preset until the admin changes it).
+func (s *Store) Policy(ctx context.Context) (Policy, error) {
+	p, err := s.policyIn(ctx, s.r)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return maps.Clone(p), nil
+}
+
+// SetPolicy stores the source-of-truth policy.
+func (s *Store) SetPolicy(ctx context.Context, p Policy) error {
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode policy: %w", err)
+	}
+	if err := s.SetSetting(ctx, settingPolicy, string(raw)); err != nil {
+		return err
+	}
+	p = maps.Clone(p)
+	s.policy.Store(&p)
+	return nil
+}
+
+// ClaimUser hands the account holding userName to fn inside one write
+// transaction, when that account is not directory-managed: fn turns it into a
+// directory account (a claim of a manual account, or the return of a
+// deprovisioned one) or refuses with an error. It returns ErrConflict when a
+// directory account holds the name, ErrNotFound when none does.
+func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User) error) (*User, error) {
+	var out *User
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.user_name_key = ?", foldCase(userName)))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if u.Kind == accountDirectory {
+			return fmt.Errorf("%w: userName %q is already taken", ErrConflict, userName)
+		}
+		prev := copyUser(u)
+		if err := fn(u); err != nil {
+			return err
+		}
+		u.Modified, u.Version = now, u.Version+1
+		if err := putUser(ctx, tx, u, false); err != nil {
+			return err
+		}
+		if err := s.userEvents(ctx, tx, now, prev, u); err != nil {
+			return err
+		}
+		out = u
+		return fillUserGroups(ctx, tx, []*User{u})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim user: %w", err)
+	}
+	return out, nil
+}
+
+// Deprovision keeps a user the directory deleted, disabled and hidden from
+// the directory, and takes it out of its groups. It returns ErrNotFound.
+func (s *Store) Deprovision(ctx context.Context, id string, check func(version int64) error) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ? AND users.kind = 'directory'", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(u.Version); err != nil {
+				return err
+			}
+		}
+		prev := copyUser(u)
+		u.Kind, u.Modified, u.Version = accountDeprovisioned, now, u.Version+1
+		u.Attrs["active"] = false
+		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			return err
+		}
+		if err := putUser(ctx, tx, u, false); err != nil {
+			return err
+		}
+		return s.userEvents(ctx, tx, now, prev, u)
+	})
+	if err != nil {
+		return fmt.Errorf("deprovision user: %w", err)
+	}
+	return nil
+}
+
+// Disconnect ends the directory connection: every SCIM token is revoked and
+// every directory account becomes a manual one with its effective values.
+// Groups stay. It returns how many accounts were converted.
+func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
+	n := 0
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM tokens"); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, userSelect+" WHERE users.kind = 'directory'")
+		if err != nil {
+			return err
+		}
+		var users []*User
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			users = append(users, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, u := range users {
+			u.Attrs, u.Overrides, u.Kind = Disconnected(u.Attrs, u.Overrides, p), nil, accountManual
+			u.Modified, u.Version = now, u.Version+1
+			if err := putUser(ctx, tx, u, false); err != nil {
+				return err
+			}
+		}
+		n = len(users)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("disconnect: %w", err)
+	}
+	s.mu.Lock()
+	clear(s.lastUsed)
+	s.mu.Unlock()
+	return n, nil
+}
+
+// PurgeInactive deletes directory accounts disabled for longer than days,
+// with their memberships, and returns their userNames.
+func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
+	var names []string
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind = 'directory' AND inactive_since IS NOT NULL
+			AND inactive_since < ?`, formatTime(now.AddDate(0, 0, -days)))
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var id, name string
+			if err := rows.Scan(&id, &name); err != nil {
+				rows.Close()
+				return err
+			}
+			ids, names = append(ids, id), append(names, name)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+			if err != nil {
+				return err
+			}
+			if err := s.deleteUserIn(ctx, tx, now, u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("purge inactive users: %w", err)
+	}
+	return names, nil
+}
+
+// purgeBySetting applies the "delete disabled accounts after N days" policy.
+func (s *Store) purgeBySetting(ctx context.Context) {
+	v, err := s.Setting(ctx, settingPurgeInactive)
+	days, _ := strconv.Atoi(v)
+	if err != nil || days <= 0 {
+		return
+	}
+	names, err := s.PurgeInactive(ctx, days)
+	if err != nil {
+		s.log.Error("purge inactive users", "err", err)
+		return
+	}
+	for _, name := range names {
+		s.log.Info("deleted an account disabled for longer than the policy allows", "userName", name, "days", days)
+		s.Log(LogEntry{Op: "delete disabled user (policy)", ResourceType: "User", Target: name, Outcome: "success", Status: 204,
+			Detail: fmt.Sprintf("disabled for more than %d days", days)})
+	}
+}

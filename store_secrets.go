@@ -1,0 +1,298 @@
+// Secrets: SCIM tokens, app keys and admin sessions, stored only as hashes.
+
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// Token is a SCIM bearer token's record; the secret itself is never stored.
+type Token struct {
+	ID       string
+	Name     string
+	Created  time.Time
+	LastUsed time.Time // zero if never used
+}
+
+const (
+	tokenPrefix    = "scimbox_"
+	tokenIDLen     = 8
+	tokenSecretLen = 35
+	tokenCRCLen    = 6
+	base62         = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	// lastUsedEvery bounds how often a token's last use is written.
+	lastUsedEvery = time.Minute
+)
+
+func randomBase62(n int) string {
+	b := make([]byte, n)
+	max := big.NewInt(int64(len(base62)))
+	for i := range b {
+		v, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+		b[i] = base62[v.Int64()]
+	}
+	return string(b)
+}
+
+func crcBase62(s string) string {
+	v := uint64(crc32.ChecksumIEEE([]byte(s)))
+	b := make([]byte, tokenCRCLen)
+	for i := tokenCRCLen - 1; i >= 0; i-- {
+		b[i] = base62[v%62]
+		v /= 62
+	}
+	return string(b)
+}
+
+// parseToken splits a token into its id, checking its shape and checksum.
+func parseToken(tok string) (id string, ok bool) { return parseSecret(tokenPrefix, tok) }
+
+// parseSecret checks the shape and checksum of a prefixed secret (SCIM token
+// or app key) and returns its id.
+func parseSecret(prefix, tok string) (id string, ok bool) {
+	if len(tok) != len(prefix)+tokenIDLen+tokenSecretLen+tokenCRCLen || !strings.HasPrefix(tok, prefix) {
+		return "", false
+	}
+	body, sum := tok[:len(tok)-tokenCRCLen], tok[len(tok)-tokenCRCLen:]
+	if subtle.ConstantTimeCompare([]byte(crcBase62(body)), []byte(sum)) != 1 {
+		return "", false
+	}
+	return tok[len(prefix) : len(prefix)+tokenIDLen], true
+}
+
+// newSecret returns a new prefixed secret and its id.
+func newSecret(prefix string) (plain, id string) {
+	id = randomBase62(tokenIDLen)
+	body := prefix + id + randomBase62(tokenSecretLen)
+	return body + crcBase62(body), id
+}
+
+func tokenHash(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+// secretKind is a table of hashed bearer secrets: SCIM tokens or app keys.
+type secretKind struct{ table, prefix, what string }
+
+var (
+	scimTokens = secretKind{"tokens", tokenPrefix, "token"}
+	appKeys    = secretKind{"app_keys", appKeyPrefix, "app key"}
+)
+
+// createSecret creates a secret and returns it in clear text: the only time it
+// exists outside the client. Only its SHA-256 is stored.
+func (s *Store) createSecret(ctx context.Context, k secretKind, name string) (string, Token, error) {
+	plain, id := newSecret(k.prefix)
+	t := Token{ID: id, Name: name}
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		t.Created = now
+		_, err := tx.ExecContext(ctx, "INSERT INTO "+k.table+" (id, name, hash, created) VALUES (?, ?, ?, ?)",
+			id, name, tokenHash(plain), formatTime(now))
+		return err
+	})
+	if err != nil {
+		return "", Token{}, fmt.Errorf("create %s: %w", k.what, err)
+	}
+	return plain, t, nil
+}
+
+func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM "+k.table+" ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("list %ss: %w", k.what, err)
+	}
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		var t Token
+		var created, used string
+		if err := rows.Scan(&t.ID, &t.Name, &created, &used); err != nil {
+			return nil, fmt.Errorf("list %ss: %w", k.what, err)
+		}
+		t.Created, t.LastUsed = parseTime(created), parseTime(used)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error {
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM "+k.table+" WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%s %q: %w", k.what, id, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("revoke %s: %w", k.what, err)
+	}
+	return nil
+}
+
+// authenticateSecret returns the record of a presented secret, or ErrNotFound.
+// The comparison is constant-time; the last use is recorded at most once a
+// minute per secret, so that authentication is not a write per request.
+func (s *Store) authenticateSecret(ctx context.Context, k secretKind, presented string) (Token, error) {
+	id, ok := parseSecret(k.prefix, presented)
+	if !ok {
+		return Token{}, ErrNotFound
+	}
+	var t Token
+	var hash []byte
+	var created string
+	err := s.r.QueryRowContext(ctx, "SELECT id, name, hash, created FROM "+k.table+" WHERE id = ?", id).Scan(&t.ID, &t.Name, &hash, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, ErrNotFound
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if subtle.ConstantTimeCompare(hash, tokenHash(presented)) != 1 {
+		return Token{}, ErrNotFound
+	}
+	t.Created = parseTime(created)
+	now := s.now()
+	s.mu.Lock()
+	due := now.Sub(s.lastUsed[k.table+":"+id]) >= lastUsedEvery
+	if due {
+		s.lastUsed[k.table+":"+id] = now
+	}
+	s.mu.Unlock()
+	if due {
+		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			_, err := tx.ExecContext(ctx, "UPDATE "+k.table+" SET last_used = ? WHERE id = ?", formatTime(now), id)
+			return err
+		})
+		if err != nil {
+			s.log.Warn("record "+k.what+" use", "id", id, "err", err)
+		}
+	}
+	return t, nil
+}
+
+// CreateToken creates a SCIM bearer token, returned in clear text once.
+func (s *Store) CreateToken(ctx context.Context, name string) (string, Token, error) {
+	return s.createSecret(ctx, scimTokens, name)
+}
+
+// Tokens lists all SCIM tokens, oldest first.
+func (s *Store) Tokens(ctx context.Context) ([]Token, error) { return s.listSecrets(ctx, scimTokens) }
+
+// RevokeToken deletes a token; requests using it fail from then on. It returns ErrNotFound.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	return s.revokeSecret(ctx, scimTokens, id)
+}
+
+// AuthenticateToken returns the token record for a presented bearer token, or ErrNotFound.
+func (s *Store) AuthenticateToken(ctx context.Context, presented string) (Token, error) {
+	return s.authenticateSecret(ctx, scimTokens, presented)
+}
+
+// Session is a logged-in admin page session.
+type Session struct {
+	ID      string
+	AdminID int64
+	CSRF    string
+	Expires time.Time
+}
+
+// CreateSession starts a session and returns its cookie value (id.secret);
+// only the secret's hash is stored. Expired sessions are swept at the same time.
+func (s *Store) CreateSession(ctx context.Context, adminID int64, lifetime time.Duration) (string, Session, error) {
+	sess := Session{ID: randomBase62(16), AdminID: adminID, CSRF: randomBase62(32)}
+	secret := randomBase62(32)
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		sess.Expires = now.Add(lifetime)
+		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE expires < ?", formatTime(now)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO sessions (id, hash, admin_id, csrf, created, expires) VALUES (?, ?, ?, ?, ?, ?)",
+			sess.ID, tokenHash(secret), adminID, sess.CSRF, formatTime(now), formatTime(sess.Expires))
+		return err
+	})
+	if err != nil {
+		return "", Session{}, fmt.Errorf("create session: %w", err)
+	}
+	return sess.ID + "." + secret, sess, nil
+}
+
+// SessionByCookie returns the live session a cookie value names, or ErrNotFound.
+// The secret is compared in constant time.
+func (s *Store) SessionByCookie(ctx context.Context, cookie string) (Session, error) {
+	id, secret, ok := strings.Cut(cookie, ".")
+	if !ok || id == "" || secret == "" {
+		return Session{}, ErrNotFound
+	}
+	var sess Session
+	var hash []byte
+	var expires string
+	err := s.r.QueryRowContext(ctx, "SELECT id, hash, admin_id, csrf, expires FROM sessions WHERE id = ?", id).
+		Scan(&sess.ID, &hash, &sess.AdminID, &sess.CSRF, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, ErrNotFound
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("session: %w", err)
+	}
+	sess.Expires = parseTime(expires)
+	if subtle.ConstantTimeCompare(hash, tokenHash(secret)) != 1 || !s.now().Before(sess.Expires) {
+		return Session{}, ErrNotFound
+	}
+	return sess, nil
+}
+
+// DeleteSession ends a session (logout).
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE id = ?", id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+// appKeyPrefix marks app keys; SCIM tokens start with scimbox_ and neither
+// is accepted where the other belongs.
+const appKeyPrefix = "scimboxapp_"
+
+// CreateAppKey creates a key for the read-only API, returned in clear text once.
+func (s *Store) CreateAppKey(ctx context.Context, name string) (string, Token, error) {
+	return s.createSecret(ctx, appKeys, name)
+}
+
+// AppKeys lists the app keys, oldest first.
+func (s *Store) AppKeys(ctx context.Context) ([]Token, error) { return s.listSecrets(ctx, appKeys) }
+
+// RevokeAppKey deletes an app key; it returns ErrNotFound.
+func (s *Store) RevokeAppKey(ctx context.Context, id string) error {
+	return s.revokeSecret(ctx, appKeys, id)
+}
+
+// AuthenticateAppKey checks a presented app key; ErrNotFound if it is not one.
+func (s *Store) AuthenticateAppKey(ctx context.Context, presented string) error {
+	_, err := s.authenticateSecret(ctx, appKeys, presented)
+	return err
+}
+
+func (sp scanPrefix) Scan(dest ...any) error {
+	return sp.rows.Scan(append([]any{sp.first}, dest...)...)
+}

@@ -1,0 +1,325 @@
+// Users: rows, e-mail index, create, read, update, delete.
+
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// User is a SCIM user as stored. Attrs holds the attributes the client wrote,
+// under their canonical names, without id, meta, schemas and groups.
+type User struct {
+	ID       string
+	Attrs    map[string]any
+	Groups   []GroupRef // derived from group memberships; filled on read
+	Created  time.Time
+	Modified time.Time
+	Version  int64
+	// Kind is accountDirectory (the zero value means it too), accountManual
+	// or accountDeprovisioned. Only directory accounts are visible to SCIM.
+	Kind string
+	// Overrides are local edits of a directory account; Attrs stay what the directory wrote.
+	Overrides map[string]Override
+}
+
+// userColumns maps filterable user attributes to indexed columns.
+var userColumns = map[string]sqlColumn{
+	schemaKey:           {expr: userSchema},
+	"id":                {expr: "users.id", kind: colExact},
+	"username":          {expr: "users.user_name_key", kind: colFolded},
+	"externalid":        {expr: "users.external_id", kind: colExact},
+	"displayname":       {expr: "users.display_name_key", kind: colFolded},
+	"active":            {expr: "users.active", kind: colBool},
+	"meta.created":      {expr: "users.created", kind: colTime},
+	"meta.lastmodified": {expr: "users.modified", kind: colTime},
+	"emails.value":      emailColumn,
+	"emails":            emailColumn,
+	"groups.value":      {expr: "users.id IN (SELECT member_id FROM members WHERE group_id = ?)", kind: colExistsEq},
+	"groups":            {expr: "users.id IN (SELECT member_id FROM members WHERE group_id = ?)", kind: colExistsEq},
+}
+
+// Relations are matched with "id IN (subquery)" rather than a correlated
+// EXISTS: SQLite then drives the lookup from the relation's index, and can
+// combine such terms with others in one multi-index OR (the admin search).
+var emailColumn = sqlColumn{
+	expr:       "users.id IN (SELECT user_id FROM user_emails WHERE value_key = ?)",
+	kind:       colExistsFolded,
+	prefixExpr: "users.id IN (SELECT user_id FROM user_emails WHERE value_key >= ? AND value_key < ?)",
+}
+
+var userSortColumns = map[string]string{
+	"id": "users.id", "username": "users.user_name_key", "externalid": "users.external_id",
+	"displayname": "users.display_name_key", "meta.created": "users.created", "meta.lastmodified": "users.modified",
+}
+
+const userSelect = "SELECT users.id, users.attrs, users.created, users.modified, users.version, users.kind, users.overrides FROM users"
+
+func scanUser(rows interface{ Scan(...any) error }) (*User, error) {
+	var u User
+	var attrs, created, modified, overrides string
+	if err := rows.Scan(&u.ID, &attrs, &created, &modified, &u.Version, &u.Kind, &overrides); err != nil {
+		return nil, err
+	}
+	if overrides != "{}" {
+		if err := json.Unmarshal([]byte(overrides), &u.Overrides); err != nil {
+			return nil, fmt.Errorf("decode overrides of %s: %w", u.ID, err)
+		}
+	}
+	var err error
+	if u.Attrs, err = decodeAttrs(attrs); err != nil {
+		return nil, err
+	}
+	u.Created, u.Modified = parseTime(created), parseTime(modified)
+	return &u, nil
+}
+
+// userEmailKeys returns the folded email values of a user, for the email index.
+func userEmailKeys(attrs map[string]any) []string {
+	var keys []string
+	list, _ := attrs["emails"].([]any)
+	for _, el := range list {
+		if m, ok := el.(map[string]any); ok {
+			if v, ok := m["value"].(string); ok && v != "" {
+				keys = append(keys, foldCase(v))
+			}
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// putUser writes the user's row and its email index.
+func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
+	raw, err := json.Marshal(u.Attrs)
+	if err != nil {
+		return fmt.Errorf("encode attributes: %w", err)
+	}
+	userName := stringAttr(u.Attrs, "userName")
+	displayName := stringAttr(u.Attrs, "displayName")
+	var active any
+	if b, ok := u.Attrs["active"].(bool); ok {
+		active = b
+	}
+	if u.Kind == "" {
+		u.Kind = accountDirectory
+	}
+	overrides := []byte("{}")
+	if len(u.Overrides) > 0 {
+		if overrides, err = json.Marshal(u.Overrides); err != nil {
+			return fmt.Errorf("encode overrides: %w", err)
+		}
+	}
+	// inactive_since remembers when the account was disabled, for the purge policy.
+	args := []any{userName, foldCase(userName), nullString(stringAttr(u.Attrs, "externalId")),
+		nullString(displayName), nullString(foldCase(displayName)), active, string(raw),
+		formatTime(u.Created), formatTime(u.Modified), u.Version, u.Kind, string(overrides), active, formatTime(u.Modified), u.ID}
+	if insert {
+		_, err = tx.ExecContext(ctx, `INSERT INTO users (user_name, user_name_key, external_id, display_name,
+			display_name_key, active, attrs, created, modified, version, kind, overrides, inactive_since, id)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?, CASE WHEN ? = 0 THEN ? END, ?)`, args...)
+	} else {
+		_, err = tx.ExecContext(ctx, `UPDATE users SET user_name = ?, user_name_key = ?, external_id = ?, display_name = ?,
+			display_name_key = ?, active = ?, attrs = ?, created = ?, modified = ?, version = ?, kind = ?, overrides = ?,
+			inactive_since = CASE WHEN ? = 0 THEN coalesce(inactive_since, ?) END WHERE id = ?`, args...)
+	}
+	if err := translate(err); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return fmt.Errorf("%w: userName %q is already taken", ErrConflict, userName)
+		}
+		return err
+	}
+	if !insert {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM user_emails WHERE user_id = ?", u.ID); err != nil {
+			return err
+		}
+	}
+	for _, k := range userEmailKeys(u.Attrs) {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO user_emails (value_key, user_id) VALUES (?, ?)", k, u.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateUser stores a new user, assigning its id and meta data.
+// It returns ErrConflict if the userName is taken (case-insensitively).
+func (s *Store) CreateUser(ctx context.Context, u *User) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u.ID, u.Created, u.Modified, u.Version = newID(), now, now, 1
+		if err := putUser(ctx, tx, u, true); err != nil {
+			return err
+		}
+		return s.userEvents(ctx, tx, now, nil, u)
+	})
+	if err != nil {
+		return fmt.Errorf("create user: %w", err)
+	}
+	return nil
+}
+
+// UserByID returns the user with its groups, or ErrNotFound.
+func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
+	u, err := scanUser(s.r.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w", id, err)
+	}
+	if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// UpdateUser applies fn to the user inside one write transaction. fn may return
+// an error (a failed precondition, an invalid patch) to leave the user unchanged.
+// If fn leaves the attributes as they were, nothing is written and the version
+// stays. It returns ErrNotFound or ErrConflict (userName taken).
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error) {
+	var out *User
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		before, prev := userState(u), copyUser(u)
+		if err := fn(u); err != nil {
+			return err
+		}
+		if userState(u) != before {
+			u.Modified, u.Version = now, u.Version+1
+			if err := putUser(ctx, tx, u, false); err != nil {
+				return err
+			}
+			if err := s.userEvents(ctx, tx, now, prev, u); err != nil {
+				return err
+			}
+		}
+		out = u
+		return fillUserGroups(ctx, tx, []*User{u})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update user: %w", err)
+	}
+	return out, nil
+}
+
+// copyUser copies what events compare.
+func copyUser(u *User) *User {
+	c := *u
+	c.Attrs, c.Overrides = cloneJSON(u.Attrs), maps.Clone(u.Overrides)
+	return &c
+}
+
+// userState is what UpdateUser compares to know whether anything changed.
+func userState(u *User) string {
+	b, _ := json.Marshal([]any{u.Attrs, u.Kind, u.Overrides})
+	return string(b)
+}
+
+// DeleteUser removes the user and its group memberships. check, if not nil, sees
+// the current version first and may veto. It returns ErrNotFound.
+func (s *Store) DeleteUser(ctx context.Context, id string, check func(version int64) error) error {
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if err := check(u.Version); err != nil {
+				return err
+			}
+		}
+		return s.deleteUserIn(ctx, tx, now, u)
+	})
+	if err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	return nil
+}
+
+// deleteUserIn deletes a user and its memberships, recording the events.
+func (s *Store) deleteUserIn(ctx context.Context, tx *sql.Tx, now time.Time, u *User) error {
+	if err := s.removeMemberEverywhere(ctx, tx, u.ID, now); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM users WHERE id = ?", u.ID); err != nil {
+		return err
+	}
+	return s.userEvents(ctx, tx, now, u, nil)
+}
+
+// removeMemberEverywhere takes id out of every group it belongs to, updating
+// those groups' meta and recording a member_removed event for each.
+func (s *Store) removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	rows, err := tx.QueryContext(ctx, `UPDATE groups SET member_count = member_count - 1, modified = ?, version = version + 1
+		WHERE id IN (SELECT group_id FROM members WHERE member_id = ?) RETURNING id`, formatTime(now), id)
+	if err != nil {
+		return err
+	}
+	var groups []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			rows.Close()
+			return err
+		}
+		groups = append(groups, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM members WHERE member_id = ?", id); err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if err := s.emit(ctx, tx, now, evMemberRemoved, "Group", g, map[string]any{"group": g, "member": id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fillUserGroups sets the Groups of each user with one query.
+func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
+	if len(users) == 0 {
+		return nil
+	}
+	byID := make(map[string]*User, len(users))
+	args := make([]any, len(users))
+	for i, u := range users {
+		byID[u.ID], args[i] = u, u.ID
+		u.Groups = nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT m.member_id, g.id, g.display_name FROM members m JOIN groups g ON g.id = m.group_id
+		WHERE m.member_id IN (?`+strings.Repeat(",?", len(users)-1)+`) ORDER BY g.display_name_key`, args...)
+	if err != nil {
+		return fmt.Errorf("user groups: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid string
+		var g GroupRef
+		if err := rows.Scan(&uid, &g.ID, &g.Display); err != nil {
+			return fmt.Errorf("user groups: %w", err)
+		}
+		byID[uid].Groups = append(byID[uid].Groups, g)
+	}
+	return rows.Err()
+}
