@@ -8,7 +8,6 @@ package main
 import (
 	"bytes"
 	"embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -184,18 +183,22 @@ type messageData struct {
 	Heading, Text string
 }
 
-// fail answers an admin request whose handler failed.
+// fail renders an error as the admin page's message page; what the error
+// is, decide says. An error is never a download, whatever the handler had
+// announced before it failed.
 func (a *admin) fail(w http.ResponseWriter, r *http.Request, sess *adminSession, err error) {
-	status, text := http.StatusInternalServerError, "Something went wrong; the details are in the server log."
-	switch {
-	case errors.Is(err, ErrNotFound):
-		status, text = http.StatusNotFound, "There is nothing here. It may have been deleted."
-	default:
-		a.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	v := a.decide(w, r, err)
+	w.Header().Del("Content-Disposition")
+	v.setHeaders(w, "")
+	text := v.Detail
+	switch v.Status {
+	case http.StatusNotFound:
+		text = "There is nothing here. It may have been deleted."
+	case http.StatusInternalServerError:
+		text = "Something went wrong; the details are in the server log."
 	}
-	infoOf(r).detail = text
-	if rerr := a.render(w, r, status, "message.html", messageData{sess.layout("Error", ""), http.StatusText(status), text}); rerr != nil {
-		http.Error(w, text, status)
+	if rerr := a.render(w, r, v.Status, "message.html", messageData{sess.layout("Error", ""), http.StatusText(v.Status), text}); rerr != nil {
+		http.Error(w, text, v.Status)
 	}
 }
 
@@ -227,7 +230,7 @@ func (a *admin) authed(h func(http.ResponseWriter, *http.Request, httprouter.Par
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
-			http.Error(w, "your session has ended: log in again", http.StatusForbidden)
+			a.fail(w, r, nil, &scimError{Status: http.StatusForbidden, Detail: "Your session has ended: log in again."})
 			return
 		}
 		if err := h(w, r, ps, sess); err != nil {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -129,7 +130,7 @@ func (a *admin) webhookAction(w http.ResponseWriter, r *http.Request, ps httprou
 	case "test":
 		err = a.store.QueueTestEvent(ctx, id)
 	default:
-		return a.render(w, r, http.StatusBadRequest, "message.html", messageData{sess.layout("Error", "apps"), "Unknown action", "Go back and try again."})
+		return badRequest("invalidValue", "Unknown action %q: go back and try again.", r.PostFormValue("action"))
 	}
 	if err != nil {
 		return err
@@ -140,24 +141,29 @@ func (a *admin) webhookAction(w http.ResponseWriter, r *http.Request, ps httprou
 }
 
 // export streams users.csv, users.json or groups.json with effective values.
+// Everything that can be refused is checked before the first byte (an
+// unknown column inside exportUsers, before it writes); an error after it
+// aborts the download (see decide) rather than ending a file with a page.
 func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	file := ps.ByName("file")
 	var cols []string
 	if c := r.URL.Query().Get("columns"); c != "" {
 		cols = strings.Split(c, ",")
 	}
-	w.Header().Set("Content-Disposition", `attachment; filename="scimbox-`+time.Now().UTC().Format("20060102")+"-"+file+`"`)
-	a.log.Info("export", "file", file, "admin", sess.Username)
+	var contentType string
+	var stream func(io.Writer) error
 	switch file {
 	case "users.csv":
-		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-		return exportUsers(r.Context(), a.store, w, "csv", cols)
+		contentType, stream = "text/csv; charset=utf-8", func(w io.Writer) error { return exportUsers(r.Context(), a.store, w, "csv", cols) }
 	case "users.json":
-		w.Header().Set("Content-Type", "application/json")
-		return exportUsers(r.Context(), a.store, w, "json", nil)
+		contentType, stream = "application/json", func(w io.Writer) error { return exportUsers(r.Context(), a.store, w, "json", nil) }
 	case "groups.json":
-		w.Header().Set("Content-Type", "application/json")
-		return exportGroups(r.Context(), a.store, w)
+		contentType, stream = "application/json", func(w io.Writer) error { return exportGroups(r.Context(), a.store, w) }
+	default:
+		return ErrNotFound
 	}
-	return ErrNotFound
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Disposition", `attachment; filename="scimbox-`+time.Now().UTC().Format("20060102")+"-"+file+`"`)
+	a.log.Info("export", "file", file, "admin", sess.Username)
+	return stream(w)
 }

@@ -203,16 +203,13 @@ func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *a
 	if err == nil {
 		err = checkRequired(userType, attrs)
 	}
-	var se *scimError
-	if errors.As(err, &se) {
-		d.Error = se.Detail
-		return a.render(w, r, http.StatusBadRequest, "newuser.html", d)
-	}
 	u := &User{Attrs: attrs, Kind: accountManual}
-	err = a.store.CreateUser(r.Context(), u)
-	if errors.Is(err, ErrConflict) {
-		d.Error = "That user name is taken."
-		return a.render(w, r, http.StatusConflict, "newuser.html", d)
+	if err == nil {
+		err = a.store.CreateUser(r.Context(), u)
+	}
+	if v, ok := formError(r, err); ok {
+		d.Error = v.Detail
+		return a.render(w, r, v.Status, "newuser.html", d)
 	}
 	if err != nil {
 		return err
@@ -276,16 +273,10 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 	default:
 		return a.userPage(w, r, sess, id, http.StatusBadRequest, "Unknown action.")
 	}
-	var ro *ErrReadOnlyField
-	var se *scimError
-	switch {
-	case errors.As(err, &ro):
-		return a.userPage(w, r, sess, id, http.StatusForbidden, ro.Error())
-	case errors.As(err, &se):
-		return a.userPage(w, r, sess, id, http.StatusBadRequest, se.Detail)
-	case errors.Is(err, ErrConflict):
-		return a.userPage(w, r, sess, id, http.StatusConflict, "That user name is taken by another account.")
-	case err != nil:
+	if v, ok := formError(r, err); ok {
+		return a.userPage(w, r, sess, id, v.Status, v.Detail)
+	}
+	if err != nil {
 		return err
 	}
 	a.store.Log(LogEntry{Op: "local " + r.PostFormValue("action") + " " + key, ResourceType: "User", ResourceID: id,

@@ -26,49 +26,70 @@ const (
 	apiMaxWait      = 30 * time.Second
 )
 
-// apiRoutes registers the read-only API.
-func (s *server) apiRoutes(rt *httprouter.Router) {
-	rt.GET("/api/v1/users", s.api("api list users", s.apiUsers))
-	rt.GET("/api/v1/users/:id", s.api("api get user", s.apiUser))
-	rt.GET("/api/v1/groups", s.api("api list groups", s.apiGroups))
-	rt.GET("/api/v1/groups/:id/members", s.api("api group members", s.apiMembers))
-	rt.GET("/api/v1/events", s.api("api events", s.apiEvents))
+// apiEndpoint is one GET route of the read API.
+type apiEndpoint struct {
+	path, op string
+	handle   func(http.ResponseWriter, *http.Request, httprouter.Params) error
 }
 
-// api authenticates an app key (a SCIM token is refused here) and writes errors as JSON.
+// apiEndpoints are the read API's routes, listed once so that a test can walk them all.
+func (s *server) apiEndpoints() []apiEndpoint {
+	return []apiEndpoint{
+		{"/api/v1/users", "api list users", s.apiUsers},
+		{"/api/v1/users/:id", "api get user", s.apiUser},
+		{"/api/v1/groups", "api list groups", s.apiGroups},
+		{"/api/v1/groups/:id/members", "api group members", s.apiMembers},
+		{"/api/v1/events", "api events", s.apiEvents},
+	}
+}
+
+// apiRoutes registers the read-only API.
+func (s *server) apiRoutes(rt *httprouter.Router) {
+	for _, e := range s.apiEndpoints() {
+		rt.GET(e.path, s.api(e.op, e.handle))
+	}
+}
+
+// api authenticates the app key before the handler runs (a SCIM token is
+// refused here), so that a refused request learns nothing, not even whether
+// an id exists, and writes errors as the API's JSON.
 func (s *server) api(op string, h func(http.ResponseWriter, *http.Request, httprouter.Params) error) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		infoOf(r).op = op
 		w.Header().Set("Cache-Control", "no-store")
-		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		err := ErrNotFound
-		if strings.EqualFold(scheme, "Bearer") {
-			err = s.store.AuthenticateAppKey(r.Context(), strings.TrimSpace(key))
-		}
+		err := s.authenticateApp(r)
 		if err == nil {
 			err = h(w, r, ps)
 		}
-		if err == nil {
-			return
+		if err != nil {
+			s.writeAPIError(w, r, err)
 		}
-		status, msg := http.StatusInternalServerError, "internal error"
-		var se *scimError
-		switch {
-		case errors.Is(err, ErrNotFound) && infoOf(r).detail == "":
-			if r.Header.Get("Authorization") == "" || !strings.HasPrefix(strings.TrimSpace(key), appKeyPrefix) || ps.ByName("id") == "" {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="scimbox-api"`)
-				status, msg = http.StatusUnauthorized, "an app key is required (Authorization: Bearer scimboxapp_…); SCIM tokens do not open this API"
-				break
-			}
-			status, msg = http.StatusNotFound, "not found"
-		case errors.As(err, &se):
-			status, msg = se.Status, se.Detail
-		default:
-			s.log.Error("api request failed", "path", r.URL.Path, "err", err)
-		}
-		infoOf(r).detail = msg
-		writeAPI(w, status, map[string]any{"error": msg})
 	}
+}
+
+// authenticateApp checks the request's app key; its errors are 401s.
+func (s *server) authenticateApp(r *http.Request) error {
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	key = strings.TrimSpace(key)
+	switch {
+	case !strings.EqualFold(scheme, "Bearer") || key == "":
+		return unauthorized("an app key is required: Authorization: Bearer scimboxapp_…")
+	case strings.HasPrefix(key, tokenPrefix):
+		return unauthorized("SCIM tokens do not open this API: use an app key (scimboxapp_…) from the Apps page")
+	}
+	err := s.store.AuthenticateAppKey(r.Context(), key)
+	if errors.Is(err, ErrNotFound) {
+		return unauthorized("the app key is not valid: it may have been revoked; create a new one on the Apps page")
+	}
+	return err
+}
+
+// writeAPIError renders an error as the API's JSON, {"error": detail}; what
+// the error is, decide says.
+func (s *server) writeAPIError(w http.ResponseWriter, r *http.Request, err error) {
+	v := s.decide(w, r, err)
+	v.setHeaders(w, "scimbox-api")
+	writeAPI(w, v.Status, map[string]any{"error": v.Detail})
 }
 
 func writeAPI(w http.ResponseWriter, status int, v any) {

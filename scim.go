@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
 	"runtime/debug"
@@ -42,21 +41,6 @@ type server struct {
 
 	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
 	limitOnce sync.Once
-}
-
-// scimError is an error with its SCIM response (RFC 7644 §3.12).
-type scimError struct {
-	Status     int
-	ScimType   string
-	Detail     string
-	retryAfter time.Duration // sent as Retry-After when set
-}
-
-func (e *scimError) Error() string { return e.Detail }
-
-// badRequest returns a 400 SCIM error.
-func badRequest(scimType, format string, args ...any) error {
-	return &scimError{Status: http.StatusBadRequest, ScimType: scimType, Detail: fmt.Sprintf(format, args...)}
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.
@@ -103,7 +87,6 @@ func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 			ri.resourceID = id
 		}
 		if err := s.authenticate(r); err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="scimbox"`)
 			s.writeError(w, r, err)
 			return
 		}
@@ -117,73 +100,31 @@ func (s *server) authenticate(r *http.Request) error {
 	auth := r.Header.Get("Authorization")
 	scheme, tok, _ := strings.Cut(auth, " ")
 	if auth == "" || !strings.EqualFold(scheme, "Bearer") {
-		return &scimError{Status: http.StatusUnauthorized, Detail: "a bearer token is required: Authorization: Bearer <Secret Token>"}
+		return unauthorized("a bearer token is required: Authorization: Bearer <Secret Token>")
 	}
 	_, err := s.store.AuthenticateToken(r.Context(), strings.TrimSpace(tok))
 	if errors.Is(err, ErrNotFound) {
 		s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
 		client, now := clientAddr(r), time.Now()
 		if wait := s.authLimit.blocked(client, now); wait > 0 {
-			return &scimError{Status: http.StatusTooManyRequests, Detail: "too many requests with invalid tokens from this address; try again later",
-				retryAfter: wait}
+			return tooManyRequests("too many requests with invalid tokens from this address; try again later", wait)
 		}
 		s.authLimit.fail(client, now)
-		return &scimError{Status: http.StatusUnauthorized, Detail: "the bearer token is not valid: it may have been revoked; generate a new Secret Token"}
+		return unauthorized("the bearer token is not valid: it may have been revoked; generate a new Secret Token")
 	}
 	return err
 }
 
-// writeError is the one place where errors become SCIM error responses.
+// writeError renders an error as SCIM error JSON (RFC 7644 §3.12); what the
+// error is, decide says.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var se *scimError
-	var unknown *UnknownMembersError
-	var tooBig *http.MaxBytesError
-	resp := &scimError{Status: http.StatusInternalServerError, Detail: "internal error"}
-	switch {
-	case errors.As(err, &se):
-		resp = &scimError{Status: se.Status, ScimType: se.ScimType, Detail: se.Detail}
-		if se.retryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(se.retryAfter.Seconds()))))
-		}
-	case errors.As(err, &unknown):
-		resp = &scimError{Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: "members not applied: " + unknown.Error()}
-	case errors.As(err, &tooBig):
-		resp = &scimError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the request body is larger than %d bytes", tooBig.Limit)}
-	case errors.Is(err, ErrNotFound):
-		resp = &scimError{Status: http.StatusNotFound, Detail: notFoundDetail(r)}
-	case errors.Is(err, ErrConflict):
-		detail := err.Error()
-		if i := strings.Index(detail, ErrConflict.Error()+": "); i >= 0 {
-			detail = detail[i+len(ErrConflict.Error())+2:]
-		}
-		resp = &scimError{Status: http.StatusConflict, ScimType: "uniqueness", Detail: detail}
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		resp = &scimError{Status: 499, Detail: "the client went away"}
-	default:
-		if why, ok := unavailable(err); ok {
-			// Nothing was applied; Entra retries, and the admin sees why in the log.
-			s.log.Error("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
-			w.Header().Set("Retry-After", "60")
-			resp = &scimError{Status: http.StatusServiceUnavailable,
-				Detail: "temporarily unavailable: " + why + "; nothing was changed, try again later"}
-			break
-		}
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	v := s.decide(w, r, err)
+	v.setHeaders(w, "scimbox")
+	body := map[string]any{"schemas": []string{errorSchema}, "status": strconv.Itoa(v.Status), "detail": v.Detail}
+	if v.ScimType != "" {
+		body["scimType"] = v.ScimType
 	}
-	infoOf(r).detail = resp.Detail
-	body := map[string]any{"schemas": []string{errorSchema}, "status": strconv.Itoa(resp.Status), "detail": resp.Detail}
-	if resp.ScimType != "" {
-		body["scimType"] = resp.ScimType
-	}
-	writeJSON(w, resp.Status, body)
-}
-
-func notFoundDetail(r *http.Request) string {
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, scimBase+"/"), "/")
-	if len(parts) >= 2 {
-		return fmt.Sprintf("%s %s not found", strings.TrimSuffix(parts[0], "s"), parts[1])
-	}
-	return "not found"
+	writeJSON(w, v.Status, body)
 }
 
 // writeJSON writes a SCIM JSON response, whatever the client asked for in Accept.
@@ -454,23 +395,38 @@ func (s *server) handler() http.Handler {
 	rt.GET(scimBase+"/Schemas", s.scim("schemas", s.schemas))
 	rt.GET(scimBase+"/Schemas/:id", s.scim("schema", s.schema))
 
-	newAdmin(s).routes(rt)
+	adm := newAdmin(s)
+	adm.routes(rt)
 	s.apiRoutes(rt)
 
-	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, scimBase+"/") {
+	// Requests the router cannot place are answered in their surface's format.
+	answerError := func(w http.ResponseWriter, r *http.Request, err error) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, scimBase+"/"):
+			s.writeError(w, r, err)
+		case strings.HasPrefix(r.URL.Path, "/api/"):
+			s.writeAPIError(w, r, err)
+		default:
 			adminHeaders(w)
-			http.Error(w, "404 page not found", http.StatusNotFound)
-			return
+			adm.fail(w, r, nil, err)
 		}
-		s.writeError(w, r, &scimError{Status: http.StatusNotFound, Detail: "no such endpoint (the SCIM base is " + scimBase + ")"})
+	}
+	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		detail := "no such endpoint"
+		if strings.HasPrefix(r.URL.Path, scimBase+"/") {
+			detail += " (the SCIM base is " + scimBase + ")"
+		}
+		answerError(w, r, &scimError{Status: http.StatusNotFound, Detail: detail})
 	})
 	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, &scimError{Status: http.StatusMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
+		answerError(w, r, &scimError{Status: http.StatusMethodNotAllowed, Detail: fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path)})
 	})
 	rt.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		if v == http.ErrAbortHandler {
+			panic(v) // a deliberate abort: net/http closes the connection
+		}
 		s.log.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
-		s.writeError(w, r, &scimError{Status: http.StatusInternalServerError, Detail: "internal error"})
+		answerError(w, r, fmt.Errorf("panic: %v", v))
 	}
 	// The admin page is for browsers: refuse cross-origin form posts to it. The
 	// SCIM API is for directory clients, which send no browser origin headers.
