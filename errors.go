@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -168,4 +169,17 @@ func responseStarted(w http.ResponseWriter) bool {
 			return false
 		}
 	}
+}
+
+// bodyReadError is what a failure to read a request body is: the client's
+// fault (cut short, broken chunked encoding, too slow), not the server's.
+func bodyReadError(err error) error {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &scimError{Status: http.StatusRequestTimeout, Detail: "the request body did not arrive in time"}
+	}
+	return badRequest("invalidSyntax", "the request body could not be read: it is cut short or its chunked encoding is broken")
 }

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +54,110 @@ func newTestServerWith(t testing.TB, wrap func(*Store, http.Handler) http.Handle
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &testServer{Server: srv, store: store, token: tok}, logs
+}
+
+// sendRaw writes a request byte for byte on a new connection, half-closes
+// it (so that a body shorter than announced ends), and reads the response.
+func sendRaw(t testing.TB, ts *testServer, raw string) *http.Response {
+	t.Helper()
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestBrokenRequestBodies sends bodies that are cut short, framed wrongly or
+// followed by more data over raw HTTP to every write on Users and Groups:
+// each is a 400 invalidSyntax (the client's fault, not logged as an error),
+// and nothing changes.
+func TestBrokenRequestBodies(t *testing.T) {
+	t.Parallel()
+	ts, logs := newTestServerWith(t, nil)
+	userID := ts.createUser(t, "existing@example.com")
+	groupID := ts.createGroup(t, "Existing")
+	_, _, before := ts.do(t, "GET", "/Users/"+userID, nil)
+	_, _, groupBefore := ts.do(t, "GET", "/Groups/"+groupID, nil)
+
+	userPatch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"displayName","value":"Changed"}]}`
+	writes := []struct{ method, path, body string }{
+		{"POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"new@example.com"}`},
+		{"PUT", "/Users/" + userID, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"renamed@example.com"}`},
+		{"PATCH", "/Users/" + userID, userPatch},
+		{"POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"New"}`},
+		{"PUT", "/Groups/" + groupID, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Renamed"}`},
+		{"PATCH", "/Groups/" + groupID, userPatch},
+	}
+	head := func(method, path string) string {
+		return method + " /scim/v2" + path + " HTTP/1.1\r\nHost: scimbox.test\r\nAuthorization: Bearer " + ts.token +
+			"\r\nContent-Type: application/scim+json\r\nConnection: close\r\n"
+	}
+	sized := func(body string) string { return "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body }
+	breakages := []struct {
+		name  string
+		frame func(body string) string // headers after the common ones, and the body
+	}{
+		{"body shorter than Content-Length", func(b string) string {
+			return "Content-Length: " + strconv.Itoa(len(b)+50) + "\r\n\r\n" + b
+		}},
+		{"chunk size that is not hex", func(b string) string {
+			return "Transfer-Encoding: chunked\r\n\r\nzz\r\n" + b + "\r\n0\r\n\r\n"
+		}},
+		{"chunked body cut short", func(b string) string {
+			return "Transfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(int64(len(b)+50), 16) + "\r\n" + b
+		}},
+		{"chunked body without its last chunk", func(b string) string {
+			return "Transfer-Encoding: chunked\r\n\r\n" + strconv.FormatInt(int64(len(b)), 16) + "\r\n" + b + "\r\n"
+		}},
+		{"closing bracket after the object", func(b string) string { return sized(b + "]") }},
+		{"closing brace after the object", func(b string) string { return sized(b + "}") }},
+		{"second object", func(b string) string { return sized(b + "{}") }},
+		{"second value after a newline", func(b string) string { return sized(b + "\n[1]") }},
+	}
+	for _, w := range writes {
+		if !json.Valid([]byte(w.body)) {
+			t.Fatalf("%s %s: the intact body is not JSON", w.method, w.path)
+		}
+		for _, br := range breakages {
+			t.Run(w.method+" "+strings.SplitN(w.path[1:], "/", 2)[0]+"/"+br.name, func(t *testing.T) {
+				resp := sendRaw(t, ts, head(w.method, w.path)+br.frame(w.body))
+				var doc map[string]any
+				if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+					t.Fatalf("status %d, body is not JSON: %v", resp.StatusCode, err)
+				}
+				if got, want := resp.StatusCode, http.StatusBadRequest; got != want {
+					t.Errorf("status %d, want %d (%v)", got, want, doc)
+				}
+				if got, want := doc["scimType"], "invalidSyntax"; got != want {
+					t.Errorf("scimType %v, want %v (%v)", got, want, doc)
+				}
+			})
+		}
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a broken body was logged as a server error:\n%s", logs.String())
+	}
+	for _, c := range []struct{ path, name string }{{"/Users", "users"}, {"/Groups", "groups"}} {
+		if _, _, doc := ts.do(t, "GET", c.path, nil); doc["totalResults"] != float64(1) {
+			t.Errorf("%s: %v after broken writes, want 1", c.name, doc["totalResults"])
+		}
+	}
+	if _, _, after := ts.do(t, "GET", "/Users/"+userID, nil); !jsonEqual(before, after) {
+		t.Errorf("user changed by broken writes:\n%v\n%v", before, after)
+	}
+	if _, _, after := ts.do(t, "GET", "/Groups/"+groupID, nil); !jsonEqual(groupBefore, after) {
+		t.Errorf("group changed by broken writes:\n%v\n%v", groupBefore, after)
+	}
 }
 
 // TestAPIAuthenticatesEveryRoute walks every /api/v1 route with every kind of
@@ -266,6 +374,8 @@ func TestErrorClassification(t *testing.T) {
 		{"unauthorized", unauthorized("no token"), 401, "", "no token"},
 		{"refused edit", &ErrReadOnlyField{Key: "title", Why: "the directory owns it"}, 403, "", "title"},
 		{"too many requests", tooManyRequests("slow down", 90*time.Second), 429, "", "slow down"},
+		{"body cut short", bodyReadError(io.ErrUnexpectedEOF), 400, "invalidSyntax", "cut short"},
+		{"body too slow", bodyReadError(fmt.Errorf("read: %w", os.ErrDeadlineExceeded)), 408, "", "in time"},
 		{"internal", fmt.Errorf("scan: %w", io.ErrUnexpectedEOF), 500, "", "internal error"},
 		{"cancelled while the client is still there", fmt.Errorf("query: %w", context.Canceled), 500, "", "internal error"},
 	}

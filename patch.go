@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 )
@@ -645,7 +646,8 @@ func decodeJSON(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return badRequest("invalidSyntax", "the request body is not valid JSON: %s", jsonErrorDetail(err))
 	}
-	if dec.More() {
+	// More() is false at a stray ']' or '}', so ask for the next token: only the end will do.
+	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("invalidSyntax", "the request body has data after its JSON value")
 	}
 	return nil
