@@ -14,11 +14,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/julienschmidt/httprouter"
 	"golang.org/x/crypto/argon2"
@@ -251,10 +253,21 @@ type loginData struct {
 	NoAdmin               bool
 }
 
-// safeNext keeps post-login redirects on this site.
+// safeNext keeps post-login redirects on this site: it returns next only if
+// it is an absolute path without scheme or host, and "/" otherwise. Browsers
+// strip tabs and newlines and read a backslash as a slash, so "/\t/x" and
+// "/\\x" mean "//x", another site; such characters are refused anywhere, raw
+// or percent-encoded, as is a path that decodes to start with "//".
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
 		return "/"
+	}
+	for _, s := range []string{next, u.Path} {
+		if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.ContainsRune(s, '\\') ||
+			strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+			return "/"
+		}
 	}
 	return next
 }
