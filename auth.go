@@ -179,6 +179,68 @@ func (l *loginLimiter) succeed(client string) {
 	delete(l.failures, client)
 }
 
+// maxRejectedAddrs bounds the addresses rejectedTokens remembers.
+const maxRejectedAddrs = 64
+
+// RejectedAddr counts the requests from one client address whose bearer
+// token was unknown or revoked.
+type RejectedAddr struct {
+	Addr        string
+	Count       int64
+	First, Last time.Time
+}
+
+// rejectedTokens counts requests with an unknown or revoked SCIM token per
+// client address, so that a revoked token still configured in Entra shows on
+// the Connection page without one provisioning log row per request.
+//
+// It lives in memory, not in the database: a request that did not
+// authenticate must cost no write (nor compete with Entra for the single
+// writer), and an Entra job retries every 40 minutes, so after a restart it
+// shows again within one cycle. At most maxRejectedAddrs addresses are kept;
+// a new one replaces the one with the fewest requests (the least recent among
+// equals), so a spray of one-off addresses cannot push out a job that keeps
+// calling. The zero value is ready to use.
+type rejectedTokens struct {
+	mu     sync.Mutex
+	byAddr map[string]*RejectedAddr
+}
+
+func (rt *rejectedTokens) record(addr string, now time.Time) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if a, ok := rt.byAddr[addr]; ok {
+		a.Count++
+		a.Last = now
+		return
+	}
+	if rt.byAddr == nil {
+		rt.byAddr = map[string]*RejectedAddr{}
+	}
+	if len(rt.byAddr) >= maxRejectedAddrs {
+		var evict *RejectedAddr
+		for _, a := range rt.byAddr {
+			if evict == nil || a.Count < evict.Count || a.Count == evict.Count && a.Last.Before(evict.Last) {
+				evict = a
+			}
+		}
+		delete(rt.byAddr, evict.Addr)
+	}
+	rt.byAddr[addr] = &RejectedAddr{Addr: addr, Count: 1, First: now, Last: now}
+}
+
+// list returns the counted addresses, most recently seen first.
+func (rt *rejectedTokens) list() []RejectedAddr {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	out := make([]RejectedAddr, 0, len(rt.byAddr))
+	for _, a := range rt.byAddr {
+		out = append(out, *a)
+	}
+	slices.SortFunc(out, func(a, b RejectedAddr) int { return b.Last.Compare(a.Last) })
+	return out
+}
+
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

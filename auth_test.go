@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestSafeNext keeps the post-login redirect on this site: only a host-less,
@@ -63,5 +69,122 @@ func TestLoginRedirectStaysOnSite(t *testing.T) {
 		if status != http.StatusSeeOther || h.Get("Location") != "/" {
 			t.Errorf("next=%q: %d Location %q, want 303 to /", next, status, h.Get("Location"))
 		}
+	}
+}
+
+// TestRequestsWithoutAValidTokenLeaveNoTrace sends 200 requests with unknown
+// or revoked tokens (the limiter's 429s among them) and some without any:
+// the provisioning log and the dashboard's error count do not move, and the
+// Connection page counts the rejected tokens per address instead.
+func TestRequestsWithoutAValidTokenLeaveNoTrace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	if status, _, _ := ts.do(t, "GET", "/Users/no-such-user", nil); status != http.StatusNotFound {
+		t.Fatalf("authenticated GET of an unknown user: %d", status)
+	}
+	revoked, tok, err := ts.store.CreateToken(ctx, "revoked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.store.RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.store.FlushLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, err := ts.store.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logBefore := stCountRows(t, ts.store, "SELECT count(*) FROM provisioning_log")
+	if before.Failures24h != 1 || logBefore != 1 {
+		t.Fatalf("before: %d failures in 24 h, %d log rows; want the one authenticated 404", before.Failures24h, logBefore)
+	}
+
+	longID := strings.Repeat("x", 64<<10)
+	statuses := map[int]int{}
+	send := func(method, path, token string) {
+		req, err := http.NewRequest(method, ts.URL+"/scim/v2"+path, strings.NewReader(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"intruder"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/scim+json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		statuses[resp.StatusCode]++
+	}
+	for i := range 200 {
+		switch i % 4 {
+		case 0:
+			send("DELETE", "/Users/"+longID, "scimbox_unknown")
+		case 1:
+			send("POST", "/Users", revoked)
+		case 2:
+			send("PATCH", "/Groups/"+longID, revoked)
+		case 3:
+			send("GET", "/Users/"+longID, "not even a token")
+		}
+	}
+	for range 20 {
+		send("DELETE", "/Users/"+longID, "")
+	}
+	if statuses[http.StatusUnauthorized]+statuses[http.StatusTooManyRequests] != 220 || statuses[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("statuses %v, want 401s and the limiter's 429s only", statuses)
+	}
+	if err := ts.store.FlushLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after, err := ts.store.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := after.Failures24h, before.Failures24h; got != want {
+		t.Errorf("errors in 24 h: %d after the bogus requests, want %d", got, want)
+	}
+	if got, want := stCountRows(t, ts.store, "SELECT count(*) FROM provisioning_log"), logBefore; got != want {
+		t.Errorf("provisioning log: %d rows after the bogus requests, want %d", got, want)
+	}
+	_, _, page := ac.get(t, "/connection")
+	if want := "200 requests with an unknown token from 127.0.0.1"; !strings.Contains(page, want) {
+		t.Errorf("the Connection page does not say %q:\n%s", want, page)
+	}
+	if !strings.Contains(page, "User no-such-user not found") {
+		t.Errorf("the Connection page lost the real last error:\n%s", page)
+	}
+}
+
+// TestRejectedTokensAreBounded checks that the per-address counter keeps at
+// most maxRejectedAddrs addresses, and that a busy one (a revoked Entra job
+// still calling) survives a spray of one-off addresses.
+func TestRejectedTokensAreBounded(t *testing.T) {
+	t.Parallel()
+	var rt rejectedTokens
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	for range 50 {
+		now = now.Add(time.Second)
+		rt.record("203.0.113.7", now)
+	}
+	for i := range 10 * maxRejectedAddrs {
+		now = now.Add(time.Second)
+		rt.record(fmt.Sprintf("198.51.100.%d/%d", i%256, i), now)
+	}
+	got := rt.list()
+	if len(got) != maxRejectedAddrs {
+		t.Fatalf("%d addresses kept, want %d", len(got), maxRejectedAddrs)
+	}
+	if !slices.ContainsFunc(got, func(a RejectedAddr) bool { return a.Addr == "203.0.113.7" && a.Count == 50 }) {
+		t.Errorf("the busy address was evicted by one-off ones: %v", got[:3])
+	}
+	if !slices.IsSortedFunc(got, func(a, b RejectedAddr) int { return b.Last.Compare(a.Last) }) {
+		t.Error("not newest first")
 	}
 }

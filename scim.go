@@ -42,6 +42,7 @@ type server struct {
 
 	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
 	limitOnce sync.Once
+	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
 }
 
 // scimError is an error with its SCIM response (RFC 7644 §3.12).
@@ -98,14 +99,17 @@ func infoOf(r *http.Request) *requestInfo {
 func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		ri := infoOf(r)
-		ri.op, ri.scim = op, true
-		if id := ps.ByName("id"); id != "" {
-			ri.resourceID = id
-		}
+		ri.op = op
 		if err := s.authenticate(r); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="scimbox"`)
 			s.writeError(w, r, err)
 			return
+		}
+		// Only an authenticated request reaches the provisioning log: anyone
+		// can send the others, and they would evict the real history.
+		ri.scim = true
+		if id := ps.ByName("id"); id != "" {
+			ri.resourceID = id
 		}
 		if err := h(w, r, ps); err != nil {
 			s.writeError(w, r, err)
@@ -123,6 +127,7 @@ func (s *server) authenticate(r *http.Request) error {
 	if errors.Is(err, ErrNotFound) {
 		s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
 		client, now := clientAddr(r), time.Now()
+		s.rejected.record(client, now)
 		if wait := s.authLimit.blocked(client, now); wait > 0 {
 			return &scimError{Status: http.StatusTooManyRequests, Detail: "too many requests with invalid tokens from this address; try again later",
 				retryAfter: wait}
