@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -391,8 +390,9 @@ func (a *admin) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 }
 
 // announceSetup prints where the admin page is. Before the first admin
-// exists it creates a one-time setup code and prints, and logs, the link
-// that claims the instance: nobody without it can.
+// exists it creates a one-time setup code and prints the link that claims
+// the instance: nobody without it can. The structured log, which may be
+// shipped elsewhere, says only where to look.
 func (s *server) announceSetup(ctx context.Context, baseURL string, stdout io.Writer) error {
 	baseURL = strings.TrimRight(baseURL, "/")
 	exists, err := s.store.AdminExists(ctx)
@@ -409,6 +409,7 @@ func (s *server) announceSetup(ctx context.Context, baseURL string, stdout io.Wr
 	}
 	link := baseURL + "/setup?code=" + code
 	fmt.Fprintf(stdout, "First run: open this link to create the admin account (valid 24 hours, once):\n  %s\n", link)
-	s.log.Info("first run: open the setup link to create the admin account (valid 24 h, once)", slog.String("url", link))
+	s.log.Info("first run: open the setup link printed on standard output to create the admin account (valid 24 h, once)",
+		"url", baseURL+"/setup?code=…")
 	return nil
 }
