@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -186,5 +189,129 @@ func TestRejectedTokensAreBounded(t *testing.T) {
 	}
 	if !slices.IsSortedFunc(got, func(a, b RejectedAddr) int { return b.Last.Compare(a.Last) }) {
 		t.Error("not newest first")
+	}
+}
+
+// newGatedServer is newTestServer that also returns the server, whose
+// password gate counts the argon2id computations.
+func newGatedServer(t *testing.T) (*testServer, *server) {
+	t.Helper()
+	store := newTestStore(t)
+	s := &server{store: store, log: stDiscardLog()}
+	hs := httptest.NewServer(s.handler())
+	t.Cleanup(hs.Close)
+	return &testServer{Server: hs, store: store}, s
+}
+
+// TestConcurrentWrongLoginsAreLimited sends 64 wrong logins at once from one
+// address: at most loginAttempts of them reach the password hash (each holds
+// 19 MiB), the others get 429, and the right password is refused too.
+func TestConcurrentWrongLoginsAreLimited(t *testing.T) {
+	t.Parallel()
+	ts, srv := newGatedServer(t)
+	setUpAdmin(t, ts)
+	before := srv.passwords.computed.Load()
+	const attempts = 64
+	statuses := make(chan int, attempts)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range attempts {
+		wg.Go(func() {
+			<-start
+			resp, err := http.PostForm(ts.URL+"/login", url.Values{"username": {"admin"}, "password": {"wrong password!"}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if got := srv.passwords.computed.Load() - before; got > loginAttempts {
+		t.Errorf("%d password hashes computed for %d concurrent attempts, want at most %d", got, attempts, loginAttempts)
+	}
+	if count[http.StatusUnauthorized] > loginAttempts || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests]+count[http.StatusServiceUnavailable] != attempts {
+		t.Errorf("statuses %v: want at most %d 401s, the rest 429 (or 503 when the hashes queue too long)", count, loginAttempts)
+	}
+	status, h, _ := newAdminClient(t, ts).post(t, "/login", url.Values{"username": {"admin"}, "password": {testPassword}})
+	if status != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Errorf("right password after the burst: %d Retry-After=%q, want 429", status, h.Get("Retry-After"))
+	}
+}
+
+// TestPasswordAttemptsSurviveRestart: the count of wrong passwords is in the
+// database, so restarting the server does not grant a fresh allowance.
+func TestPasswordAttemptsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "scimbox.db")
+	s := openStoreAt(t, path)
+	clock := stSetClock(s)
+	for i := range loginAttempts {
+		if wait, err := s.ReservePasswordAttempt(ctx, "login 192.0.2.1", loginAttempts, loginWindow); err != nil || wait != 0 {
+			t.Fatalf("attempt %d: wait %v, %v", i, wait, err)
+		}
+		clock.t = clock.t.Add(time.Second)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStoreAt(t, path)
+	clock = stSetClock(s)
+	clock.t = clock.t.Add(loginAttempts * time.Second)
+	wait, err := s.ReservePasswordAttempt(ctx, "login 192.0.2.1", loginAttempts, loginWindow)
+	if err != nil || wait <= 0 || wait > loginWindow {
+		t.Errorf("after a restart: wait %v, %v; want the rest of the window", wait, err)
+	}
+	if wait, err := s.ReservePasswordAttempt(ctx, "login 192.0.2.2", loginAttempts, loginWindow); err != nil || wait != 0 {
+		t.Errorf("another address: wait %v, %v; want 0", wait, err)
+	}
+	clock.t = clock.t.Add(loginWindow)
+	if wait, err := s.ReservePasswordAttempt(ctx, "login 192.0.2.1", loginAttempts, loginWindow); err != nil || wait != 0 {
+		t.Errorf("a window later: wait %v, %v; want 0", wait, err)
+	}
+	if err := s.ClearPasswordAttempts(ctx, "login 192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := stCountRows(t, s, "SELECT count(*) FROM password_attempts WHERE key = 'login 192.0.2.1'"); n != 0 {
+		t.Errorf("%d attempts left after clearing", n)
+	}
+	s.Close()
+}
+
+// TestSettingsPasswordIsRateLimited: a stolen session cannot guess the
+// current password on Settings → change password without limit.
+func TestSettingsPasswordIsRateLimited(t *testing.T) {
+	t.Parallel()
+	ts, srv := newGatedServer(t)
+	ac := setUpAdmin(t, ts)
+	csrf := ac.csrf(t)
+	change := func(current string) int {
+		status, _, _ := ac.post(t, "/settings/password", url.Values{"csrf": {csrf}, "current": {current},
+			"password": {"a brand new password"}, "confirm": {"a brand new password"}})
+		return status
+	}
+	for i := range loginAttempts {
+		if status := change(fmt.Sprintf("guess %d", i)); status != http.StatusBadRequest {
+			t.Fatalf("wrong current password %d: %d, want 400", i, status)
+		}
+	}
+	before := srv.passwords.computed.Load()
+	if status := change(testPassword); status != http.StatusTooManyRequests {
+		t.Errorf("after %d wrong current passwords, the right one: %d, want 429", loginAttempts, status)
+	}
+	if got := srv.passwords.computed.Load() - before; got != 0 {
+		t.Errorf("%d hashes computed for a refused attempt", got)
+	}
+	// The login limit is per address and separate: the admin can still log in elsewhere.
+	if status, _, _ := newAdminClient(t, ts).post(t, "/login", url.Values{"username": {"admin"}, "password": {testPassword}}); status != http.StatusSeeOther {
+		t.Errorf("login after the settings lock-out: %d, want 303", status)
 	}
 }

@@ -43,6 +43,7 @@ type server struct {
 	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
 	limitOnce sync.Once
 	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
+	passwords passwordGate   // bounds concurrent admin password hashes
 }
 
 // scimError is an error with its SCIM response (RFC 7644 §3.12).
