@@ -220,12 +220,6 @@ func (l *loginLimiter) fail(client string, now time.Time) {
 	l.failures[client] = append(l.failures[client], now)
 }
 
-func (l *loginLimiter) succeed(client string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.failures, client)
-}
-
 // maxRejectedAddrs bounds the addresses rejectedTokens remembers.
 const maxRejectedAddrs = 64
 
