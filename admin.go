@@ -28,7 +28,8 @@ const (
 	setupCodeTTL    = 24 * time.Hour
 	minPasswordLen  = 12
 	adminPageSize   = 50
-	// Failed logins allowed per client address within loginWindow.
+	// Wrong passwords allowed within loginWindow per client address at
+	// login, and per admin on Settings → change password.
 	loginAttempts = 10
 	loginWindow   = 15 * time.Minute
 )
@@ -36,8 +37,7 @@ const (
 // admin serves the admin page.
 type admin struct {
 	*server
-	pages   map[string]*template.Template
-	limiter *loginLimiter
+	pages map[string]*template.Template
 }
 
 // adminPages are the templates in web/, each rendered inside web/layout.html
@@ -87,7 +87,7 @@ var templateFuncs = template.FuncMap{
 }
 
 func newAdmin(s *server) *admin {
-	a := &admin{server: s, pages: map[string]*template.Template{}, limiter: newLoginLimiter()}
+	a := &admin{server: s, pages: map[string]*template.Template{}}
 	for _, p := range adminPages {
 		a.pages[p] = template.Must(template.New("layout.html").Funcs(templateFuncs).ParseFS(webFS, "web/layout.html", "web/partials.html", "web/"+p))
 	}

@@ -113,7 +113,7 @@ func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, _ httprout
 	if err != nil {
 		return err
 	}
-	a.log.Info("webhook registered", "webhook", hook.ID, "url", target, "admin", sess.Username)
+	a.log.Info("webhook registered", "webhook", hook.ID, "url", redactURL(target), "admin", sess.Username)
 	http.Redirect(w, r, "/apps", http.StatusSeeOther)
 	return nil
 }

@@ -23,8 +23,15 @@ type connectionData struct {
 	NewName   string
 	LastUsed  time.Time
 	LastError *LogEntry
-	Error     string
+	// Rejected are the addresses that sent unknown or revoked tokens, most
+	// recent first (at most shownRejectedAddrs); RejectedMore counts the others.
+	Rejected     []RejectedAddr
+	RejectedMore int
+	Error        string
 }
+
+// shownRejectedAddrs is how many addresses with rejected tokens the page lists.
+const shownRejectedAddrs = 10
 
 // tenantURLReachable reports whether Entra could plausibly reach the URL:
 // HTTPS on a name that is not loopback.
@@ -52,6 +59,10 @@ func (a *admin) connectionData(ctx context.Context, r *http.Request, sess *admin
 	}
 	if len(failures) > 0 {
 		d.LastError = &failures[0]
+	}
+	d.Rejected = a.rejected.list()
+	if n := len(d.Rejected); n > shownRejectedAddrs {
+		d.Rejected, d.RejectedMore = d.Rejected[:shownRejectedAddrs], n-shownRejectedAddrs
 	}
 	return d, nil
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -91,9 +92,30 @@ func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprou
 	if err != nil {
 		return err
 	}
+	// A stolen session must not be a way to guess the password itself.
+	attemptKey := fmt.Sprintf("settings password of admin %d", adm.ID)
+	if d.Error, err = a.reservePasswordAttempt(w, r, attemptKey); err != nil || d.Error != "" {
+		if err != nil {
+			return err
+		}
+		return a.render(w, r, http.StatusTooManyRequests, "settings.html", d)
+	}
+	current, err := a.passwords.check(r.Context(), adm.PasswordHash, r.PostFormValue("current"))
+	if errors.Is(err, errPasswordsBusy) {
+		d.Error = passwordsBusy(w)
+		return a.render(w, r, http.StatusServiceUnavailable, "settings.html", d)
+	}
+	if err != nil {
+		return err
+	}
+	if current {
+		if err := a.store.ClearPasswordAttempts(r.Context(), attemptKey); err != nil {
+			return err
+		}
+	}
 	password := r.PostFormValue("password")
 	switch {
-	case !checkPassword(adm.PasswordHash, r.PostFormValue("current")):
+	case !current:
 		d.Error = "The current password is wrong."
 	case len([]rune(password)) < minPasswordLen:
 		d.Error = fmt.Sprintf("Use a password of at least %d characters.", minPasswordLen)
@@ -103,7 +125,15 @@ func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprou
 	if d.Error != "" {
 		return a.render(w, r, http.StatusBadRequest, "settings.html", d)
 	}
-	if err := a.store.SetAdminPassword(r.Context(), adm.ID, hashPassword(password), sess.ID); err != nil {
+	hash, err := a.passwords.hash(r.Context(), password)
+	if errors.Is(err, errPasswordsBusy) {
+		d.Error = passwordsBusy(w)
+		return a.render(w, r, http.StatusServiceUnavailable, "settings.html", d)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.store.SetAdminPassword(r.Context(), adm.ID, hash, sess.ID); err != nil {
 		return err
 	}
 	a.log.Info("admin password changed", "username", adm.Username)

@@ -10,15 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/julienschmidt/httprouter"
 	"golang.org/x/crypto/argon2"
@@ -129,7 +131,56 @@ func checkPassword(hash, password string) bool {
 // dummyHash is checked for unknown usernames so that a login takes as long either way.
 var dummyHash = sync.OnceValue(func() string { return hashPassword("not a password") })
 
-// loginLimiter counts failures (logins, bearer tokens) per client address.
+const (
+	// concurrentHashes bounds the argon2id computations running at once:
+	// each holds argonMemory (19 MiB), and anyone can ask for one by posting
+	// the login form. Others queue for up to hashQueueWait, then get 503.
+	concurrentHashes = 2
+	hashQueueWait    = 5 * time.Second
+)
+
+// errPasswordsBusy is returned when no password check could start within hashQueueWait.
+var errPasswordsBusy = errors.New("too many password checks at once")
+
+// passwordGate runs argon2id computations, at most concurrentHashes at a
+// time. The zero value is ready to use.
+type passwordGate struct {
+	once     sync.Once
+	slots    chan struct{}
+	computed atomic.Int64 // argon2id computations started, for tests
+}
+
+// run calls f in a free slot, or returns errPasswordsBusy or ctx's error.
+func (g *passwordGate) run(ctx context.Context, f func()) error {
+	g.once.Do(func() { g.slots = make(chan struct{}, concurrentHashes) })
+	wait := time.NewTimer(hashQueueWait)
+	defer wait.Stop()
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wait.C:
+		return errPasswordsBusy
+	}
+	defer func() { <-g.slots }()
+	g.computed.Add(1)
+	f()
+	return nil
+}
+
+// check verifies password against hash (checkPassword) in a slot.
+func (g *passwordGate) check(ctx context.Context, hash, password string) (ok bool, err error) {
+	err = g.run(ctx, func() { ok = checkPassword(hash, password) })
+	return ok, err
+}
+
+// hash hashes password (hashPassword) in a slot.
+func (g *passwordGate) hash(ctx context.Context, password string) (hash string, err error) {
+	err = g.run(ctx, func() { hash = hashPassword(password) })
+	return hash, err
+}
+
+// loginLimiter counts failed bearer tokens per client address, in memory.
 type loginLimiter struct {
 	mu       sync.Mutex
 	failures map[string][]time.Time
@@ -140,8 +191,6 @@ type loginLimiter struct {
 func newLimiter(limit int, window time.Duration) *loginLimiter {
 	return &loginLimiter{failures: map[string][]time.Time{}, limit: limit, window: window}
 }
-
-func newLoginLimiter() *loginLimiter { return newLimiter(loginAttempts, loginWindow) }
 
 // blocked reports how long the client must wait, or 0.
 func (l *loginLimiter) blocked(client string, now time.Time) time.Duration {
@@ -171,10 +220,66 @@ func (l *loginLimiter) fail(client string, now time.Time) {
 	l.failures[client] = append(l.failures[client], now)
 }
 
-func (l *loginLimiter) succeed(client string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.failures, client)
+// maxRejectedAddrs bounds the addresses rejectedTokens remembers.
+const maxRejectedAddrs = 64
+
+// RejectedAddr counts the requests from one client address whose bearer
+// token was unknown or revoked.
+type RejectedAddr struct {
+	Addr        string
+	Count       int64
+	First, Last time.Time
+}
+
+// rejectedTokens counts requests with an unknown or revoked SCIM token per
+// client address, so that a revoked token still configured in Entra shows on
+// the Connection page without one provisioning log row per request.
+//
+// It lives in memory, not in the database: a request that did not
+// authenticate must cost no write (nor compete with Entra for the single
+// writer), and an Entra job retries every 40 minutes, so after a restart it
+// shows again within one cycle. At most maxRejectedAddrs addresses are kept;
+// a new one replaces the one with the fewest requests (the least recent among
+// equals), so a spray of one-off addresses cannot push out a job that keeps
+// calling. The zero value is ready to use.
+type rejectedTokens struct {
+	mu     sync.Mutex
+	byAddr map[string]*RejectedAddr
+}
+
+func (rt *rejectedTokens) record(addr string, now time.Time) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if a, ok := rt.byAddr[addr]; ok {
+		a.Count++
+		a.Last = now
+		return
+	}
+	if rt.byAddr == nil {
+		rt.byAddr = map[string]*RejectedAddr{}
+	}
+	if len(rt.byAddr) >= maxRejectedAddrs {
+		var evict *RejectedAddr
+		for _, a := range rt.byAddr {
+			if evict == nil || a.Count < evict.Count || a.Count == evict.Count && a.Last.Before(evict.Last) {
+				evict = a
+			}
+		}
+		delete(rt.byAddr, evict.Addr)
+	}
+	rt.byAddr[addr] = &RejectedAddr{Addr: addr, Count: 1, First: now, Last: now}
+}
+
+// list returns the counted addresses, most recently seen first.
+func (rt *rejectedTokens) list() []RejectedAddr {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	out := make([]RejectedAddr, 0, len(rt.byAddr))
+	for _, a := range rt.byAddr {
+		out = append(out, *a)
+	}
+	slices.SortFunc(out, func(a, b RejectedAddr) int { return b.Last.Compare(a.Last) })
+	return out
 }
 
 func clientAddr(r *http.Request) string {
@@ -226,7 +331,21 @@ func (a *admin) setupSubmit(w http.ResponseWriter, r *http.Request, _ *adminSess
 	case password != r.PostFormValue("confirm"):
 		return a.renderSetup(w, r, http.StatusBadRequest, code, username, "The two passwords differ.")
 	}
-	err := a.store.SetupAdmin(r.Context(), code, username, hashPassword(password))
+	// The code is checked before hashing too: a wrong one must not cost 19 MiB.
+	if valid, err := a.store.SetupCodeValid(r.Context(), code); err != nil || !valid {
+		if err != nil {
+			return err
+		}
+		return a.renderSetup(w, r, http.StatusForbidden, code, username, "")
+	}
+	hash, err := a.passwords.hash(r.Context(), password)
+	if errors.Is(err, errPasswordsBusy) {
+		return a.renderSetup(w, r, http.StatusServiceUnavailable, code, username, passwordsBusy(w))
+	}
+	if err != nil {
+		return err
+	}
+	err = a.store.SetupAdmin(r.Context(), code, username, hash)
 	if errors.Is(err, ErrBadSetupCode) {
 		return a.renderSetup(w, r, http.StatusForbidden, code, username, "")
 	}
@@ -251,10 +370,21 @@ type loginData struct {
 	NoAdmin               bool
 }
 
-// safeNext keeps post-login redirects on this site.
+// safeNext keeps post-login redirects on this site: it returns next only if
+// it is an absolute path without scheme or host, and "/" otherwise. Browsers
+// strip tabs and newlines and read a backslash as a slash, so "/\t/x" and
+// "/\\x" mean "//x", another site; such characters are refused anywhere, raw
+// or percent-encoded, as is a path that decodes to start with "//".
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
 		return "/"
+	}
+	for _, s := range []string{next, u.Path} {
+		if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.ContainsRune(s, '\\') ||
+			strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+			return "/"
+		}
 	}
 	return next
 }
@@ -273,13 +403,16 @@ func (a *admin) loginPage(w http.ResponseWriter, r *http.Request, sess *adminSes
 }
 
 func (a *admin) loginSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
-	client, now := clientAddr(r), time.Now()
+	client := clientAddr(r)
 	username, next := strings.TrimSpace(r.PostFormValue("username")), safeNext(r.PostFormValue("next"))
 	data := loginData{layout: layout{Title: "Log in"}, Username: username, Next: next}
-	if wait := a.limiter.blocked(client, now); wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-		data.Error = fmt.Sprintf("Too many failed attempts. Try again in %d minutes.", int(math.Ceil(wait.Minutes())))
+	refused, err := a.reservePasswordAttempt(w, r, "login from "+client)
+	if err != nil {
+		return err
+	}
+	if refused != "" {
 		a.log.Warn("admin login rate-limited", "client", client)
+		data.Error = refused
 		return a.render(w, r, http.StatusTooManyRequests, "login.html", data)
 	}
 	adm, err := a.store.AdminByUsername(r.Context(), username)
@@ -290,19 +423,48 @@ func (a *admin) loginSubmit(w http.ResponseWriter, r *http.Request, _ *adminSess
 	if hash == "" {
 		hash = dummyHash()
 	}
-	if !checkPassword(hash, r.PostFormValue("password")) || adm.ID == 0 {
-		a.limiter.fail(client, now)
+	ok, err := a.passwords.check(r.Context(), hash, r.PostFormValue("password"))
+	if errors.Is(err, errPasswordsBusy) {
+		data.Error = passwordsBusy(w)
+		return a.render(w, r, http.StatusServiceUnavailable, "login.html", data)
+	}
+	if err != nil {
+		return err
+	}
+	if !ok || adm.ID == 0 {
 		a.log.Warn("admin login failed", "username", username, "client", client)
 		data.Error = "Wrong username or password."
 		return a.render(w, r, http.StatusUnauthorized, "login.html", data)
 	}
-	a.limiter.succeed(client)
+	if err := a.store.ClearPasswordAttempts(r.Context(), "login from "+client); err != nil {
+		return err
+	}
 	a.log.Info("admin logged in", "username", adm.Username, "client", client)
 	if err := a.startSession(w, r, adm.ID); err != nil {
 		return err
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
 	return nil
+}
+
+// reservePasswordAttempt counts an attempt by key before the password is
+// checked (Store.ReservePasswordAttempt), so that simultaneous guesses
+// cannot all slip under the limit. When key is over the limit it sets
+// Retry-After and returns the message that refuses the attempt.
+func (a *admin) reservePasswordAttempt(w http.ResponseWriter, r *http.Request, key string) (refused string, err error) {
+	wait, err := a.store.ReservePasswordAttempt(r.Context(), key, loginAttempts, loginWindow)
+	if err != nil || wait == 0 {
+		return "", err
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	return fmt.Sprintf("Too many wrong passwords. Try again in %d minutes.", int(math.Ceil(wait.Minutes()))), nil
+}
+
+// passwordsBusy sets Retry-After for a 503 answered because every password
+// check slot stayed taken, and returns the message to show.
+func passwordsBusy(w http.ResponseWriter) string {
+	w.Header().Set("Retry-After", strconv.Itoa(int(hashQueueWait.Seconds())))
+	return "The server is busy checking other passwords. Try again in a few seconds."
 }
 
 func (a *admin) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
@@ -316,8 +478,9 @@ func (a *admin) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 }
 
 // announceSetup prints where the admin page is. Before the first admin
-// exists it creates a one-time setup code and prints, and logs, the link
-// that claims the instance: nobody without it can.
+// exists it creates a one-time setup code and prints the link that claims
+// the instance: nobody without it can. The structured log, which may be
+// shipped elsewhere, says only where to look.
 func (s *server) announceSetup(ctx context.Context, baseURL string, stdout io.Writer) error {
 	baseURL = strings.TrimRight(baseURL, "/")
 	exists, err := s.store.AdminExists(ctx)
@@ -334,6 +497,7 @@ func (s *server) announceSetup(ctx context.Context, baseURL string, stdout io.Wr
 	}
 	link := baseURL + "/setup?code=" + code
 	fmt.Fprintf(stdout, "First run: open this link to create the admin account (valid 24 hours, once):\n  %s\n", link)
-	s.log.Info("first run: open the setup link to create the admin account (valid 24 h, once)", slog.String("url", link))
+	s.log.Info("first run: open the setup link printed on standard output to create the admin account (valid 24 h, once)",
+		"url", baseURL+"/setup?code=…")
 	return nil
 }

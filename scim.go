@@ -41,6 +41,8 @@ type server struct {
 
 	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
 	limitOnce sync.Once
+	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
+	passwords passwordGate   // bounds concurrent admin password hashes
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.
@@ -82,13 +84,16 @@ func infoOf(r *http.Request) *requestInfo {
 func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		ri := infoOf(r)
-		ri.op, ri.scim = op, true
-		if id := ps.ByName("id"); id != "" {
-			ri.resourceID = id
-		}
+		ri.op = op
 		if err := s.authenticate(r); err != nil {
 			s.writeError(w, r, err)
 			return
+		}
+		// Only an authenticated request reaches the provisioning log: anyone
+		// can send the others, and they would evict the real history.
+		ri.scim = true
+		if id := ps.ByName("id"); id != "" {
+			ri.resourceID = id
 		}
 		if err := h(w, r, ps); err != nil {
 			s.writeError(w, r, err)
@@ -106,6 +111,7 @@ func (s *server) authenticate(r *http.Request) error {
 	if errors.Is(err, ErrNotFound) {
 		s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
 		client, now := clientAddr(r), time.Now()
+		s.rejected.record(client, now)
 		if wait := s.authLimit.blocked(client, now); wait > 0 {
 			return tooManyRequests("too many requests with invalid tokens from this address; try again later", wait)
 		}

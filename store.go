@@ -193,6 +193,13 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
 	`CREATE INDEX users_active ON users(active);`,
+	`CREATE TABLE password_attempts (
+		id INTEGER PRIMARY KEY,
+		key TEXT NOT NULL,
+		at TEXT NOT NULL
+	) STRICT;
+	CREATE INDEX password_attempts_key ON password_attempts(key, at);
+	CREATE INDEX password_attempts_at ON password_attempts(at);`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.

@@ -125,6 +125,10 @@ func (s *Store) SetupAdmin(ctx context.Context, code, username, passwordHash str
 		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions"); err != nil {
 			return err
 		}
+		// A reset is for a locked-out admin: let the new password in at once.
+		if _, err := tx.ExecContext(ctx, "DELETE FROM password_attempts"); err != nil {
+			return err
+		}
 		var id int64
 		err = tx.QueryRowContext(ctx, "SELECT id FROM admins ORDER BY id LIMIT 1").Scan(&id)
 		switch {
@@ -181,6 +185,57 @@ func (s *Store) SetAdminPassword(ctx context.Context, adminID int64, passwordHas
 	})
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
+	}
+	return nil
+}
+
+// maxPasswordAttemptRows bounds the password_attempts table under a spray
+// of client addresses; the oldest attempts are forgotten first.
+const maxPasswordAttemptRows = 100_000
+
+// ReservePasswordAttempt counts one password attempt by key (a client
+// address at login, an admin changing its password) before the password is
+// checked, so that concurrent attempts cannot all pass a check made before
+// any of them was counted. If limit attempts were made within window it
+// counts nothing and returns how long key must wait; otherwise it returns 0.
+// Attempts are kept in the database, so a restart does not reset them;
+// ClearPasswordAttempts forgets them after a success.
+func (s *Store) ReservePasswordAttempt(ctx context.Context, key string, limit int, window time.Duration) (time.Duration, error) {
+	var wait time.Duration
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM password_attempts WHERE at <= ?", formatTime(now.Add(-window))); err != nil {
+			return err
+		}
+		var n int
+		var oldest string
+		err := tx.QueryRowContext(ctx, "SELECT count(*), coalesce(min(at), '') FROM password_attempts WHERE key = ?", key).Scan(&n, &oldest)
+		if err != nil {
+			return err
+		}
+		if n >= limit {
+			wait = max(window-now.Sub(parseTime(oldest)), time.Second)
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO password_attempts (key, at) VALUES (?, ?)", key, formatTime(now)); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM password_attempts WHERE id <= (SELECT max(id) FROM password_attempts) - ?", maxPasswordAttemptRows)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reserve password attempt: %w", err)
+	}
+	return wait, nil
+}
+
+// ClearPasswordAttempts forgets key's password attempts, after a success.
+func (s *Store) ClearPasswordAttempts(ctx context.Context, key string) error {
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM password_attempts WHERE key = ?", key)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("clear password attempts: %w", err)
 	}
 	return nil
 }

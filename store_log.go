@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // LogEntry is one SCIM request that changed something or failed.
@@ -24,6 +25,11 @@ type LogEntry struct {
 }
 
 const (
+	// maxLogText and maxLogDetail cap what a row stores of the operation,
+	// resource type, id and target, and of the error detail: a request can
+	// name an id of up to a MiB.
+	maxLogText       = 256
+	maxLogDetail     = 1024
 	logQueueSize     = 4096
 	logFlushEvery    = 500 * time.Millisecond
 	logPruneEvery    = time.Hour
@@ -38,6 +44,8 @@ func (s *Store) Log(e LogEntry) {
 	if e.At.IsZero() {
 		e.At = s.now()
 	}
+	e.Op, e.ResourceType, e.ResourceID = clip(e.Op, maxLogText), clip(e.ResourceType, maxLogText), clip(e.ResourceID, maxLogText)
+	e.Target, e.Detail = clip(e.Target, maxLogText), clip(e.Detail, maxLogDetail)
 	select {
 	case s.logQueue <- e:
 	default:
@@ -181,6 +189,21 @@ func (s *Store) ListLog(ctx context.Context, q LogQuery) ([]LogEntry, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// clip makes s valid UTF-8 and at most n bytes long, cutting at a character
+// boundary and marking the cut with an ellipsis.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	const ellipsis = "…"
+	cut := n - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }
 
 func likePrefix(s string) string {

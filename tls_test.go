@@ -1099,12 +1099,18 @@ func TestSystemdUnit(t *testing.T) {
 	for _, assignments := range svc["Environment"] {
 		for _, a := range strings.Fields(assignments) {
 			k, v, _ := strings.Cut(a, "=")
+			if k == "GOMEMLIMIT" { // the Go runtime's, checked with the memory limits below
+				env[k] = v
+				continue
+			}
 			if !flagOf[k] {
 				t.Errorf("Environment %s is not a serve flag's variable", k)
 			}
 			env[k] = v
 		}
 	}
+	checkUnitMemory(t, svc, env["GOMEMLIMIT"])
+
 	execStart := svc["ExecStart"]
 	if len(execStart) != 1 {
 		t.Fatalf("ExecStart = %q", execStart)
@@ -1152,5 +1158,41 @@ func TestSystemdUnit(t *testing.T) {
 		t.Logf("this systemd-analyze cannot judge a unit file offline: %s", bytes.TrimSpace(out))
 	case err != nil:
 		t.Errorf("systemd-analyze security: exposure above 2.0 (%v)\n%s", err, out)
+	}
+}
+
+// checkUnitMemory requires the unit to bound scimbox's memory, in an order
+// that works: the Go runtime's soft limit below the kernel's reclaim point
+// below the hard limit, and the hard limit above what scimbox may
+// legitimately hold (its idle size plus every password hash slot).
+func checkUnitMemory(t *testing.T, svc map[string][]string, goMemLimit string) {
+	t.Helper()
+	size := func(what, v string, units map[string]int64) int64 {
+		for suffix, unit := range units {
+			if n, err := strconv.ParseInt(strings.TrimSuffix(v, suffix), 10, 64); err == nil && strings.HasSuffix(v, suffix) {
+				return n * unit
+			}
+		}
+		t.Errorf("%s = %q: not a size", what, v)
+		return 0
+	}
+	systemd := map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+	value := func(key string) string {
+		if v := svc[key]; len(v) == 1 {
+			return v[0]
+		}
+		t.Errorf("[Service] %s = %q, want one value", key, svc[key])
+		return ""
+	}
+	high, hard := size("MemoryHigh", value("MemoryHigh"), systemd), size("MemoryMax", value("MemoryMax"), systemd)
+	soft := size("GOMEMLIMIT", goMemLimit, map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30})
+	if !(soft < high && high < hard) {
+		t.Errorf("GOMEMLIMIT %d < MemoryHigh %d < MemoryMax %d does not hold", soft, high, hard)
+	}
+	if need := int64(64<<20 + concurrentHashes*argonMemory<<10); soft < 2*need {
+		t.Errorf("GOMEMLIMIT %d leaves too little room for scimbox (%d idle and hashing)", soft, need)
+	}
+	if got := value("MemorySwapMax"); got != "0" {
+		t.Errorf("MemorySwapMax = %q, want 0: swapped pages hold password hashes and tokens in the clear", got)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +85,21 @@ func (ws *webhookSender) deliverDue(ctx context.Context) error {
 	return nil
 }
 
+// redactURL returns what a log may say about a URL: its scheme and host,
+// with "/…" standing for a path, query or fragment. Webhook endpoints often
+// carry their secret there (or in user info, which is dropped).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "(an unreadable URL)"
+	}
+	out := u.Scheme + "://" + u.Host
+	if strings.Trim(u.EscapedPath(), "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		out += "/…"
+	}
+	return out
+}
+
 // signWebhook computes the Standard Webhooks signature header value.
 func signWebhook(secret, id string, ts int64, body []byte) (string, error) {
 	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
@@ -124,6 +140,10 @@ func (ws *webhookSender) send(ctx context.Context, w Webhook, d *Delivery) bool 
 		if errors.Is(err, context.Canceled) {
 			return false
 		}
+		// The error names the URL, secret parts and all; it is logged below.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL)
+		}
 		a.Error = err.Error()
 	}
 	ok := err == nil && a.Status >= 200 && a.Status < 300
@@ -136,7 +156,7 @@ func (ws *webhookSender) send(ctx context.Context, w Webhook, d *Delivery) bool 
 		return false
 	}
 	if !ok {
-		ws.log.Warn("webhook delivery failed", "webhook", w.ID, "url", w.URL, "event", d.Event.Type, "status", a.Status,
+		ws.log.Warn("webhook delivery failed", "webhook", w.ID, "url", redactURL(w.URL), "event", d.Event.Type, "status", a.Status,
 			"err", a.Error, "retry_at", retryAt.UTC().Format(time.RFC3339))
 	}
 	return ok
