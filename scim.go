@@ -161,8 +161,11 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		resp = &scimError{Status: 499, Detail: "the client went away"}
 	default:
 		if why, ok := unavailable(err); ok {
-			// Nothing was applied; Entra retries, and the admin sees why in the log.
-			s.log.Error("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+			// Nothing was applied; Entra retries, and the admin sees why in the log
+			// (for a lost file, once: the store said so when it noticed).
+			if !errors.Is(err, ErrDatabaseLost) {
+				s.log.Error("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
 			w.Header().Set("Retry-After", "60")
 			resp = &scimError{Status: http.StatusServiceUnavailable,
 				Detail: "temporarily unavailable: " + why + "; nothing was changed, try again later"}
@@ -541,6 +544,10 @@ func describeGroupPatch(ops []patchOp) string {
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	infoOf(r).op = "health"
+	if err := s.store.CheckFile(); err != nil {
+		http.Error(w, "database unavailable: the database file was removed or replaced; writes are refused until it is restored", http.StatusServiceUnavailable)
+		return
+	}
 	if err := s.store.r.PingContext(r.Context()); err != nil {
 		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 		return
@@ -627,6 +634,8 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		switch {
 		case ri.op == "health":
 			level = slog.LevelDebug
+		case rec.status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // a refusal whose cause is logged at ERROR where it is found
 		case rec.status >= 500:
 			level = slog.LevelError
 		case rec.status >= 400:
