@@ -49,10 +49,10 @@ type Store struct {
 	hasWebhooks atomic.Bool            // whether events need queueing for deliveries
 
 	path            string
-	lock            *os.File    // shared flock held while open
-	identity        os.FileInfo // the file opened, to notice it removed or replaced
-	lost            atomic.Pointer[error]
-	migratedFrom    int // the schema version found when opening
+	lock            *os.File              // shared flock held while open
+	identity        os.FileInfo           // the file opened, to notice it removed or replaced
+	lost            atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
+	migratedFrom    int                   // the schema version found when opening
 	writes          atomic.Int64
 	stopCheckpoints chan struct{}
 	checkpointsDone chan struct{}
@@ -328,7 +328,7 @@ func (s *Store) migrate(ctx context.Context, upgrade, alone bool) error {
 			ErrSchemaMismatch, version, len(migrations), s.path)
 	case version > 0 && !alone:
 		return fmt.Errorf("%w: the database has schema version %d and this scimbox uses %d, but another scimbox process has it open: "+
-			"stop the older server (and any running scimbox command), then start this one to upgrade it", ErrSchemaMismatch, version, len(migrations))
+			"stop the older server (and any running scimbox command), then try again", ErrSchemaMismatch, version, len(migrations))
 	}
 	if version > 0 {
 		// Upgrading a database that has data: keep a copy of it as it was.
