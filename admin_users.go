@@ -220,6 +220,9 @@ func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *a
 	return nil
 }
 
+// errDirectoryManaged vetoes an admin's delete of an account the directory manages.
+var errDirectoryManaged = errors.New("the directory manages this account")
+
 // userAction edits or reverts a field of a user, or deletes an account the directory does not manage.
 func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	ctx, id := r.Context(), ps.ByName("id")
@@ -240,7 +243,17 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 		if u.Kind == accountDirectory {
 			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.")
 		}
-		if err := a.store.DeleteUser(ctx, id, nil); err != nil {
+		// Checked again in the deleting transaction: a claim may have made it a directory account since.
+		err = a.store.DeleteUser(ctx, id, func(u *User) error {
+			if u.Kind == accountDirectory {
+				return errDirectoryManaged
+			}
+			return nil
+		})
+		if errors.Is(err, errDirectoryManaged) {
+			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.")
+		}
+		if err != nil {
 			return err
 		}
 		a.store.Log(LogEntry{Op: "delete manual user (admin)", ResourceType: "User", ResourceID: id, Target: stringAttr(u.Attrs, "userName"),

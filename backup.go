@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -73,6 +74,9 @@ func (s *Store) checkpointer() {
 			return
 		case <-tick.C:
 		}
+		if s.CheckFile() != nil {
+			continue // nothing to keep current any more; CheckFile has said why
+		}
 		n := s.writes.Load()
 		switch {
 		case n != seen:
@@ -93,35 +97,107 @@ func (s *Store) checkpointer() {
 // ErrDamaged reports a database that fails its integrity check.
 var ErrDamaged = errors.New("the database is damaged")
 
+// ErrDatabaseLost reports that the database file was removed or replaced
+// while the store had it open: writes would go to a file nobody can open again.
+var ErrDatabaseLost = errors.New("the database file was removed or replaced while scimbox was running")
+
 // explainDamage turns SQLite's "malformed" errors into ErrDamaged with what to do.
 func (s *Store) explainDamage(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_CORRUPT || se.Code()&0xff == sqlite3.SQLITE_NOTADB) {
-		return fmt.Errorf("%w: %v. Restore the latest snapshot from %s with `scimbox restore`", ErrDamaged, err,
-			filepath.Join(filepath.Dir(s.path), backupDir))
+		return fmt.Errorf("%w: %v. Stop scimbox and %s", ErrDamaged, err, restoreHint(s.path))
 	}
 	return err
 }
 
-// checkLeftoverWAL runs when a -wal file with content is found at start: the
-// server crashed, or a -wal from another copy of the database lies next to a
-// restored file. A crash is recovered by SQLite; a foreign -wal would
-// corrupt the file, so the combination must pass quick_check first.
-func (s *Store) checkLeftoverWAL(ctx context.Context) error {
-	fi, err := os.Stat(s.path + "-wal")
+// CheckFile returns ErrDatabaseLost (with what to do) once the file at the
+// store's path is no longer the file it opened: deleted, or another file moved
+// into its place. The first time, it says so in the log. It costs one stat.
+func (s *Store) CheckFile() error {
+	if lost := s.lost.Load(); lost != nil {
+		return *lost
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil // cannot tell (a permission change, say): the writes themselves will fail if it matters
+	}
+	if err == nil && os.SameFile(fi, s.identity) {
+		return nil
+	}
+	lost := fmt.Errorf("%w: %s. Writes are refused from now on, since they would be lost. Stop scimbox and %s",
+		ErrDatabaseLost, s.path, restoreHint(s.path))
+	if s.lost.CompareAndSwap(nil, &lost) {
+		s.log.Error("the database file was removed or replaced: refusing writes", "path", s.path, "what to do", restoreHint(s.path))
+	}
+	return *s.lost.Load()
+}
+
+// restoreHint says how to restore the database at path: with the newest
+// copy in the backups folder beside it when there is one.
+func restoreHint(path string) string {
+	copies, _ := backupFiles(filepath.Join(filepath.Dir(path), backupDir))
+	if len(copies) == 0 {
+		return fmt.Sprintf("restore a backup with `scimbox restore -db %s BACKUP-FILE`", path)
+	}
+	return fmt.Sprintf("restore the newest snapshot with `scimbox restore -db %s %s`", path, copies[0].Path)
+}
+
+// checkFreshStart runs before a new database is created at path: it refuses
+// when a database evidently existed there (a backups folder with copies or a
+// certs folder beside it), since starting empty would silently lose it,
+// unless allowFresh says that is the intent. A -wal left without its database
+// is refused either way: SQLite would apply it to the new file.
+func checkFreshStart(path string, allowFresh bool) error {
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		return fmt.Errorf("%s is missing or empty, but %s-wal, the log of its latest writes, is still there: the database file was deleted or moved. "+
+			"Put it back, or %s; to start with an empty database on purpose, move %[2]s-wal and %[2]s-shm away first", path, path, restoreHint(path))
+	}
+	if allowFresh {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	var signs []string
+	if copies, _ := backupFiles(filepath.Join(dir, backupDir)); len(copies) > 0 {
+		signs = append(signs, fmt.Sprintf("%d database copies in %s", len(copies), filepath.Join(dir, backupDir)))
+	}
+	if certs, _ := os.ReadDir(filepath.Join(dir, "certs")); len(certs) > 0 {
+		signs = append(signs, "certificates in "+filepath.Join(dir, "certs"))
+	}
+	if len(signs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("there is no database at %s, but %s show that one was there: it may have been deleted or moved, and starting empty would lose it. "+
+		"Put it back, or %s; to start with an empty database on purpose, start the server once with -allow-fresh-db (or SCIMBOX_ALLOW_FRESH_DB=true)",
+		path, strings.Join(signs, " and "), restoreHint(path))
+}
+
+// checkLeftoverWAL runs when the store opens a file no other process has open
+// and a -wal with content lies beside it: the server crashed, or a -wal from
+// another copy of the database lies next to a restored file. A crash is
+// recovered by SQLite; a foreign -wal would corrupt the file, so the
+// combination must pass quick_check first. The check runs on a read-only
+// connection: a read-write one folds the -wal into the file when it closes,
+// so refusing there would already have damaged it.
+func checkLeftoverWAL(ctx context.Context, path string, log *slog.Logger) error {
+	fi, err := os.Stat(path + "-wal")
 	if err != nil || fi.Size() == 0 {
 		return nil
 	}
-	if err := s.quickCheck(ctx, s.w); err != nil {
-		return fmt.Errorf("%w: %s-wal does not belong to this database or the file is corrupt (%v). "+
-			"If you copied the database file back, use `scimbox restore`, which removes stale -wal/-shm files; "+
-			"otherwise restore the latest snapshot from %s", ErrDamaged, s.path, err, filepath.Join(filepath.Dir(s.path), backupDir))
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
 	}
-	s.log.Info("recovered writes from the -wal file left by an unclean shutdown")
+	defer db.Close()
+	if err := quickCheck(ctx, db); err != nil {
+		return fmt.Errorf("%w: %s-wal does not belong to this database or the file is corrupt (%v); the file was left as it is. "+
+			"If you copied the database file back, use `scimbox restore`, which removes stale -wal/-shm files; otherwise %s",
+			ErrDamaged, path, err, restoreHint(path))
+	}
+	log.Info("recovering writes from the -wal file left by an unclean shutdown")
 	return nil
 }
 
-func (s *Store) quickCheck(ctx context.Context, q queryer) error {
+func quickCheck(ctx context.Context, q queryer) error {
 	rows, err := q.QueryContext(ctx, "PRAGMA quick_check")
 	if err != nil {
 		return err
@@ -148,9 +224,8 @@ func (s *Store) quickCheck(ctx context.Context, q queryer) error {
 
 // Check runs SQLite's quick_check; the server refuses to start on a damaged file.
 func (s *Store) Check(ctx context.Context) error {
-	if err := s.quickCheck(ctx, s.r); err != nil {
-		return fmt.Errorf("%w: %v. Restore the latest snapshot from %s with `scimbox restore`", ErrDamaged, err,
-			filepath.Join(filepath.Dir(s.path), backupDir))
+	if err := quickCheck(ctx, s.r); err != nil {
+		return fmt.Errorf("%w: %v. Stop scimbox and %s", ErrDamaged, err, restoreHint(s.path))
 	}
 	return nil
 }
@@ -162,9 +237,14 @@ func (s *Store) Snapshot(ctx context.Context, dest string) error {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
+	// A lost file is not copied: opening its path would snapshot another file,
+	// or create an empty one (mode=rw never creates).
+	if err := s.CheckFile(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
 	tmp := dest + ".partial"
 	os.Remove(tmp)
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: s.path}).EscapedPath()+"?_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: s.path}).EscapedPath()+"?mode=rw&_pragma=busy_timeout(10000)")
 	if err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
@@ -295,25 +375,35 @@ func copyFile(src, dst string) error {
 
 // Snapshots lists the automatic snapshots, newest first.
 func (s *Store) Snapshots() ([]SnapshotInfo, error) {
-	dir := filepath.Join(filepath.Dir(s.path), backupDir)
+	copies, err := backupFiles(filepath.Join(filepath.Dir(s.path), backupDir))
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	return slices.DeleteFunc(copies, func(c SnapshotInfo) bool {
+		return !strings.HasPrefix(filepath.Base(c.Path), snapshotPrefix)
+	}), nil
+}
+
+// backupFiles lists the database copies in dir (automatic snapshots and the
+// copies kept before migrations), newest first; none when dir is missing.
+func backupFiles(dir string) ([]SnapshotInfo, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
+		return nil, err
 	}
 	var out []SnapshotInfo
 	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasPrefix(name, snapshotPrefix) || !strings.HasSuffix(name, ".db") {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".db") {
 			continue
 		}
 		fi, err := e.Info()
 		if err != nil {
 			continue
 		}
-		out = append(out, SnapshotInfo{Path: filepath.Join(dir, name), Size: fi.Size(), Taken: fi.ModTime()})
+		out = append(out, SnapshotInfo{Path: filepath.Join(dir, e.Name()), Size: fi.Size(), Taken: fi.ModTime()})
 	}
 	slices.SortFunc(out, func(a, b SnapshotInfo) int { return b.Taken.Compare(a.Taken) })
 	return out, nil

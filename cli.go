@@ -26,7 +26,7 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	store, err := openCLIStore(ctx, *db, stderr)
+	store, err := openCLIStore(ctx, *db, stderr, sub == "create")
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	store, err := openCLIStore(ctx, *db, stderr)
+	store, err := openCLIStore(ctx, *db, stderr, true)
 	if err != nil {
 		return err
 	}
@@ -111,10 +111,7 @@ func backupCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if _, err := os.Stat(dest); err == nil {
 		return fmt.Errorf("backup: %s exists; choose a new file name", dest)
 	}
-	if _, err := os.Stat(*db); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	store, err := openCLIStore(ctx, *db, stderr)
+	store, err := openCLIStore(ctx, *db, stderr, false)
 	if err != nil {
 		return err
 	}
@@ -159,7 +156,7 @@ func disconnectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	if !*yes {
 		return errors.New("disconnect revokes every SCIM token and turns every directory-managed account into a manual one; run it again with -yes to do so")
 	}
-	store, err := openCLIStore(ctx, *db, stderr)
+	store, err := openCLIStore(ctx, *db, stderr, false)
 	if err != nil {
 		return err
 	}
@@ -189,7 +186,7 @@ func exportCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	store, err := openCLIStore(ctx, *db, stderr)
+	store, err := openCLIStore(ctx, *db, stderr, false)
 	if err != nil {
 		return err
 	}
@@ -214,7 +211,42 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return envDefault(fs)
 }
 
-// openCLIStore opens the database for a command, logging to stderr.
-func openCLIStore(ctx context.Context, db string, stderr io.Writer) (*Store, error) {
-	return OpenStore(ctx, db, slog.New(slog.NewTextHandler(stderr, nil)))
+// openCLIStore opens the database for a command, logging to stderr. Commands
+// never upgrade a database: an older server may still be running on it, and
+// would go on with the old schema (only the server and `scimbox migrate` do,
+// with nothing else on the file). A database with an older or newer schema is
+// refused. Commands that begin a new installation (create says so: token
+// create, admin reset-password) set up a new database where none exists, the
+// same way the server would; the others refuse a missing one, so a mistyped
+// -db does not leave an empty database behind.
+func openCLIStore(ctx context.Context, db string, stderr io.Writer, create bool) (*Store, error) {
+	if fi, err := os.Stat(db); !create && (err != nil || fi.Size() == 0) {
+		return nil, fmt.Errorf("there is no database at %s: give the server's database with -db (or SCIMBOX_DB)", db)
+	}
+	return openStore(ctx, db, slog.New(slog.NewTextHandler(stderr, nil)), storeOptions{})
+}
+
+// migrateCommand runs `scimbox migrate [-db PATH]`: it upgrades the database
+// to this version's schema (keeping a copy of it as it was in backups/), and
+// refuses while any other scimbox process, such as the old server, has it open.
+func migrateCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("migrate", stderr)
+	db := dbFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(*db); err != nil || fi.Size() == 0 {
+		return fmt.Errorf("migrate: there is no database at %s", *db)
+	}
+	store, err := openStore(ctx, *db, slog.New(slog.NewTextHandler(stderr, nil)), storeOptions{migrate: true})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if store.migratedFrom == len(migrations) {
+		fmt.Fprintf(stdout, "%s already has schema version %d, the one this scimbox uses: nothing to do.\n", *db, len(migrations))
+		return nil
+	}
+	fmt.Fprintf(stdout, "Upgraded %s from schema version %d to %d. Start this version's server on it.\n", *db, store.migratedFrom, len(migrations))
+	return nil
 }

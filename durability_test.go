@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -329,5 +330,174 @@ func TestServeRefusesDamagedDatabase(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("serve kept running on a damaged file")
+	}
+}
+
+// A database file deleted or replaced under the running server: writes stop
+// at once with a 503 that says why (not a 201 for a write nobody will see
+// again), /healthz answers 503, and the log says so at ERROR once.
+func TestDatabaseFileLostStopsWrites(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		lose func(t *testing.T, path string)
+	}{
+		{"removed", func(t *testing.T, path string) {
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				if err := os.Remove(path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"replaced", func(t *testing.T, path string) {
+			other := filepath.Join(t.TempDir(), "other.db")
+			openStoreAt(t, other).Close()
+			if err := copyFile(other, path+".new"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path+".new", path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			logs := &tlsLog{}
+			store := openStoreAt(t, filepath.Join(t.TempDir(), "scimbox.db"))
+			store.log = slog.New(slog.NewTextHandler(logs, nil))
+			defer store.Close()
+			tok, _, err := store.CreateToken(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer((&server{store: store, log: store.log}).handler())
+			defer srv.Close()
+			ts := &testServer{Server: srv, store: store, token: tok}
+			id := ts.createUser(t, "before@example.com")
+
+			tt.lose(t, store.path)
+			for i := range 3 {
+				status, h, doc := ts.do(t, "POST", "/Users", newUserBody(fmt.Sprintf("after%d@example.com", i)))
+				if status != http.StatusServiceUnavailable {
+					t.Fatalf("write %d after the file was %s: %d %v, want 503", i, tt.name, status, doc)
+				}
+				if detail, _ := doc["detail"].(string); !strings.Contains(detail, "removed or replaced") || !strings.Contains(detail, "scimbox restore") {
+					t.Errorf("503 detail %q does not say what happened and how to restore", detail)
+				}
+				if h.Get("Retry-After") == "" {
+					t.Error("503 without Retry-After")
+				}
+			}
+			if status, _, _ := ts.do(t, "DELETE", "/Users/"+id, nil); status != http.StatusServiceUnavailable {
+				t.Errorf("delete after the file was %s: %d, want 503", tt.name, status)
+			}
+			resp, err := http.Get(srv.URL + "/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "removed or replaced") {
+				t.Errorf("/healthz after the file was %s: %d %q, want 503 saying why", tt.name, resp.StatusCode, body)
+			}
+			// A snapshot now would copy whatever lies at the path (or create it): refused.
+			if err := store.Snapshot(context.Background(), filepath.Join(t.TempDir(), "snap.db")); !errors.Is(err, ErrDatabaseLost) {
+				t.Errorf("snapshot of a lost file: %v, want ErrDatabaseLost", err)
+			}
+			if tt.name == "removed" {
+				if _, err := os.Stat(store.path); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("something created a new file at the path: %v", err)
+				}
+			}
+			if n := strings.Count(logs.String(), "level=ERROR"); n != 1 || !strings.Contains(logs.String(), "removed or replaced") {
+				t.Errorf("%d ERROR lines, want one saying the file was removed or replaced:\n%s", n, logs)
+			}
+		})
+	}
+}
+
+// A start without a database where a backups or certs folder shows that one
+// existed is refused, with the command that restores the newest snapshot;
+// -allow-fresh-db starts anyway. A -wal left without its file is refused either way.
+func TestServeRefusesFreshDatabaseWhereOneExisted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		leave      func(t *testing.T, dir, db string) // what an earlier database left beside db
+		allowFresh bool
+		want       []string // in the refusal; nil: serve starts
+	}{
+		{"nothing there", func(*testing.T, string, string) {}, false, nil},
+		{"snapshots", leaveSnapshot, false, []string{"no database at", "backups", "scimbox restore -db", "scimbox-20260101T000000Z.db", "-allow-fresh-db"}},
+		{"certificates", leaveCerts, false, []string{"no database at", "certs", "scimbox restore -db", "-allow-fresh-db"}},
+		{"snapshots, -allow-fresh-db", leaveSnapshot, true, nil},
+		{"certificates, -allow-fresh-db", leaveCerts, true, nil},
+		{"-wal without its file", leaveWAL, true, []string{"-wal", "the database file was deleted or moved", "scimbox restore -db"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			cfg, err := parseServeConfigEnv([]string{"-addr", "127.0.0.1:0", "-backup-interval", "0"}, io.Discard, noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DB, cfg.AllowFreshDB = filepath.Join(dir, "scimbox.db"), tt.allowFresh
+			tt.leave(t, dir, cfg.DB)
+			if tt.want == nil {
+				srv := startServe(t, cfg, nil)
+				if !waitHealthy("http://"+srv.addrs.Plain+"/healthz", 10*time.Second) {
+					t.Fatal("serve did not answer /healthz")
+				}
+				if _, err := os.Stat(cfg.DB); err != nil {
+					t.Errorf("serve started without creating the database: %v", err)
+				}
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			started := false
+			cfg.hooks.ready = func(boundAddrs) { started = true; cancel() }
+			err = serve(ctx, cfg, io.Discard, io.Discard)
+			if started || err == nil {
+				t.Fatalf("serve started on a fresh database where one existed (%v)", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("refusal %q does not mention %q", err, w)
+				}
+			}
+			if _, err := os.Stat(cfg.DB); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the refused start created %s: %v", cfg.DB, err)
+			}
+		})
+	}
+	// The flag can also come from the environment, as the systemd unit sets flags.
+	cfg, err := parseServeConfigEnv(nil, io.Discard, func(name string) (string, bool) {
+		return "true", name == "SCIMBOX_ALLOW_FRESH_DB"
+	})
+	if err != nil || !cfg.AllowFreshDB {
+		t.Errorf("SCIMBOX_ALLOW_FRESH_DB=true: AllowFreshDB=%v, %v", cfg.AllowFreshDB, err)
+	}
+}
+
+func leaveSnapshot(t *testing.T, dir, _ string) {
+	s := openStoreAt(t, filepath.Join(t.TempDir(), "old.db"))
+	defer s.Close()
+	if err := s.Snapshot(context.Background(), filepath.Join(dir, backupDir, "scimbox-20260101T000000Z.db")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func leaveCerts(t *testing.T, dir, _ string) {
+	if err := os.MkdirAll(filepath.Join(dir, "certs", "acme"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func leaveWAL(t *testing.T, _, db string) {
+	if err := os.WriteFile(db+"-wal", []byte("the log of a deleted database"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -123,7 +123,8 @@ func conflictDetail(err error) string {
 // that the client sees a broken transfer rather than a complete-looking file.
 func (s *server) decide(w http.ResponseWriter, r *http.Request, err error) verdict {
 	v := classify(r, err)
-	if v.Status >= 500 {
+	// A lost database file was said once, at ERROR, by the store when it noticed.
+	if v.Status >= 500 && !errors.Is(err, ErrDatabaseLost) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", v.Status, "err", err)
 	}
 	infoOf(r).detail = v.Detail

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return disconnectCommand(ctx, args, stdout, stderr)
 	case "export":
 		return exportCommand(ctx, args, stdout, stderr)
+	case "migrate":
+		return migrateCommand(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "scimbox", version())
 		return nil
@@ -76,6 +78,7 @@ const usage = `usage:
   scimbox restore [-db PATH] SRC                 replace the database with a checked backup (server stopped)
   scimbox disconnect [-db PATH] -yes             revoke all tokens; directory accounts become manual
   scimbox export [-db PATH] [-format csv|json] [-groups]   users (or groups) with effective values
+  scimbox migrate [-db PATH]                     upgrade the database for this version (server stopped; serve does it too)
   scimbox version                                (or serve -version)
 Every flag can also be set in the environment as SCIMBOX_<FLAG>, e.g. SCIMBOX_DB, SCIMBOX_DOMAIN.
 See scimbox serve -h for all serve flags.

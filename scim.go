@@ -503,6 +503,10 @@ func describeGroupPatch(ops []patchOp) string {
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	infoOf(r).op = "health"
+	if err := s.store.CheckFile(); err != nil {
+		http.Error(w, "database unavailable: the database file was removed or replaced; writes are refused until it is restored", http.StatusServiceUnavailable)
+		return
+	}
 	if err := s.store.r.PingContext(r.Context()); err != nil {
 		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 		return
@@ -589,6 +593,8 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		switch {
 		case ri.op == "health":
 			level = slog.LevelDebug
+		case rec.status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // a refusal whose cause is logged at ERROR where it is found
 		case rec.status >= 500:
 			level = slog.LevelError
 		case rec.status >= 400:

@@ -196,21 +196,25 @@ func (s *server) claim(r *http.Request, attrs map[string]any, conflict error) (*
 
 func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	ctx := r.Context()
-	u, err := s.directoryUser(ctx, ps.ByName("id"))
-	if err != nil {
-		return err
-	}
-	about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
 	mode, err := s.store.Setting(ctx, settingDeprovision)
 	if err != nil {
 		return err
 	}
-	check := func(v int64) error { return ifMatch(r, v) }
+	// The account is checked inside the deleting transaction: checked in a read
+	// before it, a claim or a disconnect in between would let SCIM delete an
+	// account the directory no longer manages.
+	check := func(u *User) error {
+		if u.Kind != accountDirectory {
+			return fmt.Errorf("user %q: %w", u.ID, ErrNotFound)
+		}
+		about(r, "User", u.ID, stringAttr(u.Attrs, "userName"))
+		return ifMatch(r, u.Version)
+	}
 	if DeprovisionMode(mode) == deprovisionHide {
 		infoOf(r).op = "deprovision user (kept, hidden)"
-		err = s.store.Deprovision(ctx, u.ID, check)
+		err = s.store.Deprovision(ctx, ps.ByName("id"), check)
 	} else {
-		err = s.store.DeleteUser(ctx, u.ID, check)
+		err = s.store.DeleteUser(ctx, ps.ByName("id"), check)
 	}
 	if err != nil {
 		return err

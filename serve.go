@@ -52,6 +52,10 @@ type serveConfig struct {
 	BackupInterval time.Duration
 	BackupKeep     int
 
+	// AllowFreshDB starts with a new, empty database although backups or
+	// certificates beside the path show that one existed there.
+	AllowFreshDB bool
+
 	hooks serveHooks
 }
 
@@ -168,6 +172,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.BoolVar(&cfg.BehindProxy, "behind-proxy", false, "serve plain HTTP on -addr for a reverse proxy that terminates HTTPS")
 	fs.DurationVar(&cfg.BackupInterval, "backup-interval", 24*time.Hour, "how often to snapshot the database into a backups folder next to it; 0 turns snapshots off")
 	fs.IntVar(&cfg.BackupKeep, "backup-keep", 7, "how many snapshots to keep")
+	fs.BoolVar(&cfg.AllowFreshDB, "allow-fresh-db", false, "start with a new, empty database although a backups or certs folder beside -db shows that one existed (it was deleted or moved: restore it instead)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
 }
 
@@ -359,7 +364,7 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // missing privilege is reported at once; certificates come in the background.
 func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
-	store, err := OpenStore(ctx, cfg.DB, log)
+	store, err := openStore(ctx, cfg.DB, log, storeOptions{migrate: true, allowFresh: cfg.AllowFreshDB})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,8 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrSchemaMismatch reports a database this scimbox may not use as it is.
+	ErrSchemaMismatch = errors.New("wrong schema version")
 )
 
 // Store is scimbox's SQLite database: one writer connection and a pool of
@@ -47,7 +49,10 @@ type Store struct {
 	hasWebhooks atomic.Bool            // whether events need queueing for deliveries
 
 	path            string
-	lock            *os.File // shared flock held while open
+	lock            *os.File              // shared flock held while open
+	identity        os.FileInfo           // the file opened, to notice it removed or replaced
+	lost            atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
+	migratedFrom    int                   // the schema version found when opening
 	writes          atomic.Int64
 	stopCheckpoints chan struct{}
 	checkpointsDone chan struct{}
@@ -202,10 +207,32 @@ var migrations = []string{
 	CREATE INDEX password_attempts_at ON password_attempts(at);`,
 }
 
-// OpenStore opens (creating if needed) the database at path and migrates it.
+// storeOptions say what opening a database may do besides reading it.
+type storeOptions struct {
+	// migrate upgrades a database with an older schema: only the server and
+	// `scimbox migrate` do, never with another scimbox process on the file.
+	// Without it such a database is refused. A new, empty database is always
+	// set up.
+	migrate bool
+	// allowFresh creates a new database even where a backups or certs folder
+	// beside the path shows that one existed there.
+	allowFresh bool
+}
+
+// OpenStore opens the database at path as the server does: creating it if
+// missing (unless one evidently existed there) and migrating it.
 func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+	return openStore(ctx, path, log, storeOptions{migrate: true})
+}
+
+func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOptions) (*Store, error) {
 	if path == "" || strings.Contains(path, ":memory:") {
 		return nil, fmt.Errorf("open store: a database file path is required")
+	}
+	if fi, err := os.Stat(path); errors.Is(err, os.ErrNotExist) || err == nil && fi.Size() == 0 {
+		if err := checkFreshStart(path, opts.allowFresh); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
 	}
 	dsn := func(extra string) string {
 		// busy_timeout first, so that the pragmas after it wait rather than fail.
@@ -226,6 +253,14 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	identity, err := lock.Stat()
+	if err == nil && alone {
+		err = checkLeftoverWAL(ctx, path, log)
+	}
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
 	if err != nil {
 		lock.Close()
@@ -234,18 +269,13 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, path: path, lock: lock, now: time.Now, log: log, lastUsed: map[string]time.Time{}}
+	s := &Store{w: w, path: path, lock: lock, identity: identity, now: time.Now, log: log, lastUsed: map[string]time.Time{}}
 	fail := func(err error) (*Store, error) {
 		w.Close()
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if alone {
-		if err := s.checkLeftoverWAL(ctx); err != nil {
-			return fail(err)
-		}
-	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, opts.migrate, alone); err != nil {
 		return fail(s.explainDamage(err))
 	}
 	if err := s.refreshHasWebhooks(ctx, s.w); err != nil {
@@ -282,15 +312,32 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-func (s *Store) migrate(ctx context.Context) error {
+// migrate brings the schema up to this version's. A new, empty database
+// (schema version 0) is always set up; an older one is upgraded only when
+// upgrade is set and no other scimbox process (an older server still running,
+// a command) has the file open, since that process would go on using the old
+// schema.
+func (s *Store) migrate(ctx context.Context, upgrade, alone bool) error {
 	var version int
 	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("the database has schema version %d, newer than this scimbox knows (%d): use a newer scimbox", version, len(migrations))
+	s.migratedFrom = version
+	switch {
+	case version > len(migrations):
+		return fmt.Errorf("%w: the database has schema version %d, newer than this scimbox knows (%d): it was upgraded by a newer scimbox; use that version",
+			ErrSchemaMismatch, version, len(migrations))
+	case version == len(migrations):
+		return nil
+	case version > 0 && !upgrade:
+		return fmt.Errorf("%w: the database has schema version %d and this scimbox uses %d: it belongs to an older scimbox, which may still be running, "+
+			"and commands do not upgrade it. Stop the older server, then run `scimbox migrate -db %s` or start this version's server, which upgrades it",
+			ErrSchemaMismatch, version, len(migrations), s.path)
+	case version > 0 && !alone:
+		return fmt.Errorf("%w: the database has schema version %d and this scimbox uses %d, but another scimbox process has it open: "+
+			"stop the older server (and any running scimbox command), then try again", ErrSchemaMismatch, version, len(migrations))
 	}
-	if version > 0 && version < len(migrations) {
+	if version > 0 {
 		// Upgrading a database that has data: keep a copy of it as it was.
 		dest := filepath.Join(filepath.Dir(s.path), backupDir,
 			fmt.Sprintf("pre-migration-v%d-%s.db", version, s.now().UTC().Format("20060102T150405Z")))
@@ -301,6 +348,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for i := version; i < len(migrations); i++ {
 		err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+			// Two processes may set up the same new file: the second skips
+			// what the first applied while it waited for the write lock.
+			var current int
+			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil || current > i {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 				return err
 			}
@@ -315,7 +368,14 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // write runs fn in one immediate write transaction; now is taken once for it.
+// Once the database file is known to be removed or replaced, writes are
+// refused: they would go to a file nobody can open again. The file is checked
+// after each commit (one stat, next to the commit's fsync), so no write to a
+// lost file is acknowledged.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) error {
+	if lost := s.lost.Load(); lost != nil {
+		return *lost
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -328,12 +388,15 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) er
 		return fmt.Errorf("commit: %w", err)
 	}
 	s.writes.Add(1)
-	return nil
+	return s.CheckFile()
 }
 
 // unavailable reports whether err is a failure of the database itself rather
 // than of the request, and why in words for the admin.
 func unavailable(err error) (string, bool) {
+	if errors.Is(err, ErrDatabaseLost) {
+		return "the database file was removed or replaced while the server ran; the administrator must restore it (scimbox restore) and restart the server", true
+	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return "", false

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -64,7 +65,7 @@ func (s *Store) logWriter() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := s.writeLog(context.Background(), batch); err != nil {
+		if err := s.writeLog(context.Background(), batch); err != nil && !errors.Is(err, ErrDatabaseLost) {
 			s.log.Error("write provisioning log", "entries", len(batch), "err", err)
 		}
 		batch = batch[:0]

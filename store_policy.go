@@ -75,8 +75,10 @@ func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User)
 }
 
 // Deprovision keeps a user the directory deleted, disabled and hidden from
-// the directory, and takes it out of its groups. It returns ErrNotFound.
-func (s *Store) Deprovision(ctx context.Context, id string, check func(version int64) error) error {
+// the directory, and takes it out of its groups. check, if not nil, sees the
+// user inside the transaction and may veto. It returns ErrNotFound, also for
+// an account the directory does not manage.
+func (s *Store) Deprovision(ctx context.Context, id string, check func(u *User) error) error {
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ? AND users.kind = 'directory'", id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -86,7 +88,7 @@ func (s *Store) Deprovision(ctx context.Context, id string, check func(version i
 			return err
 		}
 		if check != nil {
-			if err := check(u.Version); err != nil {
+			if err := check(u); err != nil {
 				return err
 			}
 		}
@@ -107,41 +109,19 @@ func (s *Store) Deprovision(ctx context.Context, id string, check func(version i
 	return nil
 }
 
+// disconnectBatch is how many accounts Disconnect converts per transaction,
+// so that it never holds the only writer for long.
+const disconnectBatch = 500
+
 // Disconnect ends the directory connection: every SCIM token is revoked and
 // every directory account becomes a manual one with its effective values.
-// Groups stay. It returns how many accounts were converted.
+// Groups stay. It returns how many accounts were converted. The tokens go
+// first, so no new directory write comes between the batches; a Disconnect
+// that fails half-way converted whole batches and is finished by running it again.
 func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
-	n := 0
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM tokens"); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, userSelect+" WHERE users.kind = 'directory'")
-		if err != nil {
-			return err
-		}
-		var users []*User
-		for rows.Next() {
-			u, err := scanUser(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			users = append(users, u)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, u := range users {
-			u.Attrs, u.Overrides, u.Kind = Disconnected(u.Attrs, u.Overrides, p), nil, accountManual
-			u.Modified, u.Version = now, u.Version+1
-			if err := putUser(ctx, tx, u, false); err != nil {
-				return err
-			}
-		}
-		n = len(users)
-		return nil
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM tokens")
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("disconnect: %w", err)
@@ -149,7 +129,45 @@ func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
 	s.mu.Lock()
 	clear(s.lastUsed)
 	s.mu.Unlock()
-	return n, nil
+	n := 0
+	for {
+		converted := 0
+		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+			rows, err := tx.QueryContext(ctx, userSelect+" WHERE users.kind = 'directory' LIMIT ?", disconnectBatch)
+			if err != nil {
+				return err
+			}
+			var users []*User
+			for rows.Next() {
+				u, err := scanUser(rows)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				users = append(users, u)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, u := range users {
+				u.Attrs, u.Overrides, u.Kind = Disconnected(u.Attrs, u.Overrides, p), nil, accountManual
+				u.Modified, u.Version = now, u.Version+1
+				if err := putUser(ctx, tx, u, false); err != nil {
+					return err
+				}
+			}
+			converted = len(users)
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("disconnect: %d accounts converted, then: %w", n, err)
+		}
+		n += converted
+		if converted < disconnectBatch {
+			return n, nil
+		}
+	}
 }
 
 // PurgeInactive deletes directory accounts disabled for longer than days,

@@ -229,9 +229,11 @@ func userState(u *User) string {
 	return string(b)
 }
 
-// DeleteUser removes the user and its group memberships. check, if not nil, sees
-// the current version first and may veto. It returns ErrNotFound.
-func (s *Store) DeleteUser(ctx context.Context, id string, check func(version int64) error) error {
+// DeleteUser removes the user and its group memberships. check, if not nil,
+// sees the user as it is inside the deleting transaction and may veto: what it
+// checks (the account's kind, its version) cannot change before the delete.
+// It returns ErrNotFound.
+func (s *Store) DeleteUser(ctx context.Context, id string, check func(u *User) error) error {
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -241,7 +243,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check func(version in
 			return err
 		}
 		if check != nil {
-			if err := check(u.Version); err != nil {
+			if err := check(u); err != nil {
 				return err
 			}
 		}

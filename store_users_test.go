@@ -304,7 +304,7 @@ func TestStoreDeleteUserCheckVeto(t *testing.T) {
 	g := stGroup(t, s, "vetoed", u.ID)
 	errVeto := errors.New("version mismatch")
 	var seen int64
-	err := s.DeleteUser(ctx, u.ID, func(version int64) error { seen = version; return errVeto })
+	err := s.DeleteUser(ctx, u.ID, func(u *User) error { seen = u.Version; return errVeto })
 	if !errors.Is(err, errVeto) {
 		t.Fatalf("DeleteUser with veto: err = %v, want %v", err, errVeto)
 	}
@@ -318,7 +318,7 @@ func TestStoreDeleteUserCheckVeto(t *testing.T) {
 		t.Errorf("members after vetoed delete = %v, want %v", got, want)
 	}
 	// Without a veto the delete goes through.
-	if err := s.DeleteUser(ctx, u.ID, func(int64) error { return nil }); err != nil {
+	if err := s.DeleteUser(ctx, u.ID, func(*User) error { return nil }); err != nil {
 		t.Fatalf("DeleteUser: %v", err)
 	}
 	if _, err := s.UserByID(ctx, u.ID); !errors.Is(err, ErrNotFound) {
