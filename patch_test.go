@@ -258,10 +258,11 @@ func TestApplyPatchUser(t *testing.T) {
 			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":false},{"type":"home","value":"home@example.com"}]}`,
 		},
 		{
-			name:  "emails home primary string true",
+			// RFC 7644 §3.5.2: setting one primary SHALL set the others false.
+			name:  "emails home primary string true moves primary from work",
 			start: twoEmails,
 			body:  `{"Operations":[{"op":"Add","path":"emails[type eq \"home\"].primary","value":"true"}]}`,
-			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":true},{"type":"home","value":"home@example.com","primary":true}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":false},{"type":"home","value":"home@example.com","primary":true}]}`,
 		},
 		{
 			name:    "emails primary non-boolean string",
@@ -1073,8 +1074,19 @@ func TestApplyPatchGroup(t *testing.T) {
 			wantErr: "invalidPath",
 		},
 		{
-			name:    "members sub-attribute",
+			name:    "members sub-attribute is immutable",
 			body:    `{"Operations":[{"op":"Replace","path":"members.value","value":"u1"}]}`,
+			wantErr: "mutability",
+		},
+		{
+			// Before, the sub-attribute was ignored and the member removed whole.
+			name:    "remove of a filtered member's display is refused, not a member removal",
+			body:    `{"Operations":[{"op":"Remove","path":"members[value eq \"u1\"].display"}]}`,
+			wantErr: "mutability",
+		},
+		{
+			name:    "unknown members sub-attribute",
+			body:    `{"Operations":[{"op":"Replace","path":"members.colour","value":"u1"}]}`,
 			wantErr: "invalidPath",
 		},
 		{
