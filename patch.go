@@ -279,12 +279,7 @@ func patchAttr(obj map[string]any, def *Attr, op string, value any) error {
 	switch {
 	case def.Multi && op == "add":
 		list, _ := obj[def.Name].([]any)
-		var wrote []any
-		for _, el := range nv.([]any) {
-			var held any
-			list, held = addElement(def, list, el)
-			wrote = append(wrote, held)
-		}
+		list, wrote := mergeElements(def, list, nv.([]any))
 		settlePrimary(list, wrote)
 		obj[def.Name] = list
 	case def.Type == typeComplex && !def.Multi && def.sub("value") == nil:
@@ -435,10 +430,7 @@ func mergeDuplicates(obj map[string]any, def *Attr) {
 	if !ok {
 		return
 	}
-	var out []any
-	for _, el := range list {
-		out, _ = addElement(def, out, el)
-	}
+	out, _ := mergeElements(def, nil, list)
 	settlePrimary(out, nil)
 	obj[def.Name] = out
 }

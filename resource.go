@@ -224,12 +224,13 @@ func normalizeValue(def *Attr, v any) (any, error) {
 				return nil, err
 			}
 			if nv != nil {
-				out, _ = addElement(def, out, nv)
+				out = append(out, nv)
 			}
 		}
 		if len(out) == 0 {
 			return nil, nil
 		}
+		out, _ = mergeElements(def, nil, out)
 		settlePrimary(out, nil)
 		return out, nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"maps"
 	"reflect"
 	"strings"
@@ -469,29 +470,53 @@ func sameValue(def *Attr, a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// sameElement reports whether two elements of the multi-valued attribute def
-// are the same value in the sense of RFC 7643 §2.4: the same type and value,
-// compared as their definitions say. Elements without a value compare whole.
-func sameElement(def *Attr, a, b any) bool {
-	am, aok := a.(map[string]any)
-	bm, bok := b.(map[string]any)
-	if !aok || !bok {
-		return sameValue(def, a, b)
+// elementKey is the identity of an element of the multi-valued attribute def
+// for RFC 7643 §2.4, which asks that no (type, value) pair appear twice: its
+// type and value, folded unless their definitions are caseExact. An element
+// without a value (an address) is identified by all its sub-attributes.
+func elementKey(def *Attr, el any) string {
+	m, isObj := el.(map[string]any)
+	if !isObj {
+		return identityOf(def, el)
 	}
-	av, bv := am["value"], bm["value"]
-	if av == nil || bv == nil || def.sub("value") == nil {
-		return reflect.DeepEqual(am, bm)
+	if v := m["value"]; v != nil && def.sub("value") != nil {
+		return identityOf(def.sub("type"), m["type"]) + "\x00" + identityOf(def.sub("value"), v)
 	}
-	return sameValue(def.sub("value"), av, bv) && sameValue(def.sub("type"), am["type"], bm["type"])
+	b, _ := json.Marshal(m) // sorted keys
+	return "w" + string(b)
 }
 
-// addElement adds el to list, the elements of the multi-valued attribute
-// def. An element the same as one already there (sameElement) is merged into
-// it, its sub-attributes winning, rather than stored twice (RFC 7643 §2.4).
-// It returns the list and the element now holding el's values.
-func addElement(def *Attr, list []any, el any) ([]any, any) {
-	for _, cur := range list {
-		if !sameElement(def, cur, el) {
+// identityOf renders a value so that values sameValue finds equal render alike.
+func identityOf(def *Attr, v any) string {
+	if s, ok := v.(string); ok {
+		if def == nil || !def.CaseExact {
+			s = foldCase(s)
+		}
+		return "s" + s
+	}
+	b, _ := json.Marshal(v)
+	return "j" + string(b)
+}
+
+// mergeElements adds the elements added to list, the elements of the
+// multi-valued attribute def. An element the same as one already there
+// (elementKey) is merged into it, its sub-attributes winning, rather than
+// stored twice. It returns the list and, for each added element, the element
+// now holding its values. It takes linear time: a request may carry 10,000.
+func mergeElements(def *Attr, list, added []any) ([]any, []any) {
+	index := make(map[string]any, len(list)+len(added))
+	for _, el := range list {
+		if k := elementKey(def, el); index[k] == nil {
+			index[k] = el
+		}
+	}
+	held := make([]any, len(added))
+	for i, el := range added {
+		k := elementKey(def, el)
+		cur := index[k]
+		if cur == nil {
+			list = append(list, el)
+			index[k], held[i] = el, el
 			continue
 		}
 		cm, cok := cur.(map[string]any)
@@ -499,9 +524,9 @@ func addElement(def *Attr, list []any, el any) ([]any, any) {
 		if cok && eok {
 			maps.Copy(cm, em)
 		}
-		return list, cur
+		held[i] = cur
 	}
-	return append(list, el), el
+	return list, held
 }
 
 // settlePrimary leaves at most one element of a multi-valued attribute with

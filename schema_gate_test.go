@@ -580,3 +580,157 @@ func checkHiddenEverywhere(t *testing.T, rig *gateRig, g gateTarget, markers []s
 		t.Errorf("sortBy %s: %d %s, want 400", paths[0], status, resp)
 	}
 }
+
+// TestMultiValuedPrimaryAndDuplicates covers the two rules RFC 7643 §2.4 sets
+// for multi-valued attributes on POST and PUT: "primary" true at most once (a
+// MUST: the first primary is kept, the others become false, as RFC 7644 §3.5.2
+// has a PATCH do, so that a directory that sends two is not refused forever),
+// and no (type, value) pair twice (a SHOULD NOT: duplicates are merged).
+func TestMultiValuedPrimaryAndDuplicates(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	tests := []struct {
+		name   string
+		attr   string
+		values string
+		want   string
+	}{
+		{
+			name:   "two primaries: the first stays primary",
+			attr:   "emails",
+			values: `[{"type":"work","value":"w@x","primary":true},{"type":"home","value":"h@x","primary":true}]`,
+			want:   `[{"type":"work","value":"w@x","primary":true},{"type":"home","value":"h@x","primary":false}]`,
+		},
+		{
+			name:   "primaries as Entra's strings",
+			attr:   "phoneNumbers",
+			values: `[{"type":"work","value":"1","primary":"False"},{"type":"mobile","value":"2","primary":"True"},{"type":"home","value":"3","primary":"True"}]`,
+			want:   `[{"type":"work","value":"1","primary":false},{"type":"mobile","value":"2","primary":true},{"type":"home","value":"3","primary":false}]`,
+		},
+		{
+			name:   "identical elements are stored once",
+			attr:   "emails",
+			values: `[{"type":"work","value":"w@x"},{"type":"work","value":"w@x"}]`,
+			want:   `[{"type":"work","value":"w@x"}]`,
+		},
+		{
+			name:   "emails are the same whatever their case (not caseExact)",
+			attr:   "emails",
+			values: `[{"type":"work","value":"w@x","display":"W"},{"type":"Work","value":"W@X"}]`,
+			want:   `[{"type":"Work","value":"W@X","display":"W"}]`,
+		},
+		{
+			name:   "a duplicate that is primary makes the element primary",
+			attr:   "emails",
+			values: `[{"type":"home","value":"h@x"},{"type":"work","value":"w@x"},{"type":"work","value":"w@x","primary":true}]`,
+			want:   `[{"type":"home","value":"h@x"},{"type":"work","value":"w@x","primary":true}]`,
+		},
+		{
+			name:   "the same value with another type is another element",
+			attr:   "emails",
+			values: `[{"type":"work","value":"w@x"},{"type":"home","value":"w@x"}]`,
+			want:   `[{"type":"work","value":"w@x"},{"type":"home","value":"w@x"}]`,
+		},
+		{
+			name:   "identical addresses (no value sub-attribute) are stored once",
+			attr:   "addresses",
+			values: `[{"type":"work","locality":"Paris"},{"type":"work","locality":"Paris"},{"type":"work","locality":"Lyon"}]`,
+			want:   `[{"type":"work","locality":"Paris"},{"type":"work","locality":"Lyon"}]`,
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var values any
+			if err := json.Unmarshal([]byte(tt.values), &values); err != nil {
+				t.Fatal(err)
+			}
+			userName := fmt.Sprintf("multi%d@example.com", i)
+			body := map[string]any{"schemas": []any{userSchema}, "userName": userName, tt.attr: values}
+			status, _, created := ts.do(t, "POST", "/Users", body)
+			if status != http.StatusCreated {
+				t.Fatalf("POST: %d %v", status, created)
+			}
+			id := created["id"].(string)
+			put := map[string]any{"schemas": []any{userSchema}, "userName": userName}
+			if status, _, doc := ts.do(t, "PUT", "/Users/"+id, put); status != http.StatusOK {
+				t.Fatalf("PUT without %s: %d %v", tt.attr, status, doc)
+			}
+			put[tt.attr] = values
+			status, _, replaced := ts.do(t, "PUT", "/Users/"+id, put)
+			if status != http.StatusOK {
+				t.Fatalf("PUT: %d %v", status, replaced)
+			}
+			_, _, got := ts.do(t, "GET", "/Users/"+id, nil)
+			for _, c := range []struct {
+				name string
+				doc  map[string]any
+			}{{"POST", created}, {"PUT", replaced}, {"GET", got}} {
+				if got, want := patchTestJSON(t, c.doc[tt.attr]), patchTestJSON(t, tt.want); got != want {
+					t.Errorf("%s %s = %s, want %s", c.name, tt.attr, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestRequestLimitsOnEveryWritePath: the bounds on values per request and on
+// one value's size hold for POST and PUT as they do for PATCH, for users and
+// groups, members and unknown extensions included; a refused request changes
+// nothing.
+func TestRequestLimitsOnEveryWritePath(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	uid := ts.createUser(t, "limits@example.com")
+	gid := ts.createGroup(t, "Limits")
+	emails := func(n int) []any {
+		out := make([]any, n)
+		for i := range out {
+			out[i] = map[string]any{"value": fmt.Sprintf("e%d@x", i)}
+		}
+		return out
+	}
+	members := make([]any, maxValuesPerRequest+1)
+	for i := range members {
+		members[i] = map[string]any{"value": uid}
+	}
+	long := strings.Repeat("x", maxValueBytes+1)
+	tooMany := emails(maxValuesPerRequest + 1)
+	tests := []struct {
+		name, method, path string
+		body               any
+	}{
+		{"POST user with too many emails", "POST", "/Users", map[string]any{"userName": "many@example.com", "emails": tooMany}},
+		{"PUT user with too many emails", "PUT", "/Users/" + uid, map[string]any{"userName": "limits@example.com", "emails": tooMany}},
+		{"PATCH path-less with too many emails", "PATCH", "/Users/" + uid, patchBody(map[string]any{"op": "add", "value": map[string]any{"emails": tooMany}})},
+		{"PATCH with too many emails", "PATCH", "/Users/" + uid, patchBody(map[string]any{"op": "add", "path": "emails", "value": tooMany})},
+		{"POST group with too many members", "POST", "/Groups", map[string]any{"displayName": "Many", "members": members}},
+		{"PUT group with too many members", "PUT", "/Groups/" + gid, map[string]any{"displayName": "Limits", "members": members}},
+		{"PATCH group with too many members", "PATCH", "/Groups/" + gid, patchBody(map[string]any{"op": "add", "path": "members", "value": members})},
+		{"POST user with a long value in an unknown extension", "POST", "/Users",
+			map[string]any{"userName": "long@example.com", "urn:example:ext:2.0:User": map[string]any{"badge": long}}},
+		{"POST user with a long unknown sub-attribute", "POST", "/Users",
+			map[string]any{"userName": "long@example.com", "emails": []any{map[string]any{"value": "a@x", "note": long}}}},
+		{"POST group with a long member id", "POST", "/Groups", map[string]any{"displayName": "Long", "members": []any{map[string]any{"value": long}}}},
+		{"PATCH group with a long member id", "PATCH", "/Groups/" + gid, patchBody(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": long}}})},
+		{"PATCH user with a long value in a path-less object", "PATCH", "/Users/" + uid, patchBody(map[string]any{"op": "replace", "value": map[string]any{"title": long}})},
+	}
+	for _, tt := range tests {
+		status, _, doc := ts.do(t, tt.method, tt.path, tt.body)
+		if status != http.StatusBadRequest || doc["scimType"] != "invalidValue" {
+			t.Errorf("%s: %d %v, want 400 invalidValue", tt.name, status, doc)
+		}
+	}
+	_, _, users := ts.do(t, "GET", "/Users", nil)
+	_, _, groups := ts.do(t, "GET", "/Groups", nil)
+	_, _, user := ts.do(t, "GET", "/Users/"+uid, nil)
+	_, _, group := ts.do(t, "GET", "/Groups/"+gid, nil)
+	if users["totalResults"] != float64(1) || groups["totalResults"] != float64(1) || jsonPath(user, "meta", "version") != `W/"1"` ||
+		jsonPath(group, "meta", "version") != `W/"1"` {
+		t.Errorf("refused requests changed something: %v users, %v groups, user %v, group %v", users["totalResults"], groups["totalResults"], user, group)
+	}
+	// At the bound, the request goes through.
+	if status, _, doc := ts.do(t, "POST", "/Users", map[string]any{"userName": "bound@example.com", "emails": emails(maxValuesPerRequest)}); status != http.StatusCreated {
+		t.Errorf("POST with %d emails: %d %v", maxValuesPerRequest, status, doc["detail"])
+	}
+}
