@@ -710,7 +710,7 @@ func TestRequestLimitsOnEveryWritePath(t *testing.T) {
 		{"POST user with a long value in an unknown extension", "POST", "/Users",
 			map[string]any{"userName": "long@example.com", "urn:example:ext:2.0:User": map[string]any{"badge": long}}},
 		{"POST user with a long unknown sub-attribute", "POST", "/Users",
-			map[string]any{"userName": "long@example.com", "emails": []any{map[string]any{"value": "a@x", "note": long}}}},
+			map[string]any{"userName": "long2@example.com", "emails": []any{map[string]any{"value": "a@x", "note": long}}}},
 		{"POST group with a long member id", "POST", "/Groups", map[string]any{"displayName": "Long", "members": []any{map[string]any{"value": long}}}},
 		{"PATCH group with a long member id", "PATCH", "/Groups/" + gid, patchBody(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": long}}})},
 		{"PATCH user with a long value in a path-less object", "PATCH", "/Users/" + uid, patchBody(map[string]any{"op": "replace", "value": map[string]any{"title": long}})},
