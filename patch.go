@@ -98,7 +98,7 @@ func decodePatch(body []byte) (*patchRequest, error) {
 	for i, op := range req.Operations {
 		values[i] = op.Value
 	}
-	if err := checkLimits(values); err != nil {
+	if err := checkLimits(values...); err != nil {
 		return nil, err
 	}
 	for i, op := range req.Operations {

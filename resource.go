@@ -170,15 +170,22 @@ const (
 	maxValueBytes = 64 << 10
 )
 
-// checkLimits refuses a request value (a POST or PUT body, a PATCH operation's
-// value) that carries more than maxValuesPerRequest array elements in all or
-// a string longer than maxValueBytes anywhere, unknown attributes and member
-// ids included. count carries the elements already seen in the request.
-func checkLimits(v any) error {
+// checkLimits refuses the values of one request (a POST or PUT body, the
+// values of a PATCH's operations) when they carry more than
+// maxValuesPerRequest array elements in all, or a string longer than
+// maxValueBytes anywhere, unknown attributes and member ids included.
+func checkLimits(values ...any) error {
 	n := 0
-	return checkLimitsFrom(v, "", &n)
+	for _, v := range values {
+		if err := checkLimitsFrom(v, "", &n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
+// checkLimitsFrom checks v, the value of the attribute name; count carries
+// the array elements already seen in the request.
 func checkLimitsFrom(v any, name string, count *int) error {
 	switch v := v.(type) {
 	case string:

@@ -251,7 +251,7 @@ func (rt *resourceType) lookup(urn, name, sub string) *Attr {
 // the same and which value is primary. POST, PUT and every PATCH dialect ask
 // writeGate; SCIM responses, the change feed, the read API, exports and the
 // admin page show attributes through visible; lists and searches check their
-// filter and sort with checkFilterable.
+// filter and sort with checkFilterable and checkSortable.
 
 // writeAction is what happens to a value a client sends for an attribute.
 type writeAction int

@@ -733,4 +733,9 @@ func TestRequestLimitsOnEveryWritePath(t *testing.T) {
 	if status, _, doc := ts.do(t, "POST", "/Users", map[string]any{"userName": "bound@example.com", "emails": emails(maxValuesPerRequest)}); status != http.StatusCreated {
 		t.Errorf("POST with %d emails: %d %v", maxValuesPerRequest, status, doc["detail"])
 	}
+	atBound := patchBody(map[string]any{"op": "add", "path": "members", "value": members[:maxValuesPerRequest]},
+		map[string]any{"op": "replace", "path": "externalId", "value": "x"})
+	if status, _, doc := ts.do(t, "PATCH", "/Groups/"+gid, atBound); status != http.StatusNoContent {
+		t.Errorf("PATCH with %d members and another operation: %d %v", maxValuesPerRequest, status, doc["detail"])
+	}
 }
