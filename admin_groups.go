@@ -70,6 +70,6 @@ func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	}
 	d := groupData{layout: sess.layout(stringAttr(g.Attrs, "displayName"), "groups"), Group: g,
 		Name: stringAttr(g.Attrs, "displayName"), Members: members, Pager: newPager(r, total), History: history}
-	flatten("", g.Attrs, &d.Attrs)
+	flatten("", groupType.visible(g.Attrs), &d.Attrs)
 	return a.render(w, r, http.StatusOK, "group.html", d)
 }

@@ -171,7 +171,7 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 			Origin: Origin(u.Kind, u.Overrides, p, f.Key), Editable: editable, Why: why, Multiline: multilineField(f.Key),
 			Reverted: overridden && p.Source(f.Key) != FromLocal})
 	}
-	flatten("", u.Attrs, &d.Attrs)
+	flatten("", userType.visible(u.Attrs), &d.Attrs)
 	return a.render(w, r, status, "user.html", d)
 }
 

@@ -31,8 +31,6 @@ func (s *server) serviceProviderConfig(w http.ResponseWriter, r *http.Request, _
 	return nil
 }
 
-var resourceTypes = []*resourceType{userType, groupType}
-
 func resourceTypeDoc(rt *resourceType, base string) map[string]any {
 	exts := make([]any, len(rt.Extensions))
 	for i, e := range rt.Extensions {
@@ -68,9 +66,6 @@ func (s *server) resourceType(w http.ResponseWriter, r *http.Request, ps httprou
 	}
 	return &scimError{Status: http.StatusNotFound, Detail: "no resource type " + ps.ByName("id") + ": there are User and Group"}
 }
-
-// allSchemas lists every schema served by /Schemas.
-func allSchemas() []*Schema { return []*Schema{userSchemaDef, enterpriseSchemaDef, groupSchemaDef} }
 
 func schemaDoc(sc *Schema, base string) map[string]any {
 	attrs := sc.Attrs

@@ -31,7 +31,7 @@ var eventTypes = []string{evUserCreated, evUserUpdated, evUserDisabled, evUserEn
 
 // appUser is a user as apps see it: effective values, no SCIM plumbing.
 func appUser(u *User, p Policy) map[string]any {
-	d := maps.Clone(Effective(u.Attrs, u.Overrides, p))
+	d := maps.Clone(userType.visible(Effective(u.Attrs, u.Overrides, p)))
 	d["id"] = u.ID
 	d["kind"] = orDefault(u.Kind, accountDirectory)
 	d["created"] = formatTime(u.Created)
@@ -41,7 +41,7 @@ func appUser(u *User, p Policy) map[string]any {
 
 // appGroup is a group as apps see it (without members).
 func appGroup(g *Group) map[string]any {
-	d := maps.Clone(g.Attrs)
+	d := maps.Clone(groupType.visible(g.Attrs))
 	d["id"] = g.ID
 	d["created"] = formatTime(g.Created)
 	d["lastModified"] = formatTime(g.Modified)

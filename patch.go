@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"strings"
 )
 
@@ -84,11 +83,8 @@ func (op patchOp) name() (string, error) {
 	return "", badRequest("invalidSyntax", "unknown PATCH operation %q: use add, replace or remove", op.Op)
 }
 
-// Limits on one PATCH request.
-const (
-	maxPatchOps         = 1000
-	maxValuesPerRequest = 10000
-)
+// maxPatchOps bounds the operations of one PATCH request; checkLimits bounds their values.
+const maxPatchOps = 1000
 
 // decodePatch reads and checks a PatchOp body.
 func decodePatch(body []byte) (*patchRequest, error) {
@@ -99,14 +95,12 @@ func decodePatch(body []byte) (*patchRequest, error) {
 	if len(req.Operations) > maxPatchOps {
 		return nil, badRequest("invalidValue", "a PATCH may have at most %d operations, this one has %d", maxPatchOps, len(req.Operations))
 	}
-	members := 0
-	for _, op := range req.Operations {
-		if list, ok := op.Value.([]any); ok {
-			members += len(list)
-		}
+	values := make([]any, len(req.Operations))
+	for i, op := range req.Operations {
+		values[i] = op.Value
 	}
-	if members > maxValuesPerRequest {
-		return nil, badRequest("invalidValue", "a PATCH may carry at most %d values (members), this one has %d: send them in batches", maxValuesPerRequest, members)
+	if err := checkLimits(values...); err != nil {
+		return nil, err
 	}
 	for i, op := range req.Operations {
 		if _, err := op.name(); err != nil {
@@ -135,10 +129,10 @@ func applyPatch(rt *resourceType, attrs map[string]any, ops []patchOp) ([]Member
 				return nil, badRequest("invalidValue", "operation %d: without a path, the value must be an object of attributes", i+1)
 			}
 			for key, v := range obj {
-				if pathlessIgnored(rt, key) {
+				if strings.EqualFold(key, "schemas") {
 					continue
 				}
-				c, err := applyPathOp(rt, attrs, name, key, v)
+				c, err := applyPathOp(rt, attrs, name, key, v, false)
 				if err != nil {
 					return nil, fmt.Errorf("operation %d: %w", i+1, err)
 				}
@@ -146,7 +140,7 @@ func applyPatch(rt *resourceType, attrs map[string]any, ops []patchOp) ([]Member
 			}
 			continue
 		}
-		c, err := applyPathOp(rt, attrs, name, op.Path, op.Value)
+		c, err := applyPathOp(rt, attrs, name, op.Path, op.Value, true)
 		if err != nil {
 			return nil, fmt.Errorf("operation %d: %w", i+1, err)
 		}
@@ -156,15 +150,18 @@ func applyPatch(rt *resourceType, attrs map[string]any, ops []patchOp) ([]Member
 	return changes, checkRequired(rt, attrs)
 }
 
-// pruneAll drops elements left without substance by the request, once all its
-// operations have run: a filtered op may create an element that a later op of
-// the same request fills (primary before value).
+// pruneAll tidies multi-valued attributes once all the request's operations
+// have run: elements left without substance are dropped (a filtered op may
+// create an element that a later op of the same request fills: primary
+// before value), elements made the same are merged and at most one stays
+// primary.
 func pruneAll(rt *resourceType, attrs map[string]any) {
 	prune := func(obj map[string]any, s *Schema) {
 		for _, a := range s.Attrs {
 			if a.Multi && a.Type == typeComplex && !a.ReadOnly() {
 				if _, ok := obj[a.Name]; ok {
 					pruneElements(obj, a)
+					mergeDuplicates(obj, a)
 				}
 			}
 		}
@@ -177,17 +174,10 @@ func pruneAll(rt *resourceType, attrs map[string]any) {
 	}
 }
 
-// pathlessIgnored reports keys of a path-less value object that are skipped
-// rather than refused: clients echo id, meta and schemas back in them.
-func pathlessIgnored(rt *resourceType, key string) bool {
-	if strings.EqualFold(key, "schemas") {
-		return true
-	}
-	def := rt.lookup("", key, "")
-	return def != nil && def.ReadOnly()
-}
-
-func applyPathOp(rt *resourceType, attrs map[string]any, op, rawPath string, value any) ([]MemberChange, error) {
+// applyPathOp applies one operation on one path. named is false for the keys
+// of a value object (path-less, or the value of a whole extension): clients
+// echo id, meta and schemas back in them, which writeGate then ignores.
+func applyPathOp(rt *resourceType, attrs map[string]any, op, rawPath string, value any, named bool) ([]MemberChange, error) {
 	p, err := parsePatchPath(rawPath)
 	if err != nil {
 		return nil, err
@@ -203,10 +193,10 @@ func applyPathOp(rt *resourceType, attrs map[string]any, op, rawPath string, val
 		}
 		var changes []MemberChange
 		for k, v := range obj {
-			if pathlessIgnored(rt, k) {
+			if strings.EqualFold(k, "schemas") {
 				continue
 			}
-			c, err := applyPathOp(rt, attrs, op, p.URN+":"+k, v)
+			c, err := applyPathOp(rt, attrs, op, p.URN+":"+k, v, false)
 			if err != nil {
 				return nil, err
 			}
@@ -215,7 +205,7 @@ func applyPathOp(rt *resourceType, attrs map[string]any, op, rawPath string, val
 		return changes, nil
 	}
 	if rt == groupType && strings.EqualFold(p.Attr, "members") && (p.URN == "" || strings.EqualFold(p.URN, groupSchema)) {
-		return memberOp(op, p, value)
+		return memberOp(op, p, value, named)
 	}
 	def := rt.lookup(p.URN, p.Attr, "")
 	if def == nil && p.URN == "" {
@@ -237,8 +227,15 @@ func applyPathOp(rt *resourceType, attrs map[string]any, op, rawPath string, val
 		// Entra would otherwise retry the same PATCH for days.
 		return nil, nil
 	}
-	if def.ReadOnly() {
-		return nil, badRequest("mutability", "%s is read-only", def.Name)
+	gated := def
+	if sub := def.sub(p.Sub); p.Sub != "" && sub != nil && writeGate(def, named) == writeStore {
+		gated = sub // manager.displayName: the sub-attribute decides
+	}
+	switch writeGate(gated, named) {
+	case writeRefuse:
+		return nil, mutabilityError(gated)
+	case writeIgnore:
+		return nil, nil
 	}
 	obj := attrs
 	if ext := rt.extension(p.URN); ext != nil {
@@ -283,11 +280,8 @@ func patchAttr(obj map[string]any, def *Attr, op string, value any) error {
 	switch {
 	case def.Multi && op == "add":
 		list, _ := obj[def.Name].([]any)
-		for _, el := range nv.([]any) {
-			if !containsValue(list, el) {
-				list = append(list, el)
-			}
-		}
+		list, wrote := mergeElements(def, list, nv.([]any))
+		settlePrimary(list, wrote)
 		obj[def.Name] = list
 	case def.Type == typeComplex && !def.Multi && def.sub("value") == nil:
 		// name: the sub-attributes given replace theirs; the others stay (RFC 7644 §3.5.2.1, §3.5.2.3).
@@ -336,37 +330,9 @@ func removeValues(obj map[string]any, def *Attr, value any) error {
 	return nil
 }
 
-// sameValue compares two values of def: complex ones by their "value" when
-// they have one, strings case-insensitively unless the attribute is caseExact.
-func sameValue(def *Attr, a, b any) bool {
-	am, aok := a.(map[string]any)
-	bm, bok := b.(map[string]any)
-	if aok && bok {
-		if av, ok := am["value"]; ok {
-			return sameValue(def.sub("value"), av, bm["value"])
-		}
-		return reflect.DeepEqual(am, bm)
-	}
-	as, aok := a.(string)
-	bs, bok := b.(string)
-	if aok && bok && (def == nil || !def.CaseExact) {
-		return foldCase(as) == foldCase(bs)
-	}
-	return reflect.DeepEqual(a, b)
-}
-
 func containsValueOf(def *Attr, list []any, v any) bool {
 	for _, el := range list {
 		if sameValue(def, el, v) {
-			return true
-		}
-	}
-	return false
-}
-
-func containsValue(list []any, v any) bool {
-	for _, el := range list {
-		if reflect.DeepEqual(el, v) {
 			return true
 		}
 	}
@@ -392,6 +358,7 @@ func patchSub(obj map[string]any, def *Attr, op, sub string, value any) error {
 				}
 			}
 		}
+		settlePrimary(list, list)
 		obj[def.Name] = list
 		return nil
 	}
@@ -435,9 +402,6 @@ func setSub(el map[string]any, subDef *Attr, sub, op string, value any) error {
 		}
 		return nil
 	}
-	if subDef.ReadOnly() {
-		return badRequest("mutability", "%s is read-only", subDef.Name)
-	}
 	return putValue(el, subDef, value)
 }
 
@@ -458,6 +422,18 @@ func pruneElements(obj map[string]any, def *Attr) {
 	} else {
 		obj[def.Name] = kept
 	}
+}
+
+// mergeDuplicates merges elements of def that operations made the same, and
+// leaves at most one primary.
+func mergeDuplicates(obj map[string]any, def *Attr) {
+	list, ok := obj[def.Name].([]any)
+	if !ok {
+		return
+	}
+	out, _ := mergeElements(def, nil, list)
+	settlePrimary(out, nil)
+	obj[def.Name] = out
 }
 
 func hasSubstance(m map[string]any) bool {
@@ -528,7 +504,9 @@ func patchFiltered(obj map[string]any, def *Attr, op string, p patchPath, value 
 			obj[def.Name] = el
 		}
 	}
-	for _, m := range hits {
+	wrote := make([]any, len(hits))
+	for i, m := range hits {
+		wrote[i] = m
 		if p.Sub != "" {
 			if err := setSub(m, def.sub(p.Sub), p.Sub, op, value); err != nil {
 				return err
@@ -545,48 +523,54 @@ func patchFiltered(obj map[string]any, def *Attr, op string, p patchPath, value 
 			}
 		}
 	}
+	if list, ok := obj[def.Name].([]any); ok {
+		settlePrimary(list, wrote)
+	}
 	return nil
 }
 
-// elementFromFilter builds the element a filter of `sub eq value` terms joined
-// by and describes, e.g. {"type": "work"} from type eq "work".
+// elementFromFilter builds the element that an Add or Replace on a filtered
+// path that matches nothing creates. RFC 7644 §3.5.2.3 answers noTarget;
+// Entra expects the element to be created, and only for the shapes it sends
+// (../shared/entra-scim.md §2.6 (1) and (9)): one equality on type
+// (emails[type eq "work"].value → {"type": "work"}) or primary eq true
+// (roles[primary eq "True"].value → {"primary": true}). Any other filter does
+// not say which element to create.
 func elementFromFilter(f filterExpr, def *Attr) (map[string]any, bool) {
-	el := map[string]any{}
-	var walk func(f filterExpr) bool
-	walk = func(f filterExpr) bool {
-		switch f := f.(type) {
-		case logicalExpr:
-			return f.And && walk(f.Left) && walk(f.Right)
-		case compareExpr:
-			if f.Op != "eq" || f.Path.URN != "" || f.Path.Sub != "" || f.Value == nil {
-				return false
-			}
-			sub := def.sub(f.Path.Attr)
-			if sub == nil {
-				return false
-			}
-			nv, err := normalizeValue(sub, f.Value)
-			if err != nil || nv == nil {
-				return false
-			}
-			el[sub.Name] = nv
-			return true
-		}
-		return false
+	c, ok := f.(compareExpr)
+	if !ok || c.Op != "eq" || c.Path.URN != "" || c.Path.Sub != "" || c.Value == nil {
+		return nil, false
 	}
-	return el, walk(f) && len(el) > 0
+	sub := def.sub(c.Path.Attr)
+	if sub == nil || sub.Name != "type" && sub.Name != "primary" {
+		return nil, false
+	}
+	nv, err := normalizeValue(sub, c.Value)
+	if err != nil || nv == nil || sub.Name == "primary" && nv != true {
+		return nil, false
+	}
+	return map[string]any{sub.Name: nv}, true
 }
 
 // memberOp turns an operation on a group's members into membership changes.
-func memberOp(op string, p patchPath, value any) ([]MemberChange, error) {
+func memberOp(op string, p patchPath, value any, named bool) ([]MemberChange, error) {
+	if p.Sub != "" {
+		// A member's value and type are immutable, its display read-only: a member is added or removed whole.
+		if sub := groupSchemaDef.attr("members").sub(p.Sub); sub != nil {
+			switch writeGate(sub, named) {
+			case writeRefuse:
+				return nil, mutabilityError(sub)
+			case writeIgnore:
+				return nil, nil
+			}
+		}
+		return nil, badRequest("invalidPath", "members.%s cannot be changed; add or remove members instead", p.Sub)
+	}
 	if p.Filter != nil {
 		if op != "remove" {
 			return nil, badRequest("invalidPath", "members can only be removed by filter; add them with a value")
 		}
 		return []MemberChange{{Kind: membersRemoveMatching, Filter: p.Filter}}, nil
-	}
-	if p.Sub != "" {
-		return nil, badRequest("invalidPath", "members.%s cannot be changed; add or remove members instead", p.Sub)
 	}
 	ids, err := memberIDs(value)
 	if err != nil {

@@ -258,10 +258,11 @@ func TestApplyPatchUser(t *testing.T) {
 			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":false},{"type":"home","value":"home@example.com"}]}`,
 		},
 		{
-			name:  "emails home primary string true",
+			// RFC 7644 §3.5.2: setting one primary SHALL set the others false.
+			name:  "emails home primary string true moves primary from work",
 			start: twoEmails,
 			body:  `{"Operations":[{"op":"Add","path":"emails[type eq \"home\"].primary","value":"true"}]}`,
-			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":true},{"type":"home","value":"home@example.com","primary":true}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":false},{"type":"home","value":"home@example.com","primary":true}]}`,
 		},
 		{
 			name:    "emails primary non-boolean string",
@@ -363,6 +364,92 @@ func TestApplyPatchUser(t *testing.T) {
 			name:    "filter that does not describe an element to create",
 			body:    `{"Operations":[{"op":"Replace","path":"emails[value co \"@example.com\"].type","value":"work"}]}`,
 			wantErr: "noTarget",
+		},
+		// ---- create-on-absent only for the shapes Entra sends (issue 15 item 11) ----
+		{
+			name:    "a filter on value does not invent an element",
+			body:    `{"Operations":[{"op":"Replace","path":"emails[value eq \"x@example.com\"].type","value":"work"}]}`,
+			wantErr: "noTarget",
+		},
+		{
+			name:    "type and another term does not invent an element",
+			body:    `{"Operations":[{"op":"Add","path":"emails[type eq \"work\" and primary eq false].value","value":"x@example.com"}]}`,
+			wantErr: "noTarget",
+		},
+		{
+			name:    "either of two types does not invent an element",
+			body:    `{"Operations":[{"op":"Add","path":"emails[type eq \"work\" or type eq \"home\"].value","value":"x@example.com"}]}`,
+			wantErr: "noTarget",
+		},
+		{
+			name:    "primary eq false does not invent an element",
+			body:    `{"Operations":[{"op":"Add","path":"roles[primary eq false].value","value":"Admin"}]}`,
+			wantErr: "noTarget",
+		},
+		{
+			name:    "a negated type does not invent an element",
+			body:    `{"Operations":[{"op":"Add","path":"emails[not (type eq \"work\")].value","value":"x@example.com"}]}`,
+			wantErr: "noTarget",
+		},
+		{
+			name:  "a filter on value still updates the element it matches",
+			start: twoEmails,
+			body:  `{"Operations":[{"op":"Replace","path":"emails[value eq \"HOME@example.com\"].display","value":"Home"}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":true},{"type":"home","value":"home@example.com","display":"Home"}]}`,
+		},
+
+		// ---- one primary, no duplicates (RFC 7643 §2.4, RFC 7644 §3.5.2; issue 15 items 7, 10) ----
+		{
+			name:  "Entra's emails[type eq work].primary True takes primary from home",
+			start: `{"userName":"bjensen","emails":[{"type":"work","value":"w@x"},{"type":"home","value":"h@x","primary":true}]}`,
+			body:  `{"Operations":[{"op":"Replace","path":"emails[type eq \"work\"].primary","value":"True"}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"w@x","primary":true},{"type":"home","value":"h@x","primary":false}]}`,
+		},
+		{
+			name:  "adding a primary email makes the others non-primary",
+			start: twoEmails,
+			body:  `{"Operations":[{"op":"Add","path":"emails","value":[{"type":"other","value":"o@x","primary":true}]}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":false},{"type":"home","value":"home@example.com"},{"type":"other","value":"o@x","primary":true}]}`,
+		},
+		{
+			name:  "a path-less add of a primary email makes the others non-primary",
+			start: twoEmails,
+			body:  `{"Operations":[{"op":"Add","value":{"emails":[{"type":"home","value":"home@example.com","primary":"true"}]}}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":false},{"type":"home","value":"home@example.com","primary":true}]}`,
+		},
+		{
+			name:  "replacing emails with two primaries keeps the first",
+			start: twoEmails,
+			body:  `{"Operations":[{"op":"Replace","path":"emails","value":[{"type":"work","value":"a@x","primary":true},{"type":"home","value":"b@x","primary":true}]}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"a@x","primary":true},{"type":"home","value":"b@x","primary":false}]}`,
+		},
+		{
+			name:  "emails.primary without a filter leaves one primary",
+			start: twoEmails,
+			body:  `{"Operations":[{"op":"Replace","path":"emails.primary","value":true}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":true},{"type":"home","value":"home@example.com","primary":false}]}`,
+		},
+		{
+			name:  "adding an email that is there in another case merges into it",
+			start: twoEmails,
+			body:  `{"Operations":[{"op":"Add","path":"emails","value":[{"type":"Home","value":"HOME@example.com","display":"Home"}]}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":true},{"type":"Home","value":"HOME@example.com","display":"Home"}]}`,
+		},
+		{
+			name:  "a filtered replace that makes two elements the same merges them",
+			start: twoEmails,
+			body:  `{"Operations":[{"op":"Replace","path":"emails[type eq \"home\"].type","value":"work"},{"op":"Replace","path":"emails[value eq \"home@example.com\"].value","value":"work@example.com"}]}`,
+			want:  `{"userName":"bjensen","emails":[{"type":"work","value":"work@example.com","primary":true}]}`,
+		},
+		{
+			name: "a password is accepted and never stored",
+			body: `{"Operations":[{"op":"Replace","path":"password","value":"hunter2"},{"op":"Add","value":{"password":"hunter3","urn:ietf:params:scim:schemas:core:2.0:User:password":"hunter4"}},{"op":"Add","path":"urn:ietf:params:scim:schemas:core:2.0:User:password","value":"hunter5"}]}`,
+			want: `{"userName":"bjensen"}`,
+		},
+		{
+			name: "path-less keys naming read-only attributes are ignored",
+			body: `{"Operations":[{"op":"Replace","value":{"id":"x","meta.created":"2020-01-01T00:00:00Z","groups":[{"value":"g1"}],"nickName":"Babs"}}]}`,
+			want: `{"userName":"bjensen","nickName":"Babs"}`,
 		},
 		{
 			name:    "filtered path on a simple attribute",
@@ -1073,8 +1160,19 @@ func TestApplyPatchGroup(t *testing.T) {
 			wantErr: "invalidPath",
 		},
 		{
-			name:    "members sub-attribute",
+			name:    "members sub-attribute is immutable",
 			body:    `{"Operations":[{"op":"Replace","path":"members.value","value":"u1"}]}`,
+			wantErr: "mutability",
+		},
+		{
+			// Before, the sub-attribute was ignored and the member removed whole.
+			name:    "remove of a filtered member's display is refused, not a member removal",
+			body:    `{"Operations":[{"op":"Remove","path":"members[value eq \"u1\"].display"}]}`,
+			wantErr: "mutability",
+		},
+		{
+			name:    "unknown members sub-attribute",
+			body:    `{"Operations":[{"op":"Replace","path":"members.colour","value":"u1"}]}`,
 			wantErr: "invalidPath",
 		},
 		{

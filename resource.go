@@ -22,8 +22,12 @@ func invalidValue(format string, args ...any) error {
 // normalizeAttrs validates a resource body from a client (POST or PUT) and
 // returns the attributes to store. Keys that are URNs of extensions are kept
 // (unknown extensions verbatim, so that what Entra sends comes back); unknown
-// core attributes are dropped, as are read-only ones. null means absent.
+// core attributes are dropped, and writeGate decides about the others. null
+// means absent.
 func normalizeAttrs(rt *resourceType, body map[string]any) (map[string]any, error) {
+	if err := checkLimits(body); err != nil {
+		return nil, err
+	}
 	out := map[string]any{}
 	for k, v := range body {
 		if err := setAttr(rt, out, k, v); err != nil {
@@ -50,8 +54,8 @@ func setAttr(rt *resourceType, attrs map[string]any, key string, v any) error {
 			return setExtAttr(attrs, ext, key, v)
 		}
 	}
-	if def == nil || def.ReadOnly() || def.Mutability == "writeOnly" || rt == groupType && def.Name == "members" {
-		return nil
+	if def == nil || writeGate(def, false) != writeStore || rt == groupType && def.Name == "members" {
+		return nil // members are stored as memberships, not attributes
 	}
 	return putValue(attrs, def, v)
 }
@@ -124,7 +128,7 @@ func setURNAttr(rt *resourceType, attrs map[string]any, key string, v any) error
 
 func setExtAttr(attrs map[string]any, ext *Schema, name string, v any) error {
 	def := ext.attr(name)
-	if def == nil || def.ReadOnly() {
+	if def == nil || writeGate(def, false) != writeStore {
 		return nil
 	}
 	obj, _ := attrs[ext.ID].(map[string]any)
@@ -157,8 +161,58 @@ func putValue(obj map[string]any, def *Attr, v any) error {
 	return nil
 }
 
-// maxValueBytes bounds one string value (a certificate in base64 fits).
-const maxValueBytes = 64 << 10
+// Limits on what one request may carry, whatever its method and resource.
+const (
+	// maxValuesPerRequest bounds the elements of all arrays in a request
+	// (emails, members…), so that no request holds the only writer for long.
+	maxValuesPerRequest = 10000
+	// maxValueBytes bounds one string value (a certificate in base64 fits).
+	maxValueBytes = 64 << 10
+)
+
+// checkLimits refuses the values of one request (a POST or PUT body, the
+// values of a PATCH's operations) when they carry more than
+// maxValuesPerRequest array elements in all, or a string longer than
+// maxValueBytes anywhere, unknown attributes and member ids included.
+func checkLimits(values ...any) error {
+	n := 0
+	for _, v := range values {
+		if err := checkLimitsFrom(v, "", &n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLimitsFrom checks v, the value of the attribute name; count carries
+// the array elements already seen in the request.
+func checkLimitsFrom(v any, name string, count *int) error {
+	switch v := v.(type) {
+	case string:
+		if len(v) > maxValueBytes {
+			return invalidValue("%s is longer than %d bytes", orDefault(name, "a value"), maxValueBytes)
+		}
+	case []any:
+		if *count += len(v); *count > maxValuesPerRequest {
+			return invalidValue("a request may carry at most %d values (elements of emails, members and the like): send them in batches", maxValuesPerRequest)
+		}
+		for _, el := range v {
+			if err := checkLimitsFrom(el, name, count); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		for k, el := range v {
+			if len(k) > maxValueBytes {
+				return invalidValue("an attribute name is longer than %d bytes", maxValueBytes)
+			}
+			if err := checkLimitsFrom(el, k, count); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // normalizeValue coerces v to def's type. It returns nil for an empty value.
 func normalizeValue(def *Attr, v any) (any, error) {
@@ -183,6 +237,8 @@ func normalizeValue(def *Attr, v any) (any, error) {
 		if len(out) == 0 {
 			return nil, nil
 		}
+		out, _ = mergeElements(def, nil, out)
+		settlePrimary(out, nil)
 		return out, nil
 	}
 	if list, ok := v.([]any); ok && def.Type == typeComplex {
@@ -221,7 +277,7 @@ func normalizeSingle(def *Attr, v any) (any, error) {
 				}
 				continue
 			}
-			if sub.ReadOnly() && def.Name != "members" {
+			if writeGate(sub, false) != writeStore {
 				continue
 			}
 			if err := putValue(out, sub, sv); err != nil {
@@ -298,7 +354,7 @@ func checkRequired(rt *resourceType, attrs map[string]any) error {
 
 // doc renders the user as SCIM JSON. base is the SCIM base URL for locations ("" for none).
 func (u *User) doc(base string) map[string]any {
-	d := maps.Clone(u.Attrs)
+	d := maps.Clone(userType.visible(u.Attrs))
 	d["id"] = u.ID
 	d["schemas"] = schemasOf(userType, u.Attrs)
 	d["meta"] = meta("User", base, "/Users/", u.ID, u.Created, u.Modified, u.Version)
@@ -318,7 +374,7 @@ func (u *User) doc(base string) map[string]any {
 
 // doc renders the group as SCIM JSON; members appear only if they were loaded.
 func (g *Group) doc(base string) map[string]any {
-	d := maps.Clone(g.Attrs)
+	d := maps.Clone(groupType.visible(g.Attrs))
 	d["id"] = g.ID
 	d["schemas"] = schemasOf(groupType, g.Attrs)
 	d["meta"] = meta("Group", base, "/Groups/", g.ID, g.Created, g.Modified, g.Version)
@@ -456,7 +512,7 @@ func splitAttrList(s string) []string {
 
 // findExtensionURN returns s if it names a whole schema (a URN with no attribute).
 func findExtensionURN(s string) string {
-	for _, rt := range []*resourceType{userType, groupType} {
+	for _, rt := range resourceTypes {
 		if strings.EqualFold(s, rt.Schema.ID) {
 			return rt.Schema.ID
 		}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"maps"
+	"reflect"
 	"strings"
 )
 
@@ -190,7 +193,12 @@ type resourceType struct {
 var (
 	userType  = &resourceType{Name: "User", Endpoint: "/Users", Schema: userSchemaDef, Extensions: []*Schema{enterpriseSchemaDef}}
 	groupType = &resourceType{Name: "Group", Endpoint: "/Groups", Schema: groupSchemaDef}
+	// resourceTypes are the resource types /ResourceTypes serves.
+	resourceTypes = []*resourceType{userType, groupType}
 )
+
+// allSchemas lists every schema served by /Schemas.
+func allSchemas() []*Schema { return []*Schema{userSchemaDef, enterpriseSchemaDef, groupSchemaDef} }
 
 // commonAttrs are the attributes every resource has (RFC 7643 §3.1).
 var commonAttrs = []*Attr{idAttr, externalIDAttr, metaAttr}
@@ -234,4 +242,317 @@ func (rt *resourceType) lookup(urn, name, sub string) *Attr {
 		return a
 	}
 	return a.sub(sub)
+}
+
+// ---- the attribute gate ----
+//
+// One place decides, from the definitions /Schemas serves, what a client may
+// write, what may leave scimbox, what may be filtered on, when two values are
+// the same and which value is primary. POST, PUT and every PATCH dialect ask
+// writeGate; SCIM responses, the change feed, the read API, exports and the
+// admin page show attributes through visible; lists and searches check their
+// filter and sort with checkFilterable and checkSortable.
+
+// writeAction is what happens to a value a client sends for an attribute.
+type writeAction int
+
+const (
+	writeStore  writeAction = iota // the value is stored
+	writeIgnore                    // the request goes on without the value
+	writeRefuse                    // the request fails with 400 mutability
+)
+
+// writeGate decides what happens to a client's value for def. named is true
+// when a PATCH path names the attribute or one of its sub-attributes; false
+// for a key of a POST or PUT body or of a PATCH value object.
+//   - readOnly values are ignored in bodies (RFC 7644 §3.5.1: "SHALL be
+//     ignored"; clients echo id, meta and groups back) and refused when a path
+//     names them (RFC 7644 §3.5.2: "a client MUST NOT modify").
+//   - writeOnly values (password) are accepted and never stored, not even
+//     hashed: scimbox authenticates no one with them, and what is not kept
+//     cannot be returned, filtered on or leak through the feed.
+//   - immutable values (a member's value and type) come with the element they
+//     belong to; a path that names one to change it is refused.
+func writeGate(def *Attr, named bool) writeAction {
+	switch def.Mutability {
+	case "writeOnly":
+		return writeIgnore
+	case "readOnly":
+		if named {
+			return writeRefuse
+		}
+		return writeIgnore
+	case "immutable":
+		if named {
+			return writeRefuse
+		}
+	}
+	return writeStore
+}
+
+// mutabilityError is the answer to a write that writeGate refuses.
+func mutabilityError(def *Attr) error {
+	return badRequest("mutability", "%s is %s: clients cannot change it", def.Name, def.Mutability)
+}
+
+// neverReturned reports whether values of the attribute must never leave
+// scimbox (returned "never", or writeOnly, RFC 7643 §2.2).
+func (a *Attr) neverReturned() bool { return a.Returned == "never" || a.Mutability == "writeOnly" }
+
+// hidesSomething reports whether the attribute or one of its sub-attributes is never returned.
+func (a *Attr) hidesSomething() bool {
+	if a.neverReturned() {
+		return true
+	}
+	for _, s := range a.Sub {
+		if s.hidesSomething() {
+			return true
+		}
+	}
+	return false
+}
+
+// visible returns the attributes of a resource of this type without the
+// values that are never returned. Every surface that shows a resource (SCIM
+// responses, events, the read API, exports, the admin page) goes through it.
+// attrs is not modified; it is returned as is when nothing has to go.
+func (rt *resourceType) visible(attrs map[string]any) map[string]any {
+	if !rt.hide(attrs, true) {
+		return attrs
+	}
+	out := cloneJSON(attrs)
+	rt.hide(out, false)
+	return out
+}
+
+// hide removes the never-returned values from attrs (only reports whether
+// there are any when dryRun is set).
+func (rt *resourceType) hide(attrs map[string]any, dryRun bool) bool {
+	found := hideIn(attrs, rt.Schema.Attrs, dryRun)
+	for _, ext := range rt.Extensions {
+		if k, ok := keyOf(attrs, ext.ID); ok {
+			if obj, ok := attrs[k].(map[string]any); ok {
+				found = hideIn(obj, ext.Attrs, dryRun) || found
+			}
+		}
+	}
+	return found
+}
+
+func hideIn(obj map[string]any, defs []*Attr, dryRun bool) bool {
+	found := false
+	for _, a := range defs {
+		if !a.hidesSomething() {
+			continue
+		}
+		k, ok := keyOf(obj, a.Name)
+		if !ok {
+			continue
+		}
+		if a.neverReturned() {
+			found = true
+			if !dryRun {
+				delete(obj, k)
+			}
+			continue
+		}
+		switch v := obj[k].(type) {
+		case map[string]any:
+			found = hideIn(v, a.Sub, dryRun) || found
+		case []any:
+			for _, el := range v {
+				if m, ok := el.(map[string]any); ok {
+					found = hideIn(m, a.Sub, dryRun) || found
+				}
+			}
+		}
+	}
+	return found
+}
+
+// resolveAnywhere finds the definition a filter or sort path names in any
+// resource type (a root .search spans them all), extension attributes named
+// without their URN included. It returns nil for an unknown attribute.
+func resolveAnywhere(p attrPath) []*Attr {
+	var out []*Attr
+	for _, rt := range resourceTypes {
+		def := rt.lookup(p.URN, p.Attr, p.Sub)
+		if def == nil && p.URN == "" {
+			if ext := rt.extensionOf(p.Attr); ext != nil {
+				def = rt.lookup(ext.ID, p.Attr, p.Sub)
+			}
+		}
+		if def != nil {
+			out = append(out, def)
+		}
+	}
+	return out
+}
+
+// checkFilterable refuses a filter that compares an attribute that is never
+// returned. RFC 7643 §2.2 lets a provider allow it, but scimbox keeps no such
+// value, and any answer (even an empty list) would tell the client something
+// about a secret: 400 invalidFilter says plainly that it cannot be asked.
+func checkFilterable(f filterExpr) error {
+	var walk func(f filterExpr, parent attrPath) error
+	check := func(p attrPath) error {
+		for _, def := range resolveAnywhere(p) {
+			if def.neverReturned() {
+				return badRequest("invalidFilter", "%s is never returned and cannot be filtered on", p)
+			}
+		}
+		return nil
+	}
+	walk = func(f filterExpr, parent attrPath) error {
+		switch f := f.(type) {
+		case logicalExpr:
+			if err := walk(f.Left, parent); err != nil {
+				return err
+			}
+			return walk(f.Right, parent)
+		case notExpr:
+			return walk(f.X, parent)
+		case compareExpr:
+			if parent.Attr != "" { // inside attr[…]: paths are its sub-attributes
+				return check(attrPath{URN: parent.URN, Attr: parent.Attr, Sub: f.Path.Attr})
+			}
+			return check(f.Path)
+		case valuePathExpr:
+			if err := check(f.Path); err != nil {
+				return err
+			}
+			if f.Sub != "" {
+				if err := check(attrPath{URN: f.Path.URN, Attr: f.Path.Attr, Sub: f.Sub}); err != nil {
+					return err
+				}
+			}
+			return walk(f.Filter, f.Path)
+		}
+		return nil
+	}
+	if f == nil {
+		return nil
+	}
+	return walk(f, attrPath{})
+}
+
+// checkSortable refuses sorting by an attribute that is never returned: the
+// order would reveal its values.
+func checkSortable(p attrPath) error {
+	for _, def := range resolveAnywhere(p) {
+		if def.neverReturned() {
+			return badRequest("invalidValue", "%s is never returned and cannot be sorted by", p)
+		}
+	}
+	return nil
+}
+
+// sameValue compares two values of def: complex ones by their "value" when
+// they have one, strings case-insensitively unless the attribute is caseExact.
+func sameValue(def *Attr, a, b any) bool {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if aok && bok {
+		if av, ok := am["value"]; ok {
+			var vdef *Attr
+			if def != nil {
+				vdef = def.sub("value")
+			}
+			return sameValue(vdef, av, bm["value"])
+		}
+		return reflect.DeepEqual(am, bm)
+	}
+	as, aok := a.(string)
+	bs, bok := b.(string)
+	if aok && bok && (def == nil || !def.CaseExact) {
+		return foldCase(as) == foldCase(bs)
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// elementKey is the identity of an element of the multi-valued attribute def
+// for RFC 7643 §2.4, which asks that no (type, value) pair appear twice: its
+// type and value, folded unless their definitions are caseExact. An element
+// without a value (an address) is identified by all its sub-attributes.
+func elementKey(def *Attr, el any) string {
+	m, isObj := el.(map[string]any)
+	if !isObj {
+		return identityOf(def, el)
+	}
+	if v := m["value"]; v != nil && def.sub("value") != nil {
+		return identityOf(def.sub("type"), m["type"]) + "\x00" + identityOf(def.sub("value"), v)
+	}
+	b, _ := json.Marshal(m) // sorted keys
+	return "w" + string(b)
+}
+
+// identityOf renders a value so that values sameValue finds equal render alike.
+func identityOf(def *Attr, v any) string {
+	if s, ok := v.(string); ok {
+		if def == nil || !def.CaseExact {
+			s = foldCase(s)
+		}
+		return "s" + s
+	}
+	b, _ := json.Marshal(v)
+	return "j" + string(b)
+}
+
+// mergeElements adds the elements added to list, the elements of the
+// multi-valued attribute def. An element the same as one already there
+// (elementKey) is merged into it, its sub-attributes winning, rather than
+// stored twice. It returns the list and, for each added element, the element
+// now holding its values. It takes linear time: a request may carry 10,000.
+func mergeElements(def *Attr, list, added []any) ([]any, []any) {
+	index := make(map[string]any, len(list)+len(added))
+	for _, el := range list {
+		if k := elementKey(def, el); index[k] == nil {
+			index[k] = el
+		}
+	}
+	held := make([]any, len(added))
+	for i, el := range added {
+		k := elementKey(def, el)
+		cur := index[k]
+		if cur == nil {
+			list = append(list, el)
+			index[k], held[i] = el, el
+			continue
+		}
+		cm, cok := cur.(map[string]any)
+		em, eok := el.(map[string]any)
+		if cok && eok {
+			maps.Copy(cm, em)
+		}
+		held[i] = cur
+	}
+	return list, held
+}
+
+// settlePrimary leaves at most one element of a multi-valued attribute with
+// primary true (RFC 7643 §2.4): the first of wrote (the elements a write just
+// set) that is primary, else the first primary of the list; the others become
+// false, as RFC 7644 §3.5.2 has a PATCH that sets one do.
+func settlePrimary(list []any, wrote []any) {
+	var winner map[string]any
+	for _, candidates := range [][]any{wrote, list} {
+		for _, el := range candidates {
+			if m, ok := el.(map[string]any); ok && m["primary"] == true {
+				winner = m
+				break
+			}
+		}
+		if winner != nil {
+			break
+		}
+	}
+	if winner == nil {
+		return
+	}
+	for _, el := range list {
+		if m, ok := el.(map[string]any); ok && m["primary"] == true {
+			m["primary"] = false
+		}
+	}
+	winner["primary"] = true
 }

@@ -296,11 +296,18 @@ func (sr searchRequest) params() (listParams, error) {
 		if err != nil {
 			return lp, badRequest("invalidFilter", "%s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
 		}
+		if err := checkFilterable(f); err != nil {
+			return lp, err
+		}
 		lp.Filter = f
 	}
 	if lp.SortBy != "" {
-		if _, err := parseAttrPath(lp.SortBy); err != nil {
+		p, err := parseAttrPath(lp.SortBy)
+		if err != nil {
 			return lp, badRequest("invalidValue", "sortBy: bad attribute %q", lp.SortBy)
+		}
+		if err := checkSortable(p); err != nil {
+			return lp, err
 		}
 	}
 	switch strings.ToLower(strings.TrimSpace(sr.SortOrder)) {

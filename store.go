@@ -205,7 +205,21 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX password_attempts_key ON password_attempts(key, at);
 	CREATE INDEX password_attempts_at ON password_attempts(at);`,
+	stripPasswordsMigration,
 }
+
+// stripPasswordsMigration removes the passwords that PATCH used to store in
+// the clear (a writeOnly attribute, now never stored) from users and from the
+// events that copied them: the value, and its name in a user.updated event's
+// list of changed attributes.
+const stripPasswordsMigration = `UPDATE users SET attrs = json_remove(attrs, '$.password')
+		WHERE json_type(attrs, '$.password') IS NOT NULL;
+	UPDATE events SET data = json_remove(data, '$.password', '$.user.password')
+		WHERE json_type(data, '$.password') IS NOT NULL OR json_type(data, '$.user.password') IS NOT NULL;
+	UPDATE events SET data = json_set(data, '$.changed',
+			json((SELECT json_group_array(c.value) FROM json_each(events.data, '$.changed') c WHERE c.value <> 'password')))
+		WHERE json_type(data, '$.changed') = 'array'
+			AND EXISTS (SELECT 1 FROM json_each(events.data, '$.changed') c WHERE c.value = 'password');`
 
 // storeOptions say what opening a database may do besides reading it.
 type storeOptions struct {

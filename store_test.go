@@ -495,3 +495,71 @@ func TestStoreConcurrentListRelationFilter(t *testing.T) {
 		})
 	}
 }
+
+// TestStoreMigrationStripsPasswords opens a database written before passwords
+// were dropped (PATCH stored them in the clear and copied them into events)
+// and checks that the migration leaves no password, and everything else.
+func TestStoreMigrationStripsPasswords(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := slices.Index(migrations, stripPasswordsMigration)
+	if old < 0 {
+		t.Fatal("stripPasswordsMigration is not in migrations")
+	}
+	for _, m := range migrations[:old] {
+		if _, err := raw.ExecContext(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{
+		fmt.Sprintf("PRAGMA user_version = %d", old),
+		`INSERT INTO users (id, user_name, user_name_key, attrs, created, modified, version) VALUES
+			('u1', 'leaky', 'leaky', '{"userName":"leaky","password":"hunter2","title":"Boss"}', '', '', 2),
+			('u2', 'clean', 'clean', '{"userName":"clean","emails":[{"value":"c@x","primary":true}]}', '', '', 1)`,
+		`INSERT INTO events (id, at, type, resource_type, resource_id, data) VALUES
+			('e1', '', 'user.created', 'User', 'u1', '{"id":"u1","userName":"leaky","password":"hunter2"}'),
+			('e2', '', 'user.updated', 'User', 'u1', '{"changed":["password","title"],"user":{"id":"u1","password":"hunter2","title":"Boss"}}'),
+			('e3', '', 'user.updated', 'User', 'u1', '{"changed":["password"],"user":{"id":"u1","password":"hunter3"}}'),
+			('e4', '', 'user.disabled', 'User', 'u2', '{"id":"u2","active":false}')`,
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := OpenStore(ctx, path, stDiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := map[string]string{
+		"SELECT attrs FROM users WHERE id = 'u1'": `{"userName":"leaky","title":"Boss"}`,
+		"SELECT attrs FROM users WHERE id = 'u2'": `{"userName":"clean","emails":[{"value":"c@x","primary":true}]}`,
+		"SELECT data FROM events WHERE id = 'e1'": `{"id":"u1","userName":"leaky"}`,
+		"SELECT data FROM events WHERE id = 'e2'": `{"changed":["title"],"user":{"id":"u1","title":"Boss"}}`,
+		"SELECT data FROM events WHERE id = 'e3'": `{"changed":[],"user":{"id":"u1"}}`,
+		"SELECT data FROM events WHERE id = 'e4'": `{"id":"u2","active":false}`,
+		"SELECT count(*) FROM users":              `2`,
+		"SELECT count(*) FROM events":             `4`,
+	}
+	for q, w := range want {
+		var got string
+		if err := s.r.QueryRowContext(ctx, q).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if got != w {
+			t.Errorf("%s = %s, want %s", q, got, w)
+		}
+	}
+	if n := stCountRows(t, s, "SELECT count(*) FROM events WHERE instr(data, 'hunter') > 0 OR instr(data, 'password') > 0"); n != 0 {
+		t.Errorf("%d events still mention the password", n)
+	}
+}
