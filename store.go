@@ -193,6 +193,10 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
 	`CREATE INDEX users_active ON users(active);`,
+	// Deleting old deliveries cascades to their attempts, which needs the
+	// index on delivery_id; pruning the feed finds deliveries by event.
+	`CREATE INDEX delivery_attempts_delivery ON delivery_attempts(delivery_id);
+	CREATE INDEX deliveries_event_cursor ON deliveries(event_cursor);`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.
