@@ -146,6 +146,7 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 	if c := r.URL.Query().Get("columns"); c != "" {
 		cols = strings.Split(c, ",")
 	}
+	w = streamingResponse(w)
 	w.Header().Set("Content-Disposition", `attachment; filename="scimbox-`+time.Now().UTC().Format("20060102")+"-"+file+`"`)
 	a.log.Info("export", "file", file, "admin", sess.Username)
 	switch file {

@@ -340,6 +340,9 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// serverWriteTimeout bounds writing a response, except for downloads (see streamingResponse).
+const serverWriteTimeout = 60 * time.Second
+
 // newHTTPServer returns a server with every timeout set, so slow or idle
 // clients cannot hold connections open and exhaust it.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -347,11 +350,40 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      serverWriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          serverErrorLog(log),
 	}
 }
+
+// streamingResponse frees a download that may outlast the server's
+// WriteTimeout (an export, a backup) from it: each write has
+// serverWriteTimeout instead of the whole response, so a download lasts as
+// long as it keeps moving and a stalled client is still cut off. (The
+// ReadTimeout does not apply once the request is read.)
+func streamingResponse(w http.ResponseWriter) http.ResponseWriter {
+	sw := &streamingWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	sw.extend()
+	return sw
+}
+
+// streamingWriter moves the write deadline forward before each write.
+type streamingWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// extend sets the write deadline; it cannot fail on a server's connection
+// (only a ResponseWriter that is no connection, as in unit tests, has none).
+func (sw *streamingWriter) extend() { sw.rc.SetWriteDeadline(time.Now().Add(serverWriteTimeout)) }
+
+func (sw *streamingWriter) Write(p []byte) (int, error) {
+	sw.extend()
+	return sw.ResponseWriter.Write(p)
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (sw *streamingWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
 
 // serve opens the store, listens and serves until ctx ends, then shuts down
 // gracefully: in-flight requests finish and the database closes cleanly.
