@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
 	"time"
 )
 
@@ -190,23 +189,4 @@ func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 		return nil, fmt.Errorf("purge inactive users: %w", err)
 	}
 	return names, nil
-}
-
-// purgeBySetting applies the "delete disabled accounts after N days" policy.
-func (s *Store) purgeBySetting(ctx context.Context) {
-	v, err := s.Setting(ctx, settingPurgeInactive)
-	days, _ := strconv.Atoi(v)
-	if err != nil || days <= 0 {
-		return
-	}
-	names, err := s.PurgeInactive(ctx, days)
-	if err != nil {
-		s.log.Error("purge inactive users", "err", err)
-		return
-	}
-	for _, name := range names {
-		s.log.Info("deleted an account disabled for longer than the policy allows", "userName", name, "days", days)
-		s.Log(LogEntry{Op: "delete disabled user (policy)", ResourceType: "User", Target: name, Outcome: "success", Status: 204,
-			Detail: fmt.Sprintf("disabled for more than %d days", days)})
-	}
 }
