@@ -151,12 +151,14 @@ func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
 	return n, nil
 }
 
-// PurgeInactive deletes directory accounts disabled for longer than days,
-// with their memberships, and returns their userNames.
+// PurgeInactive deletes the accounts the directory disabled more than days
+// ago, with their memberships, and returns their userNames: directory
+// accounts that are disabled, and the ones a "hide" deprovisioning kept
+// (disabled when the directory deleted them). Manual accounts stay.
 func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 	var names []string
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind = 'directory' AND inactive_since IS NOT NULL
+		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind IN ('directory', 'deprovisioned') AND inactive_since IS NOT NULL
 			AND inactive_since < ?`, formatTime(now.AddDate(0, 0, -days)))
 		if err != nil {
 			return err
