@@ -152,6 +152,7 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 	}
 	var contentType string
 	var stream func(io.Writer) error
+	w = streamingResponse(w)
 	switch file {
 	case "users.csv":
 		contentType, stream = "text/csv; charset=utf-8", func(w io.Writer) error { return exportUsers(r.Context(), a.store, w, "csv", cols) }

@@ -219,6 +219,7 @@ func (a *admin) changeProvisioning(w http.ResponseWriter, r *http.Request, _ htt
 
 // downloadBackup sends a fresh, checked snapshot of the database.
 func (a *admin) downloadBackup(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	w = streamingResponse(w) // before the snapshot, which can take minutes
 	dir, err := os.MkdirTemp("", "scimbox-download-")
 	if err != nil {
 		return err

@@ -61,16 +61,15 @@ func (s *Store) checkpoint(ctx context.Context, mode string) error {
 }
 
 // checkpointer keeps the main database file current: a passive checkpoint
-// each second after writes, and a full one once writes pause.
-func (s *Store) checkpointer() {
-	defer close(s.checkpointsDone)
+// each second after writes, and a full one once writes pause, until ctx ends.
+func (s *Store) checkpointer(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var seen, truncated int64
 	lastWrite := time.Now()
 	for {
 		select {
-		case <-s.stopCheckpoints:
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
@@ -434,6 +433,9 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 		}
 		dest := filepath.Join(filepath.Dir(s.path), backupDir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+".db")
 		if err := s.Snapshot(ctx, dest); err != nil {
+			if ctx.Err() != nil {
+				return // stopped while copying: not a failure
+			}
 			s.log.Error("automatic snapshot failed", "err", err)
 			select {
 			case <-ctx.Done():

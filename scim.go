@@ -571,6 +571,10 @@ func (sr *statusRecorder) Write(b []byte) (int, error) {
 	return sr.ResponseWriter.Write(b)
 }
 
+// Unwrap gives http.ResponseController the writer underneath, for the
+// deadlines of downloads (streamingResponse).
+func (sr *statusRecorder) Unwrap() http.ResponseWriter { return sr.ResponseWriter }
+
 // logRequests caps bodies and writes one log line per request: method, path,
 // status, duration and the SCIM operation. Never bodies, queries or tokens.
 func (s *server) logRequests(next http.Handler) http.Handler {

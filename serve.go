@@ -69,6 +69,9 @@ type serveHooks struct {
 	renewCheck time.Duration
 	// noTLSALPN turns the TLS-ALPN-01 challenge off, to prove HTTP-01 alone.
 	noTLSALPN bool
+	// shutdownGrace, if set, replaces shutdownGrace: how long requests in
+	// flight may take to finish once shutdown begins.
+	shutdownGrace time.Duration
 	// noARI turns ACME Renewal Information off. Pebble v2.10.1 cannot find
 	// the certificate an ARI renewal replaces when its serial number's DER
 	// form has a leading zero byte (it keys certificates by big.Int.Bytes),
@@ -345,6 +348,9 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// serverWriteTimeout bounds writing a response, except for downloads (see streamingResponse).
+const serverWriteTimeout = 60 * time.Second
+
 // newHTTPServer returns a server with every timeout set, so slow or idle
 // clients cannot hold connections open and exhaust it.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -352,40 +358,53 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		WriteTimeout:      serverWriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          serverErrorLog(log),
 	}
 }
 
-// serve opens the store, listens and serves until ctx ends, then shuts down
-// gracefully: in-flight requests finish and the database closes cleanly.
-// Listeners are opened before anything else starts, so a port in use or a
-// missing privilege is reported at once; certificates come in the background.
+// streamingResponse frees a download that may outlast the server's
+// WriteTimeout (an export, a backup) from it: each write has
+// serverWriteTimeout instead of the whole response, so a download lasts as
+// long as it keeps moving and a stalled client is still cut off. (The
+// ReadTimeout does not apply once the request is read.)
+func streamingResponse(w http.ResponseWriter) http.ResponseWriter {
+	sw := &streamingWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	sw.extend()
+	return sw
+}
+
+// streamingWriter moves the write deadline forward before each write.
+type streamingWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// extend sets the write deadline; it cannot fail on a server's connection
+// (only a ResponseWriter that is no connection, as in unit tests, has none).
+func (sw *streamingWriter) extend() { sw.rc.SetWriteDeadline(time.Now().Add(serverWriteTimeout)) }
+
+func (sw *streamingWriter) Write(p []byte) (int, error) {
+	sw.extend()
+	return sw.ResponseWriter.Write(p)
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (sw *streamingWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+// serve runs scimbox until ctx ends, in this order: open the store and build
+// the server and its workers; bind the listeners (a port in use is reported
+// before anything starts); start the workers; serve; then stop HTTP
+// gracefully, stop and join every worker, and close the store last, so that
+// nothing runs after it closes. Certificates come in the background.
 func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
-	store, err := openStore(ctx, cfg.DB, log, storeOptions{migrate: true, allowFresh: cfg.AllowFreshDB})
+	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	// The integrity check reads the whole file (seconds at a million users), so
-	// it runs while serving; a damaged file stops the server. After an unclean
-	// shutdown OpenStore has already checked the file before anything is served.
-	checked := make(chan error, 1)
-	go func() { checked <- store.Check(ctx) }()
-	if cfg.BackupInterval > 0 {
-		snapCtx, stopSnapshots := context.WithCancel(ctx)
-		snapsDone := make(chan struct{})
-		go func() { store.RunSnapshots(snapCtx, cfg.BackupInterval, cfg.BackupKeep); close(snapsDone) }()
-		defer func() { stopSnapshots(); <-snapsDone }()
-	}
-	hooksCtx, stopHooks := context.WithCancel(ctx)
-	hooksDone := make(chan struct{})
-	go func() { newWebhookSender(store, log).Run(hooksCtx); close(hooksDone) }()
-	defer func() { stopHooks(); <-hooksDone }()
-	scim := &server{store: store, log: log}
-	handler := withHSTS(scim.handler())
+	defer a.close() // on the early returns; the end of serve closes it and reports the error
 
 	lns, err := listenAll(cfg)
 	if err != nil {
@@ -395,64 +414,27 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if cfg.hooks.ready != nil {
 		cfg.hooks.ready(lns.addrs())
 	}
-
-	type served struct {
-		srv *http.Server
-		ln  net.Listener
-		tls bool
+	servers, acme, host, err := httpServers(cfg, lns, a.handler, log)
+	if err != nil {
+		return err
 	}
-	var servers []served
-	var acme *acmeManager
-	host := cfg.Domain // the public name, for the welcome text
-	switch cfg.mode() {
-	case modeLocal:
-		servers = append(servers, served{newHTTPServer(handler, log), lns.plain, false})
-	case modeProxy:
-		trusted, _ := parseTrustedProxies(cfg.TrustedProxies) // validated
-		servers = append(servers, served{newHTTPServer(trustProxies(trusted, handler), log), lns.plain, false})
-	case modeACME:
-		acme, err = newACMEManager(cfg, lns, log)
-		if err != nil {
-			return err
-		}
+	if acme != nil {
 		defer acme.stop()
-		srv := newHTTPServer(handler, log)
-		srv.TLSConfig = acme.tlsConfig()
-		servers = append(servers, served{srv, lns.https, true})
-		if lns.http != nil {
-			redirect := redirectToHTTPS(cfg.Domain, lns.https.Addr())
-			servers = append(servers, served{newHTTPServer(acme.httpHandler(redirect, log), log), lns.http, false})
-		}
-	case modeCert:
-		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
-		if err != nil {
-			return err
-		}
-		srv := newHTTPServer(handler, log)
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
-		servers = append(servers, served{srv, lns.https, true})
-		if lns.http != nil {
-			servers = append(servers, served{newHTTPServer(redirectToHTTPS("", lns.https.Addr()), log), lns.http, false})
-		}
-		for _, name := range certs.names() {
-			if !strings.HasPrefix(name, "*") {
-				host = name
-				break
-			}
-		}
 	}
-
 	printWelcome(stdout, cfg, host, lns.addrs())
 	adminURL := "https://" + host
 	if cfg.mode() == modeLocal {
 		adminURL = "http://" + lns.addrs().Plain
 	}
-	if err := scim.announceSetup(ctx, adminURL, stdout); err != nil {
-		return store.explainDamage(err)
+	if err := a.server.announceSetup(ctx, adminURL, stdout); err != nil {
+		return a.store.explainDamage(err)
 	}
+
+	a.startWorkers()
 	log.Info("serving", "mode", cfg.mode(), "addrs", lns.addrs().String(), "db", cfg.DB, "version", version())
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
+		a.configure(s.srv)
 		go func() {
 			if s.tls {
 				errc <- s.srv.ServeTLS(s.ln, "", "")
@@ -469,38 +451,89 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		}
 	}
 	if serveErr == nil {
-		for done := false; !done; {
-			select {
-			case err := <-errc:
-				serveErr, done = fmt.Errorf("serve: %w", err), true
-			case err := <-checked:
-				checked = nil // a nil channel is never ready again
-				if err != nil {
-					log.Error("refusing to serve a damaged database", "err", err)
-					serveErr, done = err, true
-				} else {
-					log.Info("database integrity check passed")
-				}
-			case <-ctx.Done():
-				done = true
-			}
-		}
+		serveErr = a.wait(ctx, errc)
 	}
+
 	log.Info("shutting down: finishing in-flight requests")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, s := range servers {
-		if err := s.srv.Shutdown(shutdownCtx); err != nil {
-			log.Warn("shutdown", "err", err)
-		}
-	}
-	if err := store.Close(); err != nil && serveErr == nil {
+	a.stopHTTP(servers)
+	if err := a.close(); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("close database: %w", err)
 	}
 	if serveErr == nil {
 		log.Info("stopped")
 	}
 	return serveErr
+}
+
+// wait serves until ctx ends (nil), a server fails or the integrity check
+// finds the database damaged (their error).
+func (a *app) wait(ctx context.Context, errc <-chan error) error {
+	checked := a.checked
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case err := <-checked:
+			checked = nil // a nil channel is never ready again
+			if err != nil {
+				a.log.Error("refusing to serve a damaged database", "err", err)
+				return err
+			}
+			a.log.Info("database integrity check passed")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// served is an HTTP server and the listener it serves.
+type served struct {
+	srv *http.Server
+	ln  net.Listener
+	tls bool
+}
+
+// httpServers builds the servers of cfg's mode on lns, and the certificate
+// manager in ACME mode; host is the public name, for the welcome text.
+func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
+	host = cfg.Domain
+	switch cfg.mode() {
+	case modeLocal:
+		servers = append(servers, served{newHTTPServer(handler, log), lns.plain, false})
+	case modeProxy:
+		trusted, _ := parseTrustedProxies(cfg.TrustedProxies) // validated
+		servers = append(servers, served{newHTTPServer(trustProxies(trusted, handler), log), lns.plain, false})
+	case modeACME:
+		acme, err = newACMEManager(cfg, lns, log)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		srv := newHTTPServer(handler, log)
+		srv.TLSConfig = acme.tlsConfig()
+		servers = append(servers, served{srv, lns.https, true})
+		if lns.http != nil {
+			redirect := redirectToHTTPS(cfg.Domain, lns.https.Addr())
+			servers = append(servers, served{newHTTPServer(acme.httpHandler(redirect, log), log), lns.http, false})
+		}
+	case modeCert:
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		srv := newHTTPServer(handler, log)
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		servers = append(servers, served{srv, lns.https, true})
+		if lns.http != nil {
+			servers = append(servers, served{newHTTPServer(redirectToHTTPS("", lns.https.Addr()), log), lns.http, false})
+		}
+		for _, name := range certs.names() {
+			if !strings.HasPrefix(name, "*") {
+				host = name
+				break
+			}
+		}
+	}
+	return servers, acme, host, nil
 }
 
 func (a boundAddrs) String() string {

@@ -39,8 +39,13 @@ type Store struct {
 	mu       sync.Mutex
 	lastUsed map[string]time.Time // token id → last time its use was written
 
-	logQueue chan LogEntry // provisioning log entries waiting to be written
-	logDone  chan struct{} // closed when the log writer has flushed and stopped
+	logQueue  chan LogEntry // provisioning log entries waiting to be written
+	logMu     sync.RWMutex  // Log holds it to read; Close to set logClosed
+	logClosed bool          // once set, Log drops entries instead of queueing them
+
+	// workers are the store's own background loops, the provisioning-log
+	// writer and the checkpointer: started by OpenStore, joined by Close.
+	workers *workerGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -48,14 +53,12 @@ type Store struct {
 	policy      atomic.Pointer[Policy] // the source-of-truth policy, once read
 	hasWebhooks atomic.Bool            // whether events need queueing for deliveries
 
-	path            string
-	lock            *os.File              // shared flock held while open
-	identity        os.FileInfo           // the file opened, to notice it removed or replaced
-	lost            atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
-	migratedFrom    int                   // the schema version found when opening
-	writes          atomic.Int64
-	stopCheckpoints chan struct{}
-	checkpointsDone chan struct{}
+	path         string
+	lock         *os.File              // shared flock held while open
+	identity     os.FileInfo           // the file opened, to notice it removed or replaced
+	lost         atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
+	migratedFrom int                   // the schema version found when opening
+	writes       atomic.Int64
 }
 
 // migrations are applied in order and tracked with PRAGMA user_version.
@@ -206,6 +209,10 @@ var migrations = []string{
 	CREATE INDEX password_attempts_key ON password_attempts(key, at);
 	CREATE INDEX password_attempts_at ON password_attempts(at);`,
 	stripPasswordsMigration,
+	// Deleting old deliveries cascades to their attempts, which needs the
+	// index on delivery_id; pruning the feed finds deliveries by event.
+	`CREATE INDEX delivery_attempts_delivery ON delivery_attempts(delivery_id);
+	CREATE INDEX deliveries_event_cursor ON deliveries(event_cursor);`,
 }
 
 // stripPasswordsMigration removes the passwords that PATCH used to store in
@@ -303,21 +310,22 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	s.r = r
-	s.logQueue, s.logDone = make(chan LogEntry, logQueueSize), make(chan struct{})
-	go s.logWriter()
-	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
-	go s.checkpointer()
+	s.logQueue = make(chan LogEntry, logQueueSize)
+	s.workers = newWorkerGroup(context.Background(), log)
+	s.workers.Go("provisioning log writer", s.logWriter)
+	s.workers.Go("checkpointer", s.checkpointer)
 	return s, nil
 }
 
 // Close writes the pending log entries, checkpoints the WAL fully into the
-// database file and closes both pools.
+// database file and closes both pools. Log entries that come after it are
+// dropped; other calls after it fail.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.logQueue)
-		<-s.logDone
-		close(s.stopCheckpoints)
-		<-s.checkpointsDone
+		s.logMu.Lock()
+		s.logClosed = true
+		s.logMu.Unlock()
+		s.workers.Stop() // the log writer writes what was queued before it returns
 		if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
 			s.log.Warn("final checkpoint", "err", err)
 		}

@@ -33,20 +33,26 @@ const (
 	maxLogDetail     = 1024
 	logQueueSize     = 4096
 	logFlushEvery    = 500 * time.Millisecond
-	logPruneEvery    = time.Hour
 	defaultLogDays   = 30
 	maxLogRows       = 500_000
 	logRetentionDays = "log_retention_days"
 )
 
 // Log queues an entry for the provisioning log. It never blocks a request:
-// when the queue is full the entry is dropped and a warning logged.
+// when the queue is full the entry is dropped and a warning logged. After
+// Close, entries are dropped (a request that outlived the server's shutdown).
 func (s *Store) Log(e LogEntry) {
 	if e.At.IsZero() {
 		e.At = s.now()
 	}
 	e.Op, e.ResourceType, e.ResourceID = clip(e.Op, maxLogText), clip(e.ResourceType, maxLogText), clip(e.ResourceID, maxLogText)
 	e.Target, e.Detail = clip(e.Target, maxLogText), clip(e.Detail, maxLogDetail)
+	s.logMu.RLock()
+	defer s.logMu.RUnlock()
+	if s.logClosed {
+		s.log.Debug("provisioning log closed: entry dropped", "op", e.Op)
+		return
+	}
 	select {
 	case s.logQueue <- e:
 	default:
@@ -54,43 +60,41 @@ func (s *Store) Log(e LogEntry) {
 	}
 }
 
-// logWriter writes queued entries in batches, one transaction each, and prunes old ones.
-func (s *Store) logWriter() {
-	defer close(s.logDone)
+// logWriter writes queued entries in batches, one transaction each. When ctx
+// ends (Close has stopped new entries first) it writes what is still queued.
+func (s *Store) logWriter(ctx context.Context) {
 	tick := time.NewTicker(logFlushEvery)
 	defer tick.Stop()
 	var batch []LogEntry
-	lastPrune := time.Time{}
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
+		// Not ctx: the last entries are written while the store closes.
 		if err := s.writeLog(context.Background(), batch); err != nil && !errors.Is(err, ErrDatabaseLost) {
 			s.log.Error("write provisioning log", "entries", len(batch), "err", err)
 		}
 		batch = batch[:0]
 	}
+	add := func(e LogEntry) {
+		if batch = append(batch, e); len(batch) >= 256 {
+			flush()
+		}
+	}
 	for {
 		select {
-		case e, ok := <-s.logQueue:
-			if !ok {
-				flush()
-				return
-			}
-			batch = append(batch, e)
-			if len(batch) >= 256 {
-				flush()
-			}
+		case e := <-s.logQueue:
+			add(e)
 		case <-tick.C:
 			flush()
-			if time.Since(lastPrune) >= logPruneEvery {
-				lastPrune = time.Now()
-				if err := s.PruneLog(context.Background()); err != nil {
-					s.log.Error("prune provisioning log", "err", err)
-				}
-				s.purgeBySetting(context.Background())
-				if err := s.PruneEvents(context.Background(), eventRetentionDays); err != nil {
-					s.log.Error("prune change feed", "err", err)
+		case <-ctx.Done():
+			for {
+				select {
+				case e := <-s.logQueue:
+					add(e)
+				default:
+					flush()
+					return
 				}
 			}
 		}

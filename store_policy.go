@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
 	"time"
 )
 
@@ -170,12 +169,14 @@ func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
 	}
 }
 
-// PurgeInactive deletes directory accounts disabled for longer than days,
-// with their memberships, and returns their userNames.
+// PurgeInactive deletes the accounts the directory disabled more than days
+// ago, with their memberships, and returns their userNames: directory
+// accounts that are disabled, and the ones a "hide" deprovisioning kept
+// (disabled when the directory deleted them). Manual accounts stay.
 func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 	var names []string
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind = 'directory' AND inactive_since IS NOT NULL
+		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind IN ('directory', 'deprovisioned') AND inactive_since IS NOT NULL
 			AND inactive_since < ?`, formatTime(now.AddDate(0, 0, -days)))
 		if err != nil {
 			return err
@@ -208,23 +209,4 @@ func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 		return nil, fmt.Errorf("purge inactive users: %w", err)
 	}
 	return names, nil
-}
-
-// purgeBySetting applies the "delete disabled accounts after N days" policy.
-func (s *Store) purgeBySetting(ctx context.Context) {
-	v, err := s.Setting(ctx, settingPurgeInactive)
-	days, _ := strconv.Atoi(v)
-	if err != nil || days <= 0 {
-		return
-	}
-	names, err := s.PurgeInactive(ctx, days)
-	if err != nil {
-		s.log.Error("purge inactive users", "err", err)
-		return
-	}
-	for _, name := range names {
-		s.log.Info("deleted an account disabled for longer than the policy allows", "userName", name, "days", days)
-		s.Log(LogEntry{Op: "delete disabled user (policy)", ResourceType: "User", Target: name, Outcome: "success", Status: 204,
-			Detail: fmt.Sprintf("disabled for more than %d days", days)})
-	}
 }

@@ -21,10 +21,15 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// webhookSender delivers queued events.
+// webhookTimeout bounds one delivery attempt, from connecting to the answer.
+const webhookTimeout = 10 * time.Second
+
+// webhookSender delivers queued events: each endpoint on its own, so a slow
+// or failing endpoint delays only itself, and each in the order of its queue.
 type webhookSender struct {
 	store       *Store
 	log         *slog.Logger
@@ -32,13 +37,17 @@ type webhookSender struct {
 	tick        time.Duration
 	maxFailures int
 	backoff     func(attempts int) time.Duration
+
+	mu      sync.Mutex
+	sending map[string]bool // endpoints with a delivery run in progress
+	runs    sync.WaitGroup  // the delivery runs in progress
 }
 
 func newWebhookSender(store *Store, log *slog.Logger) *webhookSender {
 	return &webhookSender{
-		store: store, log: log, tick: time.Second, maxFailures: 20,
+		store: store, log: log, tick: time.Second, maxFailures: 20, sending: map[string]bool{},
 		client: &http.Client{
-			Timeout: 10 * time.Second,
+			Timeout: webhookTimeout,
 			// A receiver that redirects is answered as a failure: a redirect
 			// could send signed directory data to another host.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -48,14 +57,15 @@ func newWebhookSender(store *Store, log *slog.Logger) *webhookSender {
 	}
 }
 
-// Run delivers until ctx ends.
+// Run delivers until ctx ends, then waits for the attempts in flight: they
+// are cancelled and stay queued, or finished and are recorded, before Run
+// returns (and so before the store closes).
 func (ws *webhookSender) Run(ctx context.Context) {
+	defer ws.runs.Wait()
 	t := time.NewTicker(ws.tick)
 	defer t.Stop()
 	for {
-		if err := ws.deliverDue(ctx); err != nil && ctx.Err() == nil {
-			ws.log.Error("webhook deliveries", "err", err)
-		}
+		ws.startRuns(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -64,25 +74,54 @@ func (ws *webhookSender) Run(ctx context.Context) {
 	}
 }
 
-// deliverDue sends each enabled endpoint's due events, in order, stopping at
-// an endpoint's first failure so that nothing overtakes it.
-func (ws *webhookSender) deliverDue(ctx context.Context) error {
+// deliverDue sends every enabled endpoint's due events, endpoints
+// concurrently, and returns when all are done.
+func (ws *webhookSender) deliverDue(ctx context.Context) {
+	ws.startRuns(ctx)
+	ws.runs.Wait()
+}
+
+// startRuns starts a delivery run for each enabled endpoint that has none in
+// progress.
+func (ws *webhookSender) startRuns(ctx context.Context) {
 	hooks, err := ws.store.Webhooks(ctx)
 	if err != nil {
-		return err
+		if ctx.Err() == nil {
+			ws.log.Error("webhook deliveries: read the endpoints", "err", err)
+		}
+		return
 	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
 	for _, w := range hooks {
-		for i := 0; i < 100 && w.DisabledReason == "" && ctx.Err() == nil; i++ {
-			d, err := ws.store.NextDelivery(ctx, w.ID)
-			if err != nil || d == nil {
-				break
+		if w.DisabledReason != "" || ws.sending[w.ID] {
+			continue
+		}
+		ws.sending[w.ID] = true
+		ws.runs.Go(func() {
+			ws.deliverEndpoint(ctx, w)
+			ws.mu.Lock()
+			delete(ws.sending, w.ID)
+			ws.mu.Unlock()
+		})
+	}
+}
+
+// deliverEndpoint sends one endpoint's due events in order until none is
+// due, one fails (nothing overtakes it) or ctx ends.
+func (ws *webhookSender) deliverEndpoint(ctx context.Context, w Webhook) {
+	for ctx.Err() == nil {
+		d, err := ws.store.NextDelivery(ctx, w.ID)
+		if err != nil {
+			if ctx.Err() == nil {
+				ws.log.Error("webhook deliveries: read the queue", "webhook", w.ID, "err", err)
 			}
-			if !ws.send(ctx, w, d) {
-				break
-			}
+			return
+		}
+		if d == nil || !ws.send(ctx, w, d) {
+			return
 		}
 	}
-	return nil
 }
 
 // redactURL returns what a log may say about a URL: its scheme and host,

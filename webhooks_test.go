@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -372,5 +373,89 @@ func TestExports(t *testing.T) {
 	}
 	if status, _, _ := ac.get(t, "/export/users.csv?columns=password"); status == 200 {
 		t.Error("an unknown column was exported")
+	}
+}
+
+// TestWebhookSlowEndpointDelaysOnlyItself: an endpoint that hangs until the
+// attempt times out holds up its own queue only; another endpoint's events
+// go out meanwhile, and stopping the sender joins the hanging attempt.
+func TestWebhookSlowEndpointDelaysOnlyItself(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	hanging := make(chan struct{})
+	var hangingOnce sync.Once
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hangingOnce.Do(func() { close(hanging) })
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	fast := &receiver{t: t}
+	fastSrv := httptest.NewServer(fast)
+	defer fastSrv.Close()
+
+	// The slow endpoint comes first in the list, as the older one.
+	clock := stSetClock(s)
+	slowHook, _ := s.CreateWebhook(context.Background(), slow.URL, []string{"*"})
+	clock.t = clock.t.Add(time.Second)
+	fastHook, _ := s.CreateWebhook(context.Background(), fastSrv.URL, []string{"*"})
+	fast.secret = fastHook.Secret
+	addUsers(t, s, "u", 2)
+	s.now = time.Now
+
+	var logs tlsLog
+	ws := fastSender(s)
+	ws.log = slog.New(slog.NewTextHandler(&logs, nil))
+	ws.tick = 10 * time.Millisecond
+	ws.client.Timeout = 5 * time.Second // the slow endpoint's attempt ends then
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { ws.Run(ctx); close(stopped) }()
+
+	<-hanging
+	for deadline := time.Now().Add(20 * time.Second); len(fast.received()) < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// With one sender for all endpoints, the slow endpoint's attempt would
+	// have timed out and been recorded before the other endpoint got anything.
+	slowAttempts, _ := s.DeliveryAttempts(context.Background(), slowHook.ID, 10)
+	if got := fast.received(); len(got) != 2 || len(slowAttempts) != 0 {
+		t.Errorf("the other endpoint got %v (want 2 events) while the slow one had %d attempts recorded (want 0: still hanging)", got, len(slowAttempts))
+	}
+	stop()
+	<-stopped
+	// Stopped mid-attempt: the delivery stays queued, nothing is recorded
+	// and nothing is logged as an error.
+	d, err := s.NextDelivery(context.Background(), slowHook.ID)
+	if err != nil || d == nil || d.Attempts != 0 {
+		t.Errorf("slow endpoint's first delivery after stopping: %v (err %v); want it pending, never attempted", d != nil, err)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("sender logged errors:\n%s", logs.String())
+	}
+}
+
+// TestWebhookQueueReadErrorsAreLogged: a queue that cannot be read is an
+// error in the log, not a silent stop of deliveries.
+func TestWebhookQueueReadErrorsAreLogged(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	if _, err := s.CreateWebhook(context.Background(), "http://127.0.0.1:1/", []string{"*"}); err != nil {
+		t.Fatal(err)
+	}
+	// The queue's read joins the events; without them it fails.
+	if _, err := s.w.Exec("ALTER TABLE events RENAME TO events_gone"); err != nil {
+		t.Fatal(err)
+	}
+	var logs tlsLog
+	ws := fastSender(s)
+	ws.log = slog.New(slog.NewTextHandler(&logs, nil))
+	ws.deliverDue(context.Background())
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "no such table") {
+		t.Errorf("log after a failed queue read:\n%s", logs.String())
 	}
 }
