@@ -193,6 +193,28 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
 	`CREATE INDEX users_active ON users(active);`,
+	// A group's members page is sorted by name: members carry their member's
+	// folded name (what the page shows: displayName, else userName), kept
+	// current by triggers on every path that adds a member or renames one.
+	`ALTER TABLE members ADD COLUMN name_key TEXT;
+	UPDATE members SET name_key = coalesce(
+		(SELECT coalesce(display_name_key, user_name_key) FROM users WHERE id = members.member_id),
+		(SELECT display_name_key FROM groups WHERE id = members.member_id));
+	CREATE INDEX members_by_name ON members(group_id, name_key, member_id, member_type);
+	CREATE TRIGGER members_name_key AFTER INSERT ON members BEGIN
+		UPDATE members SET name_key = coalesce(
+			(SELECT coalesce(display_name_key, user_name_key) FROM users WHERE id = new.member_id),
+			(SELECT display_name_key FROM groups WHERE id = new.member_id))
+		WHERE group_id = new.group_id AND member_id = new.member_id;
+	END;
+	CREATE TRIGGER users_name_key_to_members AFTER UPDATE OF user_name_key, display_name_key ON users
+		WHEN new.user_name_key IS NOT old.user_name_key OR new.display_name_key IS NOT old.display_name_key BEGIN
+		UPDATE members SET name_key = coalesce(new.display_name_key, new.user_name_key) WHERE member_id = new.id;
+	END;
+	CREATE TRIGGER groups_name_key_to_members AFTER UPDATE OF display_name_key ON groups
+		WHEN new.display_name_key IS NOT old.display_name_key BEGIN
+		UPDATE members SET name_key = new.display_name_key WHERE member_id = new.id;
+	END;`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.

@@ -423,8 +423,17 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 	return nil
 }
 
+// groupMembersPageSQL reads a page of members from the members_by_name index
+// (skipping OFFSET entries there) and looks up names for that page's rows only.
+const groupMembersPageSQL = `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
+	FROM (SELECT member_id, member_type, name_key FROM members WHERE group_id = ?
+			ORDER BY name_key, member_id LIMIT ? OFFSET ?) m
+		LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+	ORDER BY m.name_key, m.member_id`
+
 // GroupMembersPage returns one page of a group's members, ordered by display
-// name, and the group's member count.
+// name (else userName), case-insensitively, and the group's member count.
 func (s *Store) GroupMembersPage(ctx context.Context, groupID string, offset, limit int) ([]Member, int, error) {
 	var total int
 	if err := s.r.QueryRowContext(ctx, "SELECT member_count FROM groups WHERE id = ?", groupID).Scan(&total); err != nil {
@@ -433,10 +442,7 @@ func (s *Store) GroupMembersPage(ctx context.Context, groupID string, offset, li
 		}
 		return nil, 0, fmt.Errorf("group members: %w", err)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
-		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
-			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
-		WHERE m.group_id = ? ORDER BY m.member_id LIMIT ? OFFSET ?`, groupID, limit, offset)
+	rows, err := s.r.QueryContext(ctx, groupMembersPageSQL, groupID, limit, offset)
 	if err != nil {
 		return nil, 0, fmt.Errorf("group members: %w", err)
 	}
