@@ -138,6 +138,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var se *scimError
 	var unknown *UnknownMembersError
 	var tooBig *http.MaxBytesError
+	var sortWindow *SortWindowError
 	resp := &scimError{Status: http.StatusInternalServerError, Detail: "internal error"}
 	switch {
 	case errors.As(err, &se):
@@ -147,6 +148,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case errors.As(err, &unknown):
 		resp = &scimError{Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: "members not applied: " + unknown.Error()}
+	case errors.As(err, &sortWindow):
+		resp = &scimError{Status: http.StatusBadRequest, ScimType: "tooMany", Detail: sortWindow.Error()}
 	case errors.As(err, &tooBig):
 		resp = &scimError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the request body is larger than %d bytes", tooBig.Limit)}
 	case errors.Is(err, ErrNotFound):
