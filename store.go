@@ -421,3 +421,23 @@ func stringAttr(attrs map[string]any, name string) string {
 	s, _ := attrs[name].(string)
 	return s
 }
+
+// queryPlan returns the detail lines of EXPLAIN QUERY PLAN for a statement,
+// for the tests that keep hot queries on their indexes.
+func (s *Store) queryPlan(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("explain %q: %w", query, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return nil, err
+		}
+		plan = append(plan, detail)
+	}
+	return plan, rows.Err()
+}

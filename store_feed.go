@@ -33,6 +33,13 @@ func (s *Store) emit(ctx context.Context, tx *sql.Tx, now time.Time, typ, resour
 	return s.emitMany(ctx, tx, now, typ, resourceType, resourceID, []any{data})
 }
 
+// queueDeliveriesSQL queues the events with cursors between two bounds for
+// every webhook subscribed to their type.
+const queueDeliveriesSQL = `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
+	SELECT w.id, e.cursor, ? FROM events e JOIN webhooks w
+		ON w.types = '*' OR instr(',' || w.types || ',', ',' || e.type || ',') > 0
+	WHERE e.cursor BETWEEN ? AND ? ORDER BY e.cursor`
+
 // emitMany records several events of one type and resource with one statement
 // for the events and one for their deliveries, whatever their number.
 func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data []any) error {
@@ -68,10 +75,7 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if !s.hasWebhooks.Load() {
 		return nil
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
-		SELECT w.id, e.cursor, ? FROM events e JOIN webhooks w
-			ON w.types = '*' OR instr(',' || w.types || ',', ',' || e.type || ',') > 0
-		WHERE e.cursor BETWEEN ? AND ? ORDER BY e.cursor`, formatTime(now), first, last)
+	_, err = tx.ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last)
 	if err != nil {
 		return fmt.Errorf("queue event: %w", err)
 	}
@@ -98,10 +102,12 @@ func (s *Store) policyIn(ctx context.Context, q queryer) (Policy, error) {
 	return p, nil
 }
 
+const eventsAfterSQL = `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
+	WHERE cursor > ? ORDER BY cursor LIMIT ?`
+
 // Events returns up to limit events after the cursor, oldest first.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
-		WHERE cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
+	rows, err := s.r.QueryContext(ctx, eventsAfterSQL, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}

@@ -242,13 +242,11 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		case membersAdd:
 			err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
 		case membersRemove:
-			err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
-				RETURNING member_id`, ids(c.IDs), c.IDs)
+			err = remove(removeMembersSQL, ids(c.IDs), c.IDs)
 		case membersRemoveMatching:
 			var matched []string
 			if matched, err = matchingMembers(ctx, tx, groupID, c.Filter); err == nil {
-				err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
-					RETURNING member_id`, ids(matched), matched)
+				err = remove(removeMembersSQL, ids(matched), matched)
 			}
 		}
 		if err != nil {
@@ -273,6 +271,17 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 	return added, removed, nil
 }
 
+// Membership changes, one statement for a whole batch of ids (a JSON array):
+// ?1 is the group, ?2 the ids. "WHERE true" lets SQLite parse the upsert after a SELECT.
+const (
+	removeMembersSQL = `DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
+		RETURNING member_id`
+	addMembersSQL = `INSERT INTO members (group_id, member_id, member_type)
+		SELECT ?1, j.value, CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = j.value) THEN 'User' ELSE 'Group' END
+		FROM json_each(?2) j WHERE true
+		ON CONFLICT DO NOTHING RETURNING member_id`
+)
+
 // addMembers adds users or groups by id in one statement, after checking that
 // every id exists; it refuses the whole batch, naming all unknown ids, if not.
 func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, idsJSON string,
@@ -294,11 +303,7 @@ func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, 
 		}
 		return &UnknownMembersError{IDs: names}
 	}
-	// "WHERE true" lets SQLite parse the upsert after a SELECT.
-	added, err := returning(`INSERT INTO members (group_id, member_id, member_type)
-		SELECT ?1, j.value, CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = j.value) THEN 'User' ELSE 'Group' END
-		FROM json_each(?2) j WHERE true
-		ON CONFLICT DO NOTHING RETURNING member_id`, groupID, idsJSON)
+	added, err := returning(addMembersSQL, groupID, idsJSON)
 	if err != nil {
 		return err
 	}

@@ -152,6 +152,9 @@ func (t listTable) listStatements(q ListQuery, kindFilter bool) listSQL {
 	}
 }
 
+// nonDirectoryCountSQL counts the accounts SCIM does not see, before every SCIM list.
+const nonDirectoryCountSQL = "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned')"
+
 // list pages through a resource table. Filters that translate exactly to SQL
 // (the hot path: eq on indexed attributes) are answered with COUNT and
 // LIMIT/OFFSET on indexes; others are narrowed by SQL where possible and
@@ -162,7 +165,7 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	if q.DirectoryOnly && spec.table == "users" {
 		// Usually every account is a directory account and the condition is left out.
 		var others int
-		if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned')").Scan(&others); err != nil {
+		if err := s.r.QueryRowContext(ctx, nonDirectoryCountSQL).Scan(&others); err != nil {
 			return 0, err
 		}
 		kindFilter = others > 0
@@ -441,6 +444,11 @@ func rowsAfter[T any](ctx context.Context, q queryer, selectSQL, table string, a
 	return out, next, rows.Err()
 }
 
+const membersAfterSQL = `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
+	FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+	WHERE m.group_id = ? AND m.member_id > ? ORDER BY m.member_id LIMIT ?`
+
 // MembersAfter returns up to limit members of a group after the member id cursor.
 func (s *Store) MembersAfter(ctx context.Context, groupID, after string, limit int) ([]Member, error) {
 	var n int
@@ -450,10 +458,7 @@ func (s *Store) MembersAfter(ctx context.Context, groupID, after string, limit i
 		}
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
-		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
-			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
-		WHERE m.group_id = ? AND m.member_id > ? ORDER BY m.member_id LIMIT ?`, groupID, after, limit)
+	rows, err := s.r.QueryContext(ctx, membersAfterSQL, groupID, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("group members: %w", err)
 	}
