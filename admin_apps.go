@@ -23,16 +23,18 @@ type appsData struct {
 	NewSecret  string
 	Error      string
 	APIBase    string
+	EventDays  int // how long events, and so webhook queues, are kept
 }
 
 type webhookRow struct {
 	Webhook
 	Attempts []DeliveryAttempt
+	Waiting  int // events queued and not yet delivered
 }
 
 func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) {
 	ctx := r.Context()
-	d := appsData{layout: sess.layout("Apps and webhooks", "apps"), EventTypes: eventTypes,
+	d := appsData{layout: sess.layout("Apps and webhooks", "apps"), EventTypes: eventTypes, EventDays: eventRetentionDays,
 		APIBase: strings.TrimSuffix(baseURL(r), scimBase) + "/api/v1"}
 	var err error
 	if d.Keys, err = a.store.AppKeys(ctx); err != nil {
@@ -42,12 +44,16 @@ func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) 
 	if err != nil {
 		return d, err
 	}
+	waiting, err := a.store.WaitingDeliveries(ctx)
+	if err != nil {
+		return d, err
+	}
 	for _, w := range hooks {
 		attempts, err := a.store.DeliveryAttempts(ctx, w.ID, 10)
 		if err != nil {
 			return d, err
 		}
-		d.Webhooks = append(d.Webhooks, webhookRow{w, attempts})
+		d.Webhooks = append(d.Webhooks, webhookRow{w, attempts, waiting[w.ID]})
 	}
 	return d, nil
 }

@@ -5,8 +5,9 @@ package main
 // pagination, app keys that are separate from SCIM tokens.
 
 import (
+	"bufio"
 	"context"
-	"encoding/csv"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/julienschmidt/httprouter"
 )
@@ -102,20 +104,27 @@ func writeAPI(w http.ResponseWriter, status int, v any) {
 
 // pageParams reads after (an integer cursor) and limit.
 func pageParams(r *http.Request) (int64, int, error) {
-	q := r.URL.Query()
-	after, limit := int64(0), apiDefaultLimit
-	var err error
-	if v := q.Get("after"); v != "" {
+	after := int64(0)
+	if v := r.URL.Query().Get("after"); v != "" {
+		var err error
 		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
 			return 0, 0, badRequest("invalidValue", "after must be a cursor from an earlier page")
 		}
 	}
-	if v := q.Get("limit"); v != "" {
+	limit, err := limitParam(r)
+	return after, limit, err
+}
+
+// limitParam reads the page size, apiDefaultLimit when absent, at most apiMaxLimit.
+func limitParam(r *http.Request) (int, error) {
+	limit := apiDefaultLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		var err error
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
-			return 0, 0, badRequest("invalidValue", "limit must be a positive number")
+			return 0, badRequest("invalidValue", "limit must be a positive number")
 		}
 	}
-	return after, min(limit, apiMaxLimit), nil
+	return min(limit, apiMaxLimit), nil
 }
 
 // writePage writes a page with the cursor of the next one ("" when it was the last).
@@ -189,11 +198,14 @@ func (s *server) apiGroups(w http.ResponseWriter, r *http.Request, _ httprouter.
 }
 
 func (s *server) apiMembers(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
-	_, limit, err := pageParams(r)
+	limit, err := limitParam(r)
 	if err != nil {
 		return err
 	}
-	after := r.URL.Query().Get("after") // member ids are the cursor here
+	after, err := memberCursor(r.URL.Query().Get("after"))
+	if err != nil {
+		return err
+	}
 	members, err := s.store.MembersAfter(r.Context(), ps.ByName("id"), after, limit)
 	if err != nil {
 		return err
@@ -204,10 +216,20 @@ func (s *server) apiMembers(w http.ResponseWriter, r *http.Request, ps httproute
 	}
 	out := map[string]any{"data": data, "next": ""}
 	if len(members) == limit {
-		out["next"] = members[len(members)-1].ID
+		out["next"] = base64.RawURLEncoding.EncodeToString([]byte(members[len(members)-1].ID))
 	}
 	writeAPI(w, http.StatusOK, out)
 	return nil
+}
+
+// memberCursor decodes the opaque cursor of a member page: the last member id
+// of the page before, encoded so that apps treat it as a token, not a number.
+func memberCursor(v string) (string, error) {
+	after, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || !utf8.Valid(after) {
+		return "", badRequest("invalidValue", "after must be a cursor from an earlier page")
+	}
+	return string(after), nil
 }
 
 // apiEvents returns the change feed after a cursor; with wait=N it waits up
@@ -291,6 +313,38 @@ func exportValue(u map[string]any, col string) string {
 	return ""
 }
 
+// csvWriter writes CSV that spreadsheets open as data: directory values are
+// untrusted, and a cell starting with = + - @, a tab or a carriage return
+// would be run as a formula. As OWASP advises for CSV injection, such a value
+// gets a leading single quote, and every field is quoted so that no
+// separator inside a value (a ';' in locales that split on it) starts a cell.
+type csvWriter struct {
+	w   *bufio.Writer
+	err error // of the last Flush
+}
+
+func newCSVWriter(w io.Writer) *csvWriter { return &csvWriter{w: bufio.NewWriter(w)} }
+
+// Write writes one record; errors surface from Flush and Error, as with encoding/csv.
+func (c *csvWriter) Write(record []string) error {
+	for i, field := range record {
+		if i > 0 {
+			c.w.WriteByte(',')
+		}
+		c.w.WriteByte('"')
+		if field != "" && strings.ContainsRune("=+-@\t\r", rune(field[0])) {
+			c.w.WriteByte('\'')
+		}
+		c.w.WriteString(strings.ReplaceAll(field, `"`, `""`))
+		c.w.WriteByte('"')
+	}
+	return c.w.WriteByte('\n')
+}
+
+func (c *csvWriter) Flush() { c.err = c.w.Flush() }
+
+func (c *csvWriter) Error() error { return c.err }
+
 // exportUsers streams every user with effective values, a batch at a time,
 // as CSV (the chosen columns) or as a JSON array.
 func exportUsers(ctx context.Context, store *Store, w io.Writer, format string, columns []string) error {
@@ -306,10 +360,10 @@ func exportUsers(ctx context.Context, store *Store, w io.Writer, format string, 
 			return badRequest("invalidValue", "unknown column %q; the columns are %s", c, strings.Join(exportColumns, ", "))
 		}
 	}
-	var cw *csv.Writer
+	var cw *csvWriter
 	switch format {
 	case "csv":
-		cw = csv.NewWriter(w)
+		cw = newCSVWriter(w)
 		cw.Write(columns)
 	case "json":
 		io.WriteString(w, "[")

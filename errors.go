@@ -71,6 +71,7 @@ func classify(r *http.Request, err error) verdict {
 	var unknown *UnknownMembersError
 	var tooBig *http.MaxBytesError
 	var readOnly *ErrReadOnlyField
+	var sortWindow *SortWindowError
 	switch {
 	case errors.As(err, &se):
 		return verdict{Status: se.Status, ScimType: se.ScimType, Detail: se.Detail, RetryAfter: se.retryAfter}
@@ -78,6 +79,8 @@ func classify(r *http.Request, err error) verdict {
 		return verdict{Status: http.StatusForbidden, Detail: readOnly.Error()}
 	case errors.As(err, &unknown):
 		return verdict{Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: "members not applied: " + unknown.Error()}
+	case errors.As(err, &sortWindow):
+		return verdict{Status: http.StatusBadRequest, ScimType: "tooMany", Detail: sortWindow.Error()}
 	case errors.As(err, &tooBig):
 		return verdict{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the request body is larger than %d bytes", tooBig.Limit)}
 	case errors.Is(err, ErrNotFound):

@@ -26,10 +26,19 @@ type Event struct {
 
 // emit records an event in the transaction of the change it describes, so the
 // feed never misses a change nor describes one that was rolled back, and
-// queues it for every enabled webhook subscribed to its type.
+// queues it for every webhook subscribed to its type. A disabled endpoint's
+// queue keeps growing (the Apps page shows how much waits, and the feed's
+// retention bounds it), so that enabling it again delivers everything.
 func (s *Store) emit(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data any) error {
 	return s.emitMany(ctx, tx, now, typ, resourceType, resourceID, []any{data})
 }
+
+// queueDeliveriesSQL queues the events with cursors between two bounds for
+// every webhook subscribed to their type.
+const queueDeliveriesSQL = `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
+	SELECT w.id, e.cursor, ? FROM events e JOIN webhooks w
+		ON w.types = '*' OR instr(',' || w.types || ',', ',' || e.type || ',') > 0
+	WHERE e.cursor BETWEEN ? AND ? ORDER BY e.cursor`
 
 // emitMany records several events of one type and resource with one statement
 // for the events and one for their deliveries, whatever their number.
@@ -66,10 +75,7 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if !s.hasWebhooks.Load() {
 		return nil
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO deliveries (webhook_id, event_cursor, next_at)
-		SELECT w.id, e.cursor, ? FROM events e JOIN webhooks w
-			ON w.disabled_reason = '' AND (w.types = '*' OR instr(',' || w.types || ',', ',' || e.type || ',') > 0)
-		WHERE e.cursor BETWEEN ? AND ? ORDER BY e.cursor`, formatTime(now), first, last)
+	_, err = tx.ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last)
 	if err != nil {
 		return fmt.Errorf("queue event: %w", err)
 	}
@@ -96,10 +102,12 @@ func (s *Store) policyIn(ctx context.Context, q queryer) (Policy, error) {
 	return p, nil
 }
 
+const eventsAfterSQL = `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
+	WHERE cursor > ? ORDER BY cursor LIMIT ?`
+
 // Events returns up to limit events after the cursor, oldest first.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
-		WHERE cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
+	rows, err := s.r.QueryContext(ctx, eventsAfterSQL, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
@@ -117,14 +125,63 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, er
 	return out, rows.Err()
 }
 
-// PruneEvents drops events older than days, and delivered or abandoned deliveries of them.
+// PruneEvents drops events older than days, and delivered or abandoned
+// deliveries of them. Events still waiting for an endpoint are dropped too (the
+// feed's retention bounds every queue), with a warning naming the endpoint.
 func (s *Store) PruneEvents(ctx context.Context, days int) error {
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	dropped := map[string]int{}
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		clear(dropped)
 		cut := formatTime(now.AddDate(0, 0, -days))
+		rows, err := tx.QueryContext(ctx, `SELECT webhook_id, count(*) FROM deliveries
+			WHERE done = 0 AND event_cursor IN (SELECT cursor FROM events WHERE at < ?) GROUP BY webhook_id`, cut)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var n int
+			if err := rows.Scan(&id, &n); err != nil {
+				return err
+			}
+			dropped[id] = n
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, "DELETE FROM deliveries WHERE event_cursor IN (SELECT cursor FROM events WHERE at < ?)", cut); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, "DELETE FROM events WHERE at < ?", cut)
+		_, err = tx.ExecContext(ctx, "DELETE FROM events WHERE at < ?", cut)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	for id, n := range dropped {
+		s.log.Warn("webhook events older than the change feed's retention dropped undelivered", "webhook", id, "events", n, "days", days)
+	}
+	return nil
+}
+
+// WaitingDeliveries returns how many events wait for each webhook (by id),
+// whether the endpoint is failing, disabled or just behind.
+func (s *Store) WaitingDeliveries(ctx context.Context) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT w.id, (SELECT count(*) FROM deliveries d WHERE d.webhook_id = w.id AND d.done = 0)
+		FROM webhooks w`)
+	if err != nil {
+		return nil, fmt.Errorf("waiting deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("waiting deliveries: %w", err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
 }

@@ -242,13 +242,11 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		case membersAdd:
 			err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
 		case membersRemove:
-			err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
-				RETURNING member_id`, ids(c.IDs), c.IDs)
+			err = remove(removeMembersSQL, ids(c.IDs), c.IDs)
 		case membersRemoveMatching:
 			var matched []string
 			if matched, err = matchingMembers(ctx, tx, groupID, c.Filter); err == nil {
-				err = remove(`DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
-					RETURNING member_id`, ids(matched), matched)
+				err = remove(removeMembersSQL, ids(matched), matched)
 			}
 		}
 		if err != nil {
@@ -273,6 +271,17 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 	return added, removed, nil
 }
 
+// Membership changes, one statement for a whole batch of ids (a JSON array):
+// ?1 is the group, ?2 the ids. "WHERE true" lets SQLite parse the upsert after a SELECT.
+const (
+	removeMembersSQL = `DELETE FROM members WHERE group_id = ? AND member_id IN (SELECT value FROM json_each(?))
+		RETURNING member_id`
+	addMembersSQL = `INSERT INTO members (group_id, member_id, member_type)
+		SELECT ?1, j.value, CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = j.value) THEN 'User' ELSE 'Group' END
+		FROM json_each(?2) j WHERE true
+		ON CONFLICT DO NOTHING RETURNING member_id`
+)
+
 // addMembers adds users or groups by id in one statement, after checking that
 // every id exists; it refuses the whole batch, naming all unknown ids, if not.
 func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, idsJSON string,
@@ -294,11 +303,7 @@ func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, 
 		}
 		return &UnknownMembersError{IDs: names}
 	}
-	// "WHERE true" lets SQLite parse the upsert after a SELECT.
-	added, err := returning(`INSERT INTO members (group_id, member_id, member_type)
-		SELECT ?1, j.value, CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = j.value) THEN 'User' ELSE 'Group' END
-		FROM json_each(?2) j WHERE true
-		ON CONFLICT DO NOTHING RETURNING member_id`, groupID, idsJSON)
+	added, err := returning(addMembersSQL, groupID, idsJSON)
 	if err != nil {
 		return err
 	}
@@ -423,8 +428,17 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 	return nil
 }
 
+// groupMembersPageSQL reads a page of members from the members_by_name index
+// (skipping OFFSET entries there) and looks up names for that page's rows only.
+const groupMembersPageSQL = `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
+	FROM (SELECT member_id, member_type, name_key FROM members WHERE group_id = ?
+			ORDER BY name_key, member_id LIMIT ? OFFSET ?) m
+		LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+	ORDER BY m.name_key, m.member_id`
+
 // GroupMembersPage returns one page of a group's members, ordered by display
-// name, and the group's member count.
+// name (else userName), case-insensitively, and the group's member count.
 func (s *Store) GroupMembersPage(ctx context.Context, groupID string, offset, limit int) ([]Member, int, error) {
 	var total int
 	if err := s.r.QueryRowContext(ctx, "SELECT member_count FROM groups WHERE id = ?", groupID).Scan(&total); err != nil {
@@ -433,10 +447,7 @@ func (s *Store) GroupMembersPage(ctx context.Context, groupID string, offset, li
 		}
 		return nil, 0, fmt.Errorf("group members: %w", err)
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
-		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
-			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
-		WHERE m.group_id = ? ORDER BY m.member_id LIMIT ? OFFSET ?`, groupID, limit, offset)
+	rows, err := s.r.QueryContext(ctx, groupMembersPageSQL, groupID, limit, offset)
 	if err != nil {
 		return nil, 0, fmt.Errorf("group members: %w", err)
 	}

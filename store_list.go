@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -28,8 +29,8 @@ var nullableColumns = map[string]bool{"users.external_id": true, "users.display_
 func (s *Store) ListUsers(ctx context.Context, q ListQuery) ([]*User, int, error) {
 	var users []*User
 	total, err := s.list(ctx, listSpec{
-		table: "users", selectSQL: userSelect, cols: userColumns, sortCols: userSortColumns,
-		scan: func(r *sql.Rows) (any, error) { return scanUser(r) },
+		listTable: usersTable,
+		scan:      func(r interface{ Scan(...any) error }) (any, error) { return scanUser(r) },
 		doc: func(ctx context.Context, q queryer, v any, needRelations bool) (map[string]any, error) {
 			u := v.(*User)
 			if needRelations {
@@ -51,12 +52,22 @@ func (s *Store) ListUsers(ctx context.Context, q ListQuery) ([]*User, int, error
 	return users, total, nil
 }
 
+// listTable is what a list's SQL needs to know about a resource table.
+type listTable struct {
+	table, selectSQL string
+	cols             map[string]sqlColumn // filterable attributes on indexed columns
+	sortCols         map[string]string    // sortable attributes on indexed columns
+}
+
+var (
+	usersTable  = listTable{"users", userSelect, userColumns, userSortColumns}
+	groupsTable = listTable{"groups", groupSelect, groupColumns, groupSortColumns}
+)
+
 // listSpec describes a resource table to the shared list implementation.
 type listSpec struct {
-	table, selectSQL string
-	cols             map[string]sqlColumn
-	sortCols         map[string]string
-	scan             func(*sql.Rows) (any, error)
+	listTable
+	scan func(interface{ Scan(...any) error }) (any, error)
 	// doc renders a scanned resource for evaluation; q is the connection the
 	// scan runs on, so that loading relations never waits for a second one.
 	doc      func(ctx context.Context, q queryer, v any, needRelations bool) (map[string]any, error)
@@ -65,41 +76,59 @@ type listSpec struct {
 	collect  func(any)
 }
 
-// list pages through a resource table. Filters that translate exactly to SQL
-// (the hot path: eq on indexed attributes) are answered with COUNT and
-// LIMIT/OFFSET on indexes; others are narrowed by SQL where possible and
-// evaluated in Go, streaming the candidates.
-func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, error) {
-	var sf sqlFilter
-	sf.exact = true
+// unindexedSortWindow bounds how deep a list sorted by an attribute without
+// an index may page: such a sort keeps the sort keys of the first
+// startIndex+count results in memory while it reads every candidate.
+const unindexedSortWindow = 10_000
+
+// SortWindowError reports a page beyond unindexedSortWindow of a list sorted
+// by an attribute without an index.
+type SortWindowError struct{ SortBy string }
+
+func (e *SortWindowError) Error() string {
+	return fmt.Sprintf("sorting by %s reaches only the first %d results; sort by an indexed attribute "+
+		"(id, userName, displayName, externalId, meta.created, meta.lastModified) or narrow the filter", e.SortBy, unindexedSortWindow)
+}
+
+// listSQL is the SQL of one list query. When indexed, count and page answer
+// it from indexes (page takes the count and offset after args); otherwise
+// stream yields the candidates, with their rowid first, for evaluation in Go.
+type listSQL struct {
+	indexed, indexedSort bool
+	count, page, stream  string
+	args                 []any
+}
+
+// listStatements builds the SQL for q. kindFilter adds the directory-only
+// condition, needed only when some account is not a directory account.
+func (t listTable) listStatements(q ListQuery, kindFilter bool) listSQL {
+	sf := sqlFilter{exact: true}
 	if q.Filter != nil {
-		sf = toSQL(q.Filter, spec.cols)
+		sf = toSQL(q.Filter, t.cols)
 	}
 	var conds []string
 	if sf.where != "" {
 		conds = append(conds, sf.where)
 	}
-	if q.DirectoryOnly && spec.table == "users" {
-		// Usually every account is a directory account and the condition is
-		// left out. When it is needed, the unary + keeps the planner from
-		// choosing the kind index over the filter's or the sort's own index.
-		var others int
-		if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned')").Scan(&others); err != nil {
-			return 0, err
-		}
-		if others > 0 {
-			conds = append(conds, "+users.kind = 'directory'")
-		}
+	if kindFilter {
+		// The unary + keeps the planner from choosing the kind index over the
+		// filter's or the sort's own index.
+		conds = append(conds, "+users.kind = 'directory'")
 	}
 	where := ""
 	if len(conds) > 0 {
 		where = " WHERE " + strings.Join(conds, " AND ")
 	}
 	sortKey := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(q.SortBy, userSchema+":"), groupSchema+":"))
-	sortCol, indexedSort := spec.sortCols[sortKey]
+	sortCol, indexedSort := t.sortCols[sortKey]
 	if q.SortBy == "" {
 		// Creation order, from the narrow created index rather than the wide table.
-		sortCol, indexedSort = spec.table+".created", true
+		sortCol, indexedSort = t.table+".created", true
+	}
+	rowid := t.table + ".rowid"
+	streamSelect := strings.Replace(t.selectSQL, "SELECT ", "SELECT "+rowid+", ", 1)
+	if !indexedSort {
+		return listSQL{stream: streamSelect + where + " ORDER BY " + rowid, args: sf.args}
 	}
 	dir := ""
 	if q.Descending {
@@ -111,22 +140,48 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 		// descending, as if missing sorted highest (RFC 7644 §3.4.2.3).
 		order += sortCol + " IS NULL" + dir + ", "
 	}
-	order += sortCol + dir + ", " + spec.table + ".rowid" + dir
+	order += sortCol + dir + ", " + rowid + dir
+	// The page's rowids come from an index (skipping OFFSET rows there is
+	// cheap); only the page's rows are read from the table.
+	page := "SELECT " + rowid + " FROM " + t.table + where + order + " LIMIT ? OFFSET ?"
+	return listSQL{
+		indexed: sf.exact, indexedSort: true, args: sf.args,
+		count:  "SELECT count(*) FROM " + t.table + where,
+		page:   t.selectSQL + " WHERE " + rowid + " IN (" + page + ")" + order,
+		stream: streamSelect + where + order,
+	}
+}
+
+// nonDirectoryCountSQL counts the accounts SCIM does not see, before every SCIM list.
+const nonDirectoryCountSQL = "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned')"
+
+// list pages through a resource table. Filters that translate exactly to SQL
+// (the hot path: eq on indexed attributes) are answered with COUNT and
+// LIMIT/OFFSET on indexes; others are narrowed by SQL where possible and
+// evaluated in Go, streaming the candidates. A sort by an attribute without
+// an index keeps only the sort keys of the first startIndex+count results.
+func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, error) {
+	kindFilter := false
+	if q.DirectoryOnly && spec.table == "users" {
+		// Usually every account is a directory account and the condition is left out.
+		var others int
+		if err := s.r.QueryRowContext(ctx, nonDirectoryCountSQL).Scan(&others); err != nil {
+			return 0, err
+		}
+		kindFilter = others > 0
+	}
+	st := spec.listStatements(q, kindFilter)
 	start := max(q.StartIndex, 1) - 1
 
-	if sf.exact && indexedSort {
+	if st.indexed {
 		var total int
-		if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM "+spec.table+where, sf.args...).Scan(&total); err != nil {
+		if err := s.r.QueryRowContext(ctx, st.count, st.args...).Scan(&total); err != nil {
 			return 0, err
 		}
 		if q.Count <= 0 || start >= total {
 			return total, nil
 		}
-		// The page's rowids come from an index (skipping OFFSET rows there is
-		// cheap); only the page's rows are read from the table.
-		page := "SELECT " + spec.table + ".rowid FROM " + spec.table + where + order + " LIMIT ? OFFSET ?"
-		rows, err := s.r.QueryContext(ctx, spec.selectSQL+" WHERE "+spec.table+".rowid IN ("+page+")"+order,
-			append(sf.args, q.Count, start)...)
+		rows, err := s.r.QueryContext(ctx, st.page, append(st.args, q.Count, start)...)
 		if err != nil {
 			return 0, err
 		}
@@ -141,41 +196,52 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 		return total, rows.Err()
 	}
 
-	if !indexedSort {
-		order = " ORDER BY " + spec.table + ".rowid"
+	window := 0 // how many of the best sort keys to keep
+	if !st.indexedSort && q.Count > 0 {
+		window = start + q.Count
+		if window > unindexedSortWindow {
+			return 0, &SortWindowError{SortBy: q.SortBy}
+		}
 	}
 	conn, err := s.r.Conn(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	rows, err := conn.QueryContext(ctx, spec.selectSQL+where+order, sf.args...)
+	// One read transaction, so that the page read after sorting is the
+	// snapshot that was sorted.
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, st.stream, st.args...)
 	if err != nil {
 		return 0, err
 	}
 	defer rows.Close()
 	needRelations := q.Filter != nil && referencesAttr(q.Filter, spec.relation)
-	type hit struct {
-		v   any
-		key string
-	}
-	var hits []hit // only when sorting in Go
+	best := sortedHits{descending: q.Descending, keep: window}
 	total := 0
 	for rows.Next() {
-		v, err := spec.scan(rows)
+		var rowid int64
+		v, err := spec.scan(scanPrefix{rows, &rowid})
 		if err != nil {
 			return 0, err
 		}
-		if q.Filter != nil && !sf.exact || !indexedSort {
-			doc, err := spec.doc(ctx, conn, v, needRelations)
+		if q.Filter != nil || !st.indexedSort {
+			doc, err := spec.doc(ctx, tx, v, needRelations)
 			if err != nil {
 				return 0, err
 			}
 			if q.Filter != nil && !matches(q.Filter, spec.rt, doc) {
 				continue
 			}
-			if !indexedSort {
-				hits = append(hits, hit{v, sortValue(doc, q.SortBy)})
+			if !st.indexedSort {
+				total++
+				if window > 0 {
+					best.add(sortHit{sortValue(doc, q.SortBy), rowid})
+				}
 				continue
 			}
 		}
@@ -187,31 +253,98 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	if indexedSort {
+	rows.Close()
+	if st.indexedSort {
 		return total, nil
 	}
-	// As in SQL above: a missing sort value sorts highest.
-	slices.SortStableFunc(hits, func(a, b hit) int {
-		var c int
-		switch {
-		case a.key == b.key:
-			return 0
-		case a.key == "":
-			c = 1
-		case b.key == "":
-			c = -1
-		default:
-			c = strings.Compare(a.key, b.key)
-		}
-		if q.Descending {
-			c = -c
-		}
-		return c
-	})
-	for i := start; i < len(hits) && i < start+q.Count; i++ {
-		spec.collect(hits[i].v)
+	hits := best.result()
+	if start >= len(hits) {
+		return total, nil
 	}
-	return len(hits), nil
+	return total, s.collectByRowid(ctx, tx, spec, hits[start:])
+}
+
+// collectByRowid reads the page's rows, whose rowids hits holds in order.
+func (s *Store) collectByRowid(ctx context.Context, q queryer, spec listSpec, hits []sortHit) error {
+	args := make([]any, len(hits))
+	pos := make(map[int64]int, len(hits))
+	for i, h := range hits {
+		args[i], pos[h.rowid] = h.rowid, i
+	}
+	rowid := spec.table + ".rowid"
+	rows, err := q.QueryContext(ctx, strings.Replace(spec.selectSQL, "SELECT ", "SELECT "+rowid+", ", 1)+
+		" WHERE "+rowid+" IN (?"+strings.Repeat(",?", len(args)-1)+")", args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	page := make([]any, len(hits))
+	for rows.Next() {
+		var id int64
+		v, err := spec.scan(scanPrefix{rows, &id})
+		if err != nil {
+			return err
+		}
+		page[pos[id]] = v
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, v := range page {
+		if v != nil {
+			spec.collect(v)
+		}
+	}
+	return nil
+}
+
+// sortHit is a candidate of a sort without an index: its sort key ("" when
+// it has no value) and its row.
+type sortHit struct {
+	key   string
+	rowid int64
+}
+
+// sortedHits keeps the first keep hits in sort order while hits are added
+// one by one, in memory proportional to keep: a buffer of up to twice keep
+// is sorted and cut back to keep whenever it fills.
+type sortedHits struct {
+	descending bool
+	keep       int
+	hits       []sortHit
+}
+
+func (b *sortedHits) add(h sortHit) {
+	b.hits = append(b.hits, h)
+	if len(b.hits) >= 2*b.keep {
+		b.hits = b.result()
+	}
+}
+
+// result returns the first keep hits in order.
+func (b *sortedHits) result() []sortHit {
+	slices.SortFunc(b.hits, b.compare)
+	return b.hits[:min(len(b.hits), b.keep)]
+}
+
+// compare orders as the SQL sorts do: a missing value sorts highest (last
+// ascending, first descending, RFC 7644 §3.4.2.3), ties in row order.
+func (b *sortedHits) compare(x, y sortHit) int {
+	var c int
+	switch {
+	case x.key == y.key:
+		c = cmp.Compare(x.rowid, y.rowid)
+	case x.key == "":
+		c = 1
+	case y.key == "":
+		c = -1
+	default:
+		c = strings.Compare(x.key, y.key)
+	}
+	if b.descending {
+		c = -c
+	}
+	return c
 }
 
 // sortValue is the folded string form of the first value of the sort attribute.
@@ -246,8 +379,8 @@ func sortValue(doc map[string]any, sortBy string) string {
 func (s *Store) ListGroups(ctx context.Context, q ListQuery, withMembers bool) ([]*Group, int, error) {
 	var groups []*Group
 	total, err := s.list(ctx, listSpec{
-		table: "groups", selectSQL: groupSelect, cols: groupColumns, sortCols: groupSortColumns,
-		scan: func(r *sql.Rows) (any, error) { return scanGroup(r) },
+		listTable: groupsTable,
+		scan:      func(r interface{ Scan(...any) error }) (any, error) { return scanGroup(r) },
 		doc: func(ctx context.Context, q queryer, v any, needRelations bool) (map[string]any, error) {
 			g := v.(*Group)
 			if needRelations {
@@ -311,6 +444,11 @@ func rowsAfter[T any](ctx context.Context, q queryer, selectSQL, table string, a
 	return out, next, rows.Err()
 }
 
+const membersAfterSQL = `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
+	FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+	WHERE m.group_id = ? AND m.member_id > ? ORDER BY m.member_id LIMIT ?`
+
 // MembersAfter returns up to limit members of a group after the member id cursor.
 func (s *Store) MembersAfter(ctx context.Context, groupID, after string, limit int) ([]Member, error) {
 	var n int
@@ -320,10 +458,7 @@ func (s *Store) MembersAfter(ctx context.Context, groupID, after string, limit i
 		}
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
-		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
-			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
-		WHERE m.group_id = ? AND m.member_id > ? ORDER BY m.member_id LIMIT ?`, groupID, after, limit)
+	rows, err := s.r.QueryContext(ctx, membersAfterSQL, groupID, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("group members: %w", err)
 	}

@@ -160,25 +160,8 @@ type LogQuery struct {
 
 // ListLog returns log entries, newest first.
 func (s *Store) ListLog(ctx context.Context, q LogQuery) ([]LogEntry, error) {
-	var where []string
-	var args []any
-	if q.Outcome != "" {
-		where, args = append(where, "outcome = ?"), append(args, q.Outcome)
-	}
-	if q.Target != "" {
-		where, args = append(where, "target LIKE ? ESCAPE '\\' COLLATE NOCASE"), append(args, likePrefix(q.Target))
-	}
-	if q.ResourceID != "" {
-		where, args = append(where, "resource_id = ?"), append(args, q.ResourceID)
-	}
-	if q.Before > 0 {
-		where, args = append(where, "id < ?"), append(args, q.Before)
-	}
-	query := "SELECT id, at, op, resource_type, resource_id, target, outcome, status, detail FROM provisioning_log"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	rows, err := s.r.QueryContext(ctx, query+" ORDER BY id DESC LIMIT ?", append(args, max(q.Limit, 1))...)
+	query, args := listLogSQL(q)
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list log: %w", err)
 	}
@@ -209,6 +192,31 @@ func clip(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + ellipsis
+}
+
+// listLogSQL is the statement ListLog runs for q.
+func listLogSQL(q LogQuery) (string, []any) {
+	var where []string
+	var args []any
+	if q.Outcome != "" {
+		where, args = append(where, "outcome = ?"), append(args, q.Outcome)
+	}
+	if q.Target != "" {
+		// LIKE is case-insensitive (ASCII) by itself; a COLLATE clause here
+		// would keep SQLite from answering the prefix from the NOCASE target index.
+		where, args = append(where, "target LIKE ? ESCAPE '\\'"), append(args, likePrefix(q.Target))
+	}
+	if q.ResourceID != "" {
+		where, args = append(where, "resource_id = ?"), append(args, q.ResourceID)
+	}
+	if q.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, q.Before)
+	}
+	query := "SELECT id, at, op, resource_type, resource_id, target, outcome, status, detail FROM provisioning_log"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	return query + " ORDER BY id DESC LIMIT ?", append(args, max(q.Limit, 1))
 }
 
 func likePrefix(s string) string {

@@ -146,6 +146,10 @@ func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error
 	return nil
 }
 
+func (k secretKind) lookupSQL() string {
+	return "SELECT id, name, hash, created FROM " + k.table + " WHERE id = ?"
+}
+
 // authenticateSecret returns the record of a presented secret, or ErrNotFound.
 // The comparison is constant-time; the last use is recorded at most once a
 // minute per secret, so that authentication is not a write per request.
@@ -157,7 +161,7 @@ func (s *Store) authenticateSecret(ctx context.Context, k secretKind, presented 
 	var t Token
 	var hash []byte
 	var created string
-	err := s.r.QueryRowContext(ctx, "SELECT id, name, hash, created FROM "+k.table+" WHERE id = ?", id).Scan(&t.ID, &t.Name, &hash, &created)
+	err := s.r.QueryRowContext(ctx, k.lookupSQL(), id).Scan(&t.ID, &t.Name, &hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, ErrNotFound
 	}

@@ -165,9 +165,11 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 	return nil
 }
 
+const userByIDSQL = userSelect + " WHERE users.id = ?"
+
 // UserByID returns the user with its groups, or ErrNotFound.
 func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+	u, err := scanUser(s.r.QueryRowContext(ctx, userByIDSQL, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
 	}
@@ -298,6 +300,12 @@ func (s *Store) removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id strin
 	return nil
 }
 
+// userGroupsSQL reads the groups of n users.
+func userGroupsSQL(n int) string {
+	return `SELECT m.member_id, g.id, g.display_name FROM members m JOIN groups g ON g.id = m.group_id
+		WHERE m.member_id IN (?` + strings.Repeat(",?", n-1) + `) ORDER BY g.display_name_key`
+}
+
 // fillUserGroups sets the Groups of each user with one query.
 func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
 	if len(users) == 0 {
@@ -309,8 +317,7 @@ func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
 		byID[u.ID], args[i] = u, u.ID
 		u.Groups = nil
 	}
-	rows, err := q.QueryContext(ctx, `SELECT m.member_id, g.id, g.display_name FROM members m JOIN groups g ON g.id = m.group_id
-		WHERE m.member_id IN (?`+strings.Repeat(",?", len(users)-1)+`) ORDER BY g.display_name_key`, args...)
+	rows, err := q.QueryContext(ctx, userGroupsSQL(len(users)), args...)
 	if err != nil {
 		return fmt.Errorf("user groups: %w", err)
 	}
