@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -376,6 +378,106 @@ func sampleFilterDocs(t testing.TB) map[string]sampleDoc {
 			"meta": {"resourceType": "Group", "created": "2024-02-01T00:00:00.000Z",
 				"lastModified": "2024-02-01T00:00:00.000Z", "version": "W/\"1\""}
 		}`)},
+	}
+}
+
+// TestResolveFilter: filters on one resource type name its attributes the way
+// PATCH paths do (an extension attribute also without its URN), and a filter
+// that names no attribute of the type, or compares one in a way its type does
+// not support, is invalidFilter (RFC 7644 §3.4.2.2) rather than a silent empty list.
+func TestResolveFilter(t *testing.T) {
+	t.Parallel()
+	const ent = "<" + enterpriseSchema + ">"
+	tests := []struct {
+		name   string
+		rt     *resourceType
+		filter string
+		want   string // renderFilter of the result, or "error: <detail substring>"
+	}{
+		// Core and common attributes are left as written.
+		{"core attribute", userType, `userName eq "x"`, `(userName eq "x")`},
+		{"common attribute", userType, `meta.lastModified gt "2024-01-01T00:00:00Z"`, `(meta.lastModified gt "2024-01-01T00:00:00Z")`},
+		{"core URN", groupType, groupSchema + `:displayName eq "x"`, `(<` + groupSchema + `>displayName eq "x")`},
+		{"attribute names case-insensitive", userType, `USERNAME eq "x" and Emails.VALUE pr`, `((USERNAME eq "x") and (Emails.VALUE pr))`},
+		// Extension attributes named without their URN (Entra's legacy reference check).
+		{"manager short", userType, `manager eq "id"`, `(` + ent + `manager eq "id")`},
+		{"manager.value short", userType, `manager.value eq "id"`, `(` + ent + `manager.value eq "id")`},
+		{"employeeNumber short", userType, `employeeNumber eq "701984"`, `(` + ent + `employeeNumber eq "701984")`},
+		{"department short, other case", userType, `DEPARTMENT eq "sales"`, `(` + ent + `DEPARTMENT eq "sales")`},
+		{"Entra reference check", userType, `id eq 54D382A4 and manager eq 2819c223`,
+			`((id eq "54D382A4") and (` + ent + `manager eq "2819c223"))`},
+		{"manager value path short", userType, `manager[value eq "id"]`, `(` + ent + `manager[(value eq "id")])`},
+		{"short name inside not and or", userType, `not (department pr) or userName eq "x"`,
+			`(not((` + ent + `department pr)) or (userName eq "x"))`},
+		{"enterprise URN kept", userType, enterpriseSchema + `:manager.value eq "id"`, `(` + ent + `manager.value eq "id")`},
+		// An extension scimbox does not model is kept as sent, so it filters as sent.
+		{"unmodeled extension", userType, `urn:example:acme:2.0:User:badge eq "42"`, `(<urn:example:acme:2.0:User>badge eq "42")`},
+		{"unmodeled extension value path", userType, `urn:example:acme:2.0:User:emails[type eq "x"]`, `(<urn:example:acme:2.0:User>emails[(type eq "x")])`},
+		// Names that resolve nowhere.
+		{"unknown attribute", userType, `nickname2 eq "x"`, `error: User has no attribute "nickname2"`},
+		{"unknown sub-attribute", userType, `name.middle eq "x"`, `error: User has no attribute "name.middle"`},
+		{"sub-attribute of a simple attribute", userType, `userName.value eq "x"`, `error: User has no attribute "userName.value"`},
+		{"unknown in an and", userType, `userName eq "x" and foo pr`, `error: User has no attribute "foo"`},
+		{"unknown inside not", userType, `not (foo pr)`, `error: User has no attribute "foo"`},
+		{"unknown inside brackets", userType, `emails[kind eq "work"]`, `error: User has no attribute "emails.kind"`},
+		{"unknown after brackets", userType, `emails[type eq "work"].address eq "x"`, `error: User has no attribute "emails.address"`},
+		{"enterprise attribute on groups", groupType, `manager eq "id"`, `error: Group has no attribute "manager"`},
+		{"enterprise URN on groups", groupType, enterpriseSchema + `:department eq "x"`, `error: Group has no attribute "` + enterpriseSchema + `:department"`},
+		{"user attribute on groups", groupType, `userName eq "x"`, `error: Group has no attribute "userName"`},
+		{"group attribute on users", userType, `members pr`, `error: User has no attribute "members"`},
+		{"User schema URN on groups", groupType, userSchema + `:externalId eq "x"`, `error: Group has no attribute "` + userSchema + `:externalId"`},
+		{"Group schema URN on users", userType, groupSchema + `:externalId eq "x"`, `error: User has no attribute "` + groupSchema + `:externalId"`},
+		{"unknown attribute of the enterprise extension", userType, enterpriseSchema + `:level eq 1`, `error: User has no attribute "` + enterpriseSchema + `:level"`},
+		// Comparisons a type does not support (RFC 7644 §3.4.2.2: gt, ge, lt
+		// and le on a boolean or binary are invalidFilter).
+		{"boolean gt", userType, `active gt false`, `error: active is a boolean: it cannot be compared with "gt"`},
+		{"boolean ge", userType, `active ge true`, `error: active is a boolean`},
+		{"boolean lt", userType, `active lt "True"`, `error: active is a boolean`},
+		{"boolean le", userType, `active le true`, `error: active is a boolean`},
+		{"boolean le with URN", userType, userSchema + `:active le true`, `error: ` + userSchema + `:active is a boolean`},
+		{"boolean gt in an or", userType, `userName eq "x" or active gt false`, `error: active is a boolean`},
+		{"boolean sub-attribute gt in brackets", userType, `emails[primary gt false]`, `error: primary is a boolean`},
+		{"boolean sub-attribute lt after brackets", userType, `emails[type eq "work"].primary lt true`, `error: emails.primary is a boolean`},
+		{"boolean sub-attribute ge", userType, `emails.primary ge true`, `error: emails.primary is a boolean`},
+		{"binary gt", userType, `x509Certificates.value gt "AAAA"`, `error: x509Certificates.value is a binary`},
+		{"binary compared by value", userType, `x509Certificates lt "AAAA"`, `error: x509Certificates is a binary`},
+		{"boolean eq", userType, `active eq true`, `(active eq true)`},
+		{"boolean ne", userType, `active ne "False"`, `(active ne "False")`},
+		{"boolean pr", userType, `active pr`, `(active pr)`},
+		{"boolean sub-attribute eq in brackets", userType, `emails[primary eq true]`, `(emails[(primary eq true)])`},
+		{"unmodeled extension gt", userType, `urn:example:acme:2.0:User:flag gt false`, `(<urn:example:acme:2.0:User>flag gt false)`},
+		// A complex attribute compares by its "value"; without one it cannot compare.
+		{"complex with value", userType, `emails co "example"`, `(emails co "example")`},
+		{"complex without value", userType, `name eq "x"`, `error: name is complex`},
+		{"complex without value sw", groupType, `meta sw "x"`, `error: meta is complex`},
+		{"complex eq null", userType, `name eq null`, `(name eq null)`},
+		{"complex pr", userType, `addresses pr`, `(addresses pr)`},
+		{"brackets on a simple attribute", userType, `userName[value eq "x"]`, `error: userName is not complex`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			parsed, err := parseFilter(tc.filter)
+			if err != nil {
+				t.Fatalf("parseFilter(%q): %v", tc.filter, err)
+			}
+			f, err := filterFor(parsed, tc.rt)
+			if want, ok := strings.CutPrefix(tc.want, "error: "); ok {
+				if err == nil {
+					t.Fatalf("filterFor(%s, %s) = %s, want an error containing %q", tc.filter, tc.rt.Name, renderFilter(f), want)
+				}
+				if !errors.Is(err, errInvalidFilter) || !strings.Contains(err.Error(), want) {
+					t.Errorf("filterFor(%s, %s) error %q, want one wrapping errInvalidFilter containing %q", tc.filter, tc.rt.Name, err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("filterFor(%s, %s): %v", tc.filter, tc.rt.Name, err)
+			}
+			if got := renderFilter(f); got != tc.want {
+				t.Errorf("filterFor(%s, %s)\n got %s\nwant %s", tc.filter, tc.rt.Name, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -836,7 +938,6 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "active ne true", filter: `active ne true`, exact: true},
 		{name: "active pr", filter: `active pr`, exact: true},
 		{name: "active eq null", filter: `active eq null`, exact: true},
-		{name: "active gt", filter: `active gt false`, trivial: true},
 		{name: "id eq", filter: `id eq "{u:jyoung}"`, exact: true},
 		{name: "id eq other case", filter: `id eq "{U:jyoung}"`, exact: true, trivial: true},
 		{name: "id ne", filter: `id ne "{u:jyoung}"`, exact: true},
@@ -894,6 +995,17 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "email and group", filter: `emails.value eq "bjensen@example.com" and groups.value eq "{g:sales}"`, exact: true},
 		{name: "active and value path or title", filter: `active eq true and (emails[type eq "work"].value co "example" or title sw "vice")`},
 		{name: "Entra reference check", filter: `id eq "{u:research}" and ` + ent + `:manager eq "{u:rnd}"`},
+		// Extension attributes named without their URN, as Entra's legacy reference check does.
+		{name: "Entra reference check short", filter: `id eq "{u:research}" and manager eq "{u:rnd}"`},
+		{name: "Entra reference check unquoted", filter: `id eq {u:rnd} and manager eq {u:bjensen}`},
+		{name: "manager short", filter: `manager eq "{u:bjensen}"`},
+		{name: "manager.value short", filter: `manager.value eq "{u:rnd}"`},
+		{name: "manager pr short", filter: `manager pr`},
+		{name: "manager value path short", filter: `manager[value eq "{u:bjensen}"]`},
+		{name: "department short", filter: `department eq "SALES"`},
+		{name: "department short sw or userName", filter: `department sw "r" or userName eq "jyoung"`},
+		{name: "employeeNumber short", filter: `employeeNumber eq "701984"`},
+		{name: "not department short", filter: `not (department pr) and active eq true`},
 		// Known mismatches between the SQL translation and the evaluator:
 		// groups.value is caseExact, but colExistsEq folds the value in SQL.
 		{name: "groups.value eq id in upper case", filter: `groups.value eq "{G:admins}"`, exact: true, trivial: true},
@@ -901,8 +1013,6 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "meta.created eq sub-millisecond", filter: `meta.created eq "{uc+:mike}"`, exact: true, trivial: true},
 		{name: "meta.created ge sub-millisecond", filter: `meta.created ge "{uc+:mike}"`, exact: true},
 		{name: "meta.created lt sub-millisecond", filter: `meta.created lt "{uc+:mike}"`, exact: true},
-		// compareSQL accepts the Group schema URN on users; the evaluator finds no definition and folds case.
-		{name: "Group schema URN on a user attribute", filter: `urn:ietf:params:scim:schemas:core:2.0:Group:externalId eq "JYOUNG"`, exact: false, trivial: true},
 		// toSQL narrows a value path without sub-attribute by the core attribute, dropping its URN.
 		{name: "value path in an unknown extension", filter: `urn:example:params:scim:schemas:extension:acme:2.0:User:emails[value eq "hidden@acme.example"]`},
 	}
@@ -910,9 +1020,14 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			text := fx.expand(t, tc.filter)
-			f, err := parseFilter(text)
+			parsed, err := parseFilter(text)
 			if err != nil {
 				t.Fatalf("parseFilter(%q): %v", text, err)
+			}
+			// As the SCIM handlers do: the store, the SQL and the evaluator see the resolved filter.
+			f, err := filterFor(parsed, userType)
+			if err != nil {
+				t.Fatalf("filterFor(%q): %v", text, err)
 			}
 			if got, want := toSQL(f, userColumns).exact, tc.exact; got != want {
 				t.Errorf("toSQL(%s).exact = %v, want %v", text, got, want)
@@ -965,15 +1080,19 @@ func TestListGroupsFilterMatchesEvaluation(t *testing.T) {
 		{name: "core URN", filter: `urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "sales"`, exact: true},
 		// Known mismatches, as for users.
 		{name: "members.value eq id in upper case", filter: `members.value eq "{U:bjensen}"`, exact: true, trivial: true},
-		{name: "User schema URN on a group attribute", filter: `urn:ietf:params:scim:schemas:core:2.0:User:externalId eq "grp-sales"`, exact: false, trivial: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			text := fx.expand(t, tc.filter)
-			f, err := parseFilter(text)
+			parsed, err := parseFilter(text)
 			if err != nil {
 				t.Fatalf("parseFilter(%q): %v", text, err)
+			}
+			// As the SCIM handlers do: the store, the SQL and the evaluator see the resolved filter.
+			f, err := filterFor(parsed, groupType)
+			if err != nil {
+				t.Fatalf("filterFor(%q): %v", text, err)
 			}
 			if got, want := toSQL(f, groupColumns).exact, tc.exact; got != want {
 				t.Errorf("toSQL(%s).exact = %v, want %v", text, got, want)
@@ -1340,6 +1459,11 @@ func FuzzParseFilter(f *testing.F) {
 		}
 		for _, d := range docs {
 			matches(fe, d.rt, d.doc)
+			if resolved, _, err := resolveFilter(fe, d.rt); err == nil {
+				matches(resolved, d.rt, d.doc)
+			} else if !errors.Is(err, errInvalidFilter) {
+				t.Fatalf("resolveFilter(%q) error %v does not wrap errInvalidFilter", s, err)
+			}
 		}
 		// Parsing is a function of the input.
 		again, err := parseFilter(s)
@@ -1371,39 +1495,152 @@ func FuzzFilterStoreConsistency(f *testing.F) {
 		`members pr and displayName lt "s"`,
 		`members[type eq "Group"] or externalId ew "-Ü"`,
 		`not (not (active eq false)) or userName co ""`,
+		`manager pr and department sw "r"`,
+		`employeeNumber eq "701984" or manager.value pr`,
 	} {
 		f.Add(s)
 	}
 	fx := newFilterFixture(f)
 	userDocs, groupDocs := fx.userDocs(f), fx.groupDocs(f)
 	f.Fuzz(func(t *testing.T, s string) {
-		fe, err := parseFilter(s)
+		parsed, err := parseFilter(s)
 		if err != nil {
 			return
 		}
-		users, total, err := fx.store.ListUsers(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000})
-		if err != nil {
-			t.Fatalf("ListUsers(%q): %v", s, err)
+		// Both as parsed and as the SCIM handlers resolve it.
+		filters := []filterExpr{parsed}
+		if resolved, _, err := resolveFilter(parsed, userType); err == nil {
+			filters = append(filters, resolved)
 		}
-		var got []string
-		for _, u := range users {
-			got = append(got, u.ID)
+		for _, fe := range filters {
+			users, total, err := fx.store.ListUsers(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000})
+			if err != nil {
+				t.Fatalf("ListUsers(%q): %v", s, err)
+			}
+			var got []string
+			for _, u := range users {
+				got = append(got, u.ID)
+			}
+			if want := bruteForce(fe, userType, userDocs); !slices.Equal(got, want) || total != len(want) {
+				t.Fatalf("users %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
+					s, fx.describe(got), total, fx.describe(want))
+			}
 		}
-		if want := bruteForce(fe, userType, userDocs); !slices.Equal(got, want) || total != len(want) {
-			t.Fatalf("users %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
-				s, fx.describe(got), total, fx.describe(want))
+		filters = []filterExpr{parsed}
+		if resolved, _, err := resolveFilter(parsed, groupType); err == nil {
+			filters = append(filters, resolved)
 		}
-		groups, total, err := fx.store.ListGroups(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000}, false)
-		if err != nil {
-			t.Fatalf("ListGroups(%q): %v", s, err)
-		}
-		got = got[:0]
-		for _, g := range groups {
-			got = append(got, g.ID)
-		}
-		if want := bruteForce(fe, groupType, groupDocs); !slices.Equal(got, want) || total != len(want) {
-			t.Fatalf("groups %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
-				s, fx.describe(got), total, fx.describe(want))
+		for _, fe := range filters {
+			groups, total, err := fx.store.ListGroups(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000}, false)
+			if err != nil {
+				t.Fatalf("ListGroups(%q): %v", s, err)
+			}
+			var got []string
+			for _, g := range groups {
+				got = append(got, g.ID)
+			}
+			if want := bruteForce(fe, groupType, groupDocs); !slices.Equal(got, want) || total != len(want) {
+				t.Fatalf("groups %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
+					s, fx.describe(got), total, fx.describe(want))
+			}
 		}
 	})
+}
+
+// TestFilterOverHTTP: list and search endpoints resolve extension attributes
+// named without their URN (Entra's legacy reference check), answer
+// invalidFilter for attributes a resource type lacks and for ordering a
+// boolean, and the root search accepts an attribute of either resource type.
+func TestFilterOverHTTP(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	managerID := ts.createUser(t, "boss@example.com")
+	create := func(userName, employeeNumber, department string) string {
+		t.Helper()
+		body := newUserBody(userName)
+		body[enterpriseSchema] = map[string]any{"employeeNumber": employeeNumber, "department": department,
+			"manager": map[string]any{"value": managerID}}
+		status, _, doc := ts.do(t, "POST", "/Users", body)
+		if status != http.StatusCreated {
+			t.Fatalf("create %s: %d %v", userName, status, doc)
+		}
+		return doc["id"].(string)
+	}
+	alice := create("alice@example.com", "1001", "Sales")
+	bob := create("bob@example.com", "1002", "Research")
+	groupID := ts.createGroup(t, "Sales Team")
+	q := url.QueryEscape
+	tests := []struct {
+		name, method, path string
+		body               any
+		status             int
+		want               []string // ids listed, in order, when status is 200
+		detail             string   // substring of the error detail otherwise
+	}{
+		{name: "Entra reference check", method: "GET",
+			path:   "/Users?attributes=id&filter=" + q("id eq "+alice+" and manager eq "+managerID),
+			status: 200, want: []string{alice}},
+		{name: "reference check against another manager", method: "GET",
+			path:   "/Users?attributes=id&filter=" + q("id eq "+alice+" and manager eq "+bob),
+			status: 200, want: []string{}},
+		{name: "manager.value short", method: "GET", path: "/Users?filter=" + q(`manager.value eq "`+managerID+`"`),
+			status: 200, want: []string{alice, bob}},
+		{name: "employeeNumber short", method: "GET", path: "/Users?filter=" + q(`employeeNumber eq "1002"`),
+			status: 200, want: []string{bob}},
+		{name: "department short in search", method: "POST", path: "/Users/.search",
+			body: map[string]any{"schemas": []string{searchSchema}, "filter": `department eq "sales"`}, status: 200, want: []string{alice}},
+		{name: "zero hits", method: "GET", path: "/Users?filter=" + q(`userName eq "nobody@example.com"`), status: 200, want: []string{}},
+		{name: "boolean gt", method: "GET", path: "/Users?filter=" + q(`active gt false`), status: 400, detail: `active is a boolean`},
+		{name: "boolean le", method: "GET", path: "/Users?filter=" + q(`active le true`), status: 400, detail: `active is a boolean`},
+		{name: "boolean lt in search", method: "POST", path: "/Users/.search",
+			body: map[string]any{"schemas": []string{searchSchema}, "filter": `active lt true`}, status: 400, detail: `active is a boolean`},
+		{name: "boolean ge in a value path", method: "GET", path: "/Users?filter=" + q(`emails[primary ge true]`), status: 400, detail: `primary is a boolean`},
+		{name: "unknown attribute", method: "GET", path: "/Users?filter=" + q(`favouriteColour eq "blue"`), status: 400,
+			detail: `User has no attribute "favouriteColour"`},
+		{name: "user attribute on groups", method: "GET", path: "/Groups?filter=" + q(`userName eq "x"`), status: 400,
+			detail: `Group has no attribute "userName"`},
+		{name: "manager on groups", method: "GET", path: "/Groups?filter=" + q(`manager eq "x"`), status: 400,
+			detail: `Group has no attribute "manager"`},
+		{name: "root search across types", method: "POST", path: "/.search",
+			body:   map[string]any{"schemas": []string{searchSchema}, "filter": `userName eq "bob@example.com" or displayName eq "sales team"`},
+			status: 200, want: []string{bob, groupID}},
+		{name: "root search short extension name", method: "POST", path: "/.search",
+			body:   map[string]any{"schemas": []string{searchSchema}, "filter": `employeeNumber eq "1001" or members pr`},
+			status: 200, want: []string{alice}},
+		{name: "root search unknown everywhere", method: "POST", path: "/.search",
+			body:   map[string]any{"schemas": []string{searchSchema}, "filter": `userName eq "x" or favouriteColour pr`},
+			status: 400, detail: `no resource type has the attribute "favouriteColour"`},
+		{name: "root search unknown sub-attribute", method: "POST", path: "/.search",
+			body:   map[string]any{"schemas": []string{searchSchema}, "filter": `emails[kind eq "work"]`},
+			status: 400, detail: `"emails.kind"`},
+		{name: "root search boolean gt", method: "POST", path: "/.search",
+			body:   map[string]any{"schemas": []string{searchSchema}, "filter": `active gt false`},
+			status: 400, detail: `active is a boolean`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			status, _, doc := ts.do(t, tc.method, tc.path, tc.body)
+			if status != tc.status {
+				t.Fatalf("%s %s: status %d, want %d: %v", tc.method, tc.path, status, tc.status, doc)
+			}
+			if status != http.StatusOK {
+				if got := doc["scimType"]; got != "invalidFilter" {
+					t.Errorf("scimType %v, want invalidFilter", got)
+				}
+				if d, _ := doc["detail"].(string); !strings.Contains(d, tc.detail) {
+					t.Errorf("detail %q, want it to contain %q", d, tc.detail)
+				}
+				return
+			}
+			got := []string{}
+			resources, _ := doc["Resources"].([]any)
+			for _, r := range resources {
+				got = append(got, jsonPath(r, "id").(string))
+			}
+			if !slices.Equal(got, tc.want) || doc["totalResults"] != float64(len(tc.want)) {
+				t.Errorf("listed %v (totalResults %v), want %v", got, doc["totalResults"], tc.want)
+			}
+		})
+	}
 }
