@@ -214,6 +214,10 @@ func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *a
 		d.Error = "That user name is taken."
 		return a.render(w, r, http.StatusConflict, "newuser.html", d)
 	}
+	if errors.Is(err, ErrInvalid) {
+		d.Error = "That user name holds an invisible character (a zero-width space, a direction mark or a control character): type it again."
+		return a.render(w, r, http.StatusBadRequest, "newuser.html", d)
+	}
 	if err != nil {
 		return err
 	}
@@ -285,6 +289,8 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 		return a.userPage(w, r, sess, id, http.StatusBadRequest, se.Detail)
 	case errors.Is(err, ErrConflict):
 		return a.userPage(w, r, sess, id, http.StatusConflict, "That user name is taken by another account.")
+	case errors.Is(err, ErrInvalid):
+		return a.userPage(w, r, sess, id, http.StatusBadRequest, "That user name holds an invisible character: type it again.")
 	case err != nil:
 		return err
 	}

@@ -911,6 +911,13 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "userName eq escaped quote and backslash", filter: `userName eq "QUOTE\"BACK\\SLASH"`, exact: true},
 		{name: "userName eq with space", filter: `userName eq "Space User"`, exact: true},
 		{name: "userName ne", filter: `userName ne "bjensen"`, exact: true},
+		// userName compares by userNameKey: width, normalisation and case.
+		{name: "userName eq fullwidth", filter: `userName eq "ＪＹＯＵＮＧ"`, exact: true},
+		{name: "userName eq decomposed", filter: `userName eq "zoe\u0308"`, exact: true},
+		{name: "userName sw fullwidth", filter: `userName sw "ｄｅｐｔ."`, exact: true},
+		{name: "userName gt fullwidth", filter: `userName gt "ｍ"`, exact: true},
+		{name: "userName ne fullwidth", filter: `userName ne "ＪＹＯＵＮＧ"`, exact: true},
+		{name: "userName co fullwidth", filter: `userName co "ＪＥＮ"`, exact: false},
 		{name: "userName co", filter: `userName co "JENSEN"`, exact: false},
 		{name: "userName sw", filter: `userName sw "DEPT."`, exact: true},
 		{name: "userName sw non-ASCII", filter: `userName sw "ÄN"`, exact: true},
@@ -1255,9 +1262,10 @@ func TestFilterSQLMatchesEvaluationOnUnusualText(t *testing.T) {
 	t.Parallel()
 	s := newTestStore(t)
 	for _, body := range []string{
-		`{"userName":"ab\u0000cd","externalId":"nul\u0000id"}`,
-		`{"userName":"café","externalId":"café"}`,
-		`{"userName":"plain","externalId":"plain"}`,
+		// A userName may not hold a NUL (checkNewUserName); displayName is folded and indexed too.
+		`{"userName":"nul","displayName":"ab\u0000cd","externalId":"nul\u0000id"}`,
+		`{"userName":"café","displayName":"café","externalId":"café"}`,
+		`{"userName":"plain","displayName":"plain","externalId":"plain"}`,
 	} {
 		attrs, err := normalizeAttrs(userType, decodeDoc(t, body))
 		if err != nil {
@@ -1279,12 +1287,13 @@ func TestFilterSQLMatchesEvaluationOnUnusualText(t *testing.T) {
 		name   string
 		filter string
 	}{
-		{"eq with NUL", `userName eq "ab\u0000cd"`},
-		{"co after NUL", `userName co "cd"`},
-		{"ew after NUL", `userName ew "cd"`},
-		{"sw across NUL", `userName sw "ab\u0000c"`},
+		{"eq with NUL", `displayName eq "ab\u0000cd"`},
+		{"co after NUL", `displayName co "cd"`},
+		{"ew after NUL", `displayName ew "cd"`},
+		{"sw across NUL", `displayName sw "ab\u0000c"`},
 		{"exact ew after NUL", `externalId ew "id"`},
-		{"gt", `userName gt "ab"`},
+		{"gt", `displayName gt "ab"`},
+		{"userName gt", `userName gt "c"`},
 		// A bare word reaches the filter as raw bytes, which may not be UTF-8.
 		{"exact co continuation byte", "externalId co \xa9"},
 		{"exact ew continuation byte", "externalId ew \xa9"},

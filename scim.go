@@ -157,6 +157,12 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			detail = detail[i+len(ErrConflict.Error())+2:]
 		}
 		resp = &scimError{Status: http.StatusConflict, ScimType: "uniqueness", Detail: detail}
+	case errors.Is(err, ErrInvalid):
+		detail := err.Error()
+		if i := strings.Index(detail, ErrInvalid.Error()+": "); i >= 0 {
+			detail = detail[i+len(ErrInvalid.Error())+2:]
+		}
+		resp = &scimError{Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: detail}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		resp = &scimError{Status: 499, Detail: "the client went away"}
 	default:

@@ -25,6 +25,7 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid value") // a value the store refuses to hold
 )
 
 // Store is scimbox's SQLite database: one writer connection and a pool of
@@ -193,6 +194,13 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
 	`CREATE INDEX users_active ON users(active);`,
+	rekeyUserNamesMigration,
+}
+
+// goMigrations are the entries of migrations that SQL cannot express: the
+// entry's text names the step, which runs in the migration's transaction.
+var goMigrations = map[string]func(s *Store, ctx context.Context, tx *sql.Tx) error{
+	rekeyUserNamesMigration: (*Store).rekeyUserNames,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.
@@ -294,7 +302,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for i := version; i < len(migrations); i++ {
 		err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
-			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			if step, ok := goMigrations[migrations[i]]; ok {
+				if err := step(s, ctx, tx); err != nil {
+					return err
+				}
+			} else if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1))
