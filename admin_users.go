@@ -211,6 +211,10 @@ func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *a
 		d.Error = v.Detail
 		return a.render(w, r, v.Status, "newuser.html", d)
 	}
+	if errors.Is(err, ErrInvalid) {
+		d.Error = "That user name holds an invisible character (a zero-width space, a direction mark or a control character): type it again."
+		return a.render(w, r, http.StatusBadRequest, "newuser.html", d)
+	}
 	if err != nil {
 		return err
 	}

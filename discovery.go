@@ -4,6 +4,7 @@ package main
 // the same definitions that drive the code.
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -144,9 +145,15 @@ func (s *server) searchAll(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if err != nil {
 		return err
 	}
+	uq, gq := lp.ListQuery, lp.ListQuery
+	if lp.Filter != nil {
+		if uq.Filter, gq.Filter, err = rootFilters(lp.Filter); err != nil {
+			return invalidFilter(err)
+		}
+	}
 	ctx := r.Context()
-	lp.DirectoryOnly = true
-	users, userTotal, err := s.store.ListUsers(ctx, lp.ListQuery)
+	uq.DirectoryOnly = true
+	users, userTotal, err := s.store.ListUsers(ctx, uq)
 	if err != nil {
 		return err
 	}
@@ -155,7 +162,6 @@ func (s *server) searchAll(w http.ResponseWriter, r *http.Request, _ httprouter.
 	for _, u := range users {
 		docs = append(docs, u.doc(base))
 	}
-	gq := lp.ListQuery
 	gq.StartIndex = max(lp.StartIndex-userTotal, 1)
 	gq.Count = lp.Count - len(docs)
 	groups, groupTotal, err := s.store.ListGroups(ctx, gq, !lp.proj.excludes("members"))
@@ -167,4 +173,28 @@ func (s *server) searchAll(w http.ResponseWriter, r *http.Request, _ httprouter.
 	}
 	writeList(w, lp, userTotal+groupTotal, docs)
 	return nil
+}
+
+// rootFilters resolves a filter of a search at the root for users and for
+// groups. An attribute of only one of them matches nothing in the other; one
+// that neither has is an error (wrapping errInvalidFilter).
+func rootFilters(f filterExpr) (users, groups filterExpr, err error) {
+	users, unknownToUsers, err := resolveFilter(f, userType)
+	if err != nil {
+		return nil, nil, err
+	}
+	groups, unknownToGroups, err := resolveFilter(f, groupType)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, u := range unknownToUsers {
+		for _, g := range unknownToGroups {
+			// The same attribute, or one whose parent the other lacks.
+			if strings.EqualFold(u.URN, g.URN) && strings.EqualFold(u.Attr, g.Attr) &&
+				(u.Sub == "" || g.Sub == "" || strings.EqualFold(u.Sub, g.Sub)) {
+				return nil, nil, fmt.Errorf("%w: no resource type has the attribute %q", errInvalidFilter, u.String())
+			}
+		}
+	}
+	return users, groups, nil
 }

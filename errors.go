@@ -86,7 +86,9 @@ func classify(r *http.Request, err error) verdict {
 	case errors.Is(err, ErrNotFound):
 		return verdict{Status: http.StatusNotFound, Detail: notFoundDetail(r)}
 	case errors.Is(err, ErrConflict):
-		return verdict{Status: http.StatusConflict, ScimType: "uniqueness", Detail: conflictDetail(err)}
+		return verdict{Status: http.StatusConflict, ScimType: "uniqueness", Detail: storeDetail(err, ErrConflict)}
+	case errors.Is(err, ErrInvalid):
+		return verdict{Status: http.StatusBadRequest, ScimType: "invalidValue", Detail: storeDetail(err, ErrInvalid)}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return verdict{Status: statusClientClosed, Detail: "the client went away"}
 	}
@@ -109,12 +111,13 @@ func notFoundDetail(r *http.Request) string {
 	return "not found"
 }
 
-// conflictDetail is what follows "conflict: " in a wrapped ErrConflict (the
-// store says there which value is taken), without the context before it.
-func conflictDetail(err error) string {
+// storeDetail is what follows "conflict: " or "invalid value: " in a wrapped
+// store error (the store says there which value is taken or refused), without
+// the context before it.
+func storeDetail(err, kind error) string {
 	detail := err.Error()
-	if i := strings.Index(detail, ErrConflict.Error()+": "); i >= 0 {
-		return detail[i+len(ErrConflict.Error())+2:]
+	if i := strings.Index(detail, kind.Error()+": "); i >= 0 {
+		return detail[i+len(kind.Error())+2:]
 	}
 	return detail
 }

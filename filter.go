@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/text/secure/precis"
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxFilterDepth bounds nesting so that a hostile filter cannot exhaust the
@@ -404,17 +407,36 @@ func validAttrName(s string) bool {
 
 func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
-// --- evaluation ---
+// userNameProfile prepares a userName for comparison with the mappings of
+// RFC 8265's UsernameCaseMapped profile (width mapping, case mapping, NFC),
+// on the freeform class: a SCIM userName may hold spaces and symbols, which
+// the identifier class of that profile refuses.
+var userNameProfile = precis.NewFreeform(precis.FoldWidth, precis.LowerCase(), precis.Norm(norm.NFC))
 
-// foldCase is the case-insensitive key used for caseExact=false attributes,
-// here and in the store's indexed columns. It folds beyond ASCII.
-func foldCase(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 0x80 || c >= 'A' && c <= 'Z' {
-			return strings.ToLower(strings.ToUpper(s))
-		}
+// userNameKey is the key userName is unique on and compared by, everywhere
+// (SCIM, filters, claims, the admin page): fullwidth, differently normalised
+// and differently cased spellings of one name share it, so that none of them
+// can create a look-alike account. foldCase comes first so that names equal
+// before stay equal (final sigma, the Kelvin sign). A name PRECIS refuses (one
+// stored before invisible characters were refused) keeps its foldCase key.
+func userNameKey(s string) string {
+	f := foldCase(s)
+	if k, err := userNameProfile.String(f); err == nil {
+		return k
 	}
-	return s
+	return f
+}
+
+// userNameAttr compares by userNameKey, so that a filter on userName finds
+// exactly the accounts a create of that name would collide with.
+var userNameAttr = userType.lookup("", "userName", "")
+
+// foldFor returns how values of a caseExact=false attribute are folded.
+func foldFor(def *Attr) func(string) string {
+	if def == userNameAttr {
+		return userNameKey
+	}
+	return foldCase
 }
 
 // attrDefs resolves the definition of an attribute path in the evaluation context.
@@ -603,7 +625,8 @@ func compareOne(def *Attr, got any, op string, want any) bool {
 			}
 		}
 		if !caseExact {
-			g, w = foldCase(g), foldCase(w)
+			fold := foldFor(def)
+			g, w = fold(g), fold(w)
 		}
 		switch op {
 		case "co":
@@ -675,6 +698,9 @@ type sqlColumn struct {
 	// prefixExpr, for exists-kind columns, is a subquery template with two
 	// '?' (low and high bound) that answers sw from the index.
 	prefixExpr string
+	// fold, for colFolded, is the function of the value the column holds
+	// (foldFor of its attribute); nil means foldCase.
+	fold func(string) string
 }
 
 // prefixBound is appended to a prefix to get an upper bound for every string
@@ -685,7 +711,7 @@ type colKind int
 
 const (
 	colExact        colKind = iota // text compared as is
-	colFolded                      // text holding foldCase of the value
+	colFolded                      // text holding foldCase (or the column's fold) of the value
 	colBool                        // 0/1
 	colTime                        // fixed-width UTC timestamp text
 	colExistsEq                    // EXISTS subquery matching one exact value: eq only
@@ -829,7 +855,14 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 	if !ok {
 		return sqlFilter{}
 	}
-	if col.kind == colFolded || col.kind == colExistsFolded {
+	legacyKey := "" // the value's foldCase, where the column's fold differs
+	switch {
+	case col.fold != nil:
+		legacyKey, s = foldCase(s), col.fold(s)
+		if legacyKey == s {
+			legacyKey = ""
+		}
+	case col.kind == colFolded || col.kind == colExistsFolded:
 		s = foldCase(s)
 	}
 	if col.kind == colExistsEq || col.kind == colExistsFolded {
@@ -840,6 +873,12 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 			return sqlFilter{col.prefixExpr, []any{s, s + prefixBound}, true}
 		}
 		return sqlFilter{}
+	}
+	if op == "eq" && legacyKey != "" {
+		// Look-alike accounts created before userNameKey kept their foldCase
+		// key (rekeyUserNames): a filter by such a name finds both of them,
+		// which a client reports, rather than only the account holding the key.
+		return sqlFilter{col.expr + " IN (?, ?)", []any{s, legacyKey}, true}
 	}
 	switch op {
 	case "sw":

@@ -809,6 +809,13 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "userName eq escaped quote and backslash", filter: `userName eq "QUOTE\"BACK\\SLASH"`, exact: true},
 		{name: "userName eq with space", filter: `userName eq "Space User"`, exact: true},
 		{name: "userName ne", filter: `userName ne "bjensen"`, exact: true},
+		// userName compares by userNameKey: width, normalisation and case.
+		{name: "userName eq fullwidth", filter: `userName eq "ＪＹＯＵＮＧ"`, exact: true},
+		{name: "userName eq decomposed", filter: `userName eq "zoe\u0308"`, exact: true},
+		{name: "userName sw fullwidth", filter: `userName sw "ｄｅｐｔ."`, exact: true},
+		{name: "userName gt fullwidth", filter: `userName gt "ｍ"`, exact: true},
+		{name: "userName ne fullwidth", filter: `userName ne "ＪＹＯＵＮＧ"`, exact: true},
+		{name: "userName co fullwidth", filter: `userName co "ＪＥＮ"`, exact: false},
 		{name: "userName co", filter: `userName co "JENSEN"`, exact: false},
 		{name: "userName sw", filter: `userName sw "DEPT."`, exact: true},
 		{name: "userName sw non-ASCII", filter: `userName sw "ÄN"`, exact: true},
@@ -836,7 +843,6 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "active ne true", filter: `active ne true`, exact: true},
 		{name: "active pr", filter: `active pr`, exact: true},
 		{name: "active eq null", filter: `active eq null`, exact: true},
-		{name: "active gt", filter: `active gt false`, trivial: true},
 		{name: "id eq", filter: `id eq "{u:jyoung}"`, exact: true},
 		{name: "id eq other case", filter: `id eq "{U:jyoung}"`, exact: true, trivial: true},
 		{name: "id ne", filter: `id ne "{u:jyoung}"`, exact: true},
@@ -894,6 +900,17 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "email and group", filter: `emails.value eq "bjensen@example.com" and groups.value eq "{g:sales}"`, exact: true},
 		{name: "active and value path or title", filter: `active eq true and (emails[type eq "work"].value co "example" or title sw "vice")`},
 		{name: "Entra reference check", filter: `id eq "{u:research}" and ` + ent + `:manager eq "{u:rnd}"`},
+		// Extension attributes named without their URN, as Entra's legacy reference check does.
+		{name: "Entra reference check short", filter: `id eq "{u:research}" and manager eq "{u:rnd}"`},
+		{name: "Entra reference check unquoted", filter: `id eq {u:rnd} and manager eq {u:bjensen}`},
+		{name: "manager short", filter: `manager eq "{u:bjensen}"`},
+		{name: "manager.value short", filter: `manager.value eq "{u:rnd}"`},
+		{name: "manager pr short", filter: `manager pr`},
+		{name: "manager value path short", filter: `manager[value eq "{u:bjensen}"]`},
+		{name: "department short", filter: `department eq "SALES"`},
+		{name: "department short sw or userName", filter: `department sw "r" or userName eq "jyoung"`},
+		{name: "employeeNumber short", filter: `employeeNumber eq "701984"`},
+		{name: "not department short", filter: `not (department pr) and active eq true`},
 		// Known mismatches between the SQL translation and the evaluator:
 		// groups.value is caseExact, but colExistsEq folds the value in SQL.
 		{name: "groups.value eq id in upper case", filter: `groups.value eq "{G:admins}"`, exact: true, trivial: true},
@@ -901,8 +918,6 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		{name: "meta.created eq sub-millisecond", filter: `meta.created eq "{uc+:mike}"`, exact: true, trivial: true},
 		{name: "meta.created ge sub-millisecond", filter: `meta.created ge "{uc+:mike}"`, exact: true},
 		{name: "meta.created lt sub-millisecond", filter: `meta.created lt "{uc+:mike}"`, exact: true},
-		// compareSQL accepts the Group schema URN on users; the evaluator finds no definition and folds case.
-		{name: "Group schema URN on a user attribute", filter: `urn:ietf:params:scim:schemas:core:2.0:Group:externalId eq "JYOUNG"`, exact: false, trivial: true},
 		// toSQL narrows a value path without sub-attribute by the core attribute, dropping its URN.
 		{name: "value path in an unknown extension", filter: `urn:example:params:scim:schemas:extension:acme:2.0:User:emails[value eq "hidden@acme.example"]`},
 	}
@@ -910,9 +925,14 @@ func TestListUsersFilterMatchesEvaluation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			text := fx.expand(t, tc.filter)
-			f, err := parseFilter(text)
+			parsed, err := parseFilter(text)
 			if err != nil {
 				t.Fatalf("parseFilter(%q): %v", text, err)
+			}
+			// As the SCIM handlers do: the store, the SQL and the evaluator see the resolved filter.
+			f, err := filterFor(parsed, userType)
+			if err != nil {
+				t.Fatalf("filterFor(%q): %v", text, err)
 			}
 			if got, want := toSQL(f, userColumns).exact, tc.exact; got != want {
 				t.Errorf("toSQL(%s).exact = %v, want %v", text, got, want)
@@ -965,15 +985,19 @@ func TestListGroupsFilterMatchesEvaluation(t *testing.T) {
 		{name: "core URN", filter: `urn:ietf:params:scim:schemas:core:2.0:Group:displayName eq "sales"`, exact: true},
 		// Known mismatches, as for users.
 		{name: "members.value eq id in upper case", filter: `members.value eq "{U:bjensen}"`, exact: true, trivial: true},
-		{name: "User schema URN on a group attribute", filter: `urn:ietf:params:scim:schemas:core:2.0:User:externalId eq "grp-sales"`, exact: false, trivial: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			text := fx.expand(t, tc.filter)
-			f, err := parseFilter(text)
+			parsed, err := parseFilter(text)
 			if err != nil {
 				t.Fatalf("parseFilter(%q): %v", text, err)
+			}
+			// As the SCIM handlers do: the store, the SQL and the evaluator see the resolved filter.
+			f, err := filterFor(parsed, groupType)
+			if err != nil {
+				t.Fatalf("filterFor(%q): %v", text, err)
 			}
 			if got, want := toSQL(f, groupColumns).exact, tc.exact; got != want {
 				t.Errorf("toSQL(%s).exact = %v, want %v", text, got, want)
@@ -1136,9 +1160,10 @@ func TestFilterSQLMatchesEvaluationOnUnusualText(t *testing.T) {
 	t.Parallel()
 	s := newTestStore(t)
 	for _, body := range []string{
-		`{"userName":"ab\u0000cd","externalId":"nul\u0000id"}`,
-		`{"userName":"café","externalId":"café"}`,
-		`{"userName":"plain","externalId":"plain"}`,
+		// A userName may not hold a NUL (checkNewUserName); displayName is folded and indexed too.
+		`{"userName":"nul","displayName":"ab\u0000cd","externalId":"nul\u0000id"}`,
+		`{"userName":"café","displayName":"café","externalId":"café"}`,
+		`{"userName":"plain","displayName":"plain","externalId":"plain"}`,
 	} {
 		attrs, err := normalizeAttrs(userType, decodeDoc(t, body))
 		if err != nil {
@@ -1160,12 +1185,13 @@ func TestFilterSQLMatchesEvaluationOnUnusualText(t *testing.T) {
 		name   string
 		filter string
 	}{
-		{"eq with NUL", `userName eq "ab\u0000cd"`},
-		{"co after NUL", `userName co "cd"`},
-		{"ew after NUL", `userName ew "cd"`},
-		{"sw across NUL", `userName sw "ab\u0000c"`},
+		{"eq with NUL", `displayName eq "ab\u0000cd"`},
+		{"co after NUL", `displayName co "cd"`},
+		{"ew after NUL", `displayName ew "cd"`},
+		{"sw across NUL", `displayName sw "ab\u0000c"`},
 		{"exact ew after NUL", `externalId ew "id"`},
-		{"gt", `userName gt "ab"`},
+		{"gt", `displayName gt "ab"`},
+		{"userName gt", `userName gt "c"`},
 		// A bare word reaches the filter as raw bytes, which may not be UTF-8.
 		{"exact co continuation byte", "externalId co \xa9"},
 		{"exact ew continuation byte", "externalId ew \xa9"},
@@ -1340,6 +1366,11 @@ func FuzzParseFilter(f *testing.F) {
 		}
 		for _, d := range docs {
 			matches(fe, d.rt, d.doc)
+			if resolved, _, err := resolveFilter(fe, d.rt); err == nil {
+				matches(resolved, d.rt, d.doc)
+			} else if !errors.Is(err, errInvalidFilter) {
+				t.Fatalf("resolveFilter(%q) error %v does not wrap errInvalidFilter", s, err)
+			}
 		}
 		// Parsing is a function of the input.
 		again, err := parseFilter(s)
@@ -1371,39 +1402,54 @@ func FuzzFilterStoreConsistency(f *testing.F) {
 		`members pr and displayName lt "s"`,
 		`members[type eq "Group"] or externalId ew "-Ü"`,
 		`not (not (active eq false)) or userName co ""`,
+		`manager pr and department sw "r"`,
+		`employeeNumber eq "701984" or manager.value pr`,
 	} {
 		f.Add(s)
 	}
 	fx := newFilterFixture(f)
 	userDocs, groupDocs := fx.userDocs(f), fx.groupDocs(f)
 	f.Fuzz(func(t *testing.T, s string) {
-		fe, err := parseFilter(s)
+		parsed, err := parseFilter(s)
 		if err != nil {
 			return
 		}
-		users, total, err := fx.store.ListUsers(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000})
-		if err != nil {
-			t.Fatalf("ListUsers(%q): %v", s, err)
+		// Both as parsed and as the SCIM handlers resolve it.
+		filters := []filterExpr{parsed}
+		if resolved, _, err := resolveFilter(parsed, userType); err == nil {
+			filters = append(filters, resolved)
 		}
-		var got []string
-		for _, u := range users {
-			got = append(got, u.ID)
+		for _, fe := range filters {
+			users, total, err := fx.store.ListUsers(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000})
+			if err != nil {
+				t.Fatalf("ListUsers(%q): %v", s, err)
+			}
+			var got []string
+			for _, u := range users {
+				got = append(got, u.ID)
+			}
+			if want := bruteForce(fe, userType, userDocs); !slices.Equal(got, want) || total != len(want) {
+				t.Fatalf("users %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
+					s, fx.describe(got), total, fx.describe(want))
+			}
 		}
-		if want := bruteForce(fe, userType, userDocs); !slices.Equal(got, want) || total != len(want) {
-			t.Fatalf("users %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
-				s, fx.describe(got), total, fx.describe(want))
+		filters = []filterExpr{parsed}
+		if resolved, _, err := resolveFilter(parsed, groupType); err == nil {
+			filters = append(filters, resolved)
 		}
-		groups, total, err := fx.store.ListGroups(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000}, false)
-		if err != nil {
-			t.Fatalf("ListGroups(%q): %v", s, err)
-		}
-		got = got[:0]
-		for _, g := range groups {
-			got = append(got, g.ID)
-		}
-		if want := bruteForce(fe, groupType, groupDocs); !slices.Equal(got, want) || total != len(want) {
-			t.Fatalf("groups %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
-				s, fx.describe(got), total, fx.describe(want))
+		for _, fe := range filters {
+			groups, total, err := fx.store.ListGroups(t.Context(), ListQuery{Filter: fe, StartIndex: 1, Count: 1000}, false)
+			if err != nil {
+				t.Fatalf("ListGroups(%q): %v", s, err)
+			}
+			var got []string
+			for _, g := range groups {
+				got = append(got, g.ID)
+			}
+			if want := bruteForce(fe, groupType, groupDocs); !slices.Equal(got, want) || total != len(want) {
+				t.Fatalf("groups %q: store returned %s (totalResults %d)\nGo evaluation matches %s",
+					s, fx.describe(got), total, fx.describe(want))
+			}
 		}
 	})
 }

@@ -88,6 +88,9 @@ func boolean(name, desc string) *Attr { return &Attr{Name: name, Type: typeBoole
 // multiComplex builds the usual multi-valued complex attribute with value, display, type and primary.
 func multiComplex(name, desc string, types []string, valueType string) *Attr {
 	value := &Attr{Name: "value", Type: valueType, Description: "The value of the " + name + " entry."}
+	if valueType == typeReference {
+		value.RefTypes = []string{"external"} // photos (RFC 7643 §8.7.1)
+	}
 	return &Attr{Name: name, Type: typeComplex, Multi: true, Description: desc, Sub: []*Attr{
 		value,
 		str("display", "A human-readable name, primarily used for display purposes."),

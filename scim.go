@@ -294,7 +294,7 @@ func (sr searchRequest) params() (listParams, error) {
 	if strings.TrimSpace(sr.Filter) != "" {
 		f, err := parseFilter(sr.Filter)
 		if err != nil {
-			return lp, badRequest("invalidFilter", "%s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
+			return lp, invalidFilter(err)
 		}
 		if err := checkFilterable(f); err != nil {
 			return lp, err
@@ -324,6 +324,11 @@ func (sr searchRequest) params() (listParams, error) {
 		lp.Count = min(max(*sr.Count, 0), maxPageSize)
 	}
 	return lp, nil
+}
+
+// invalidFilter is the SCIM response to an error wrapping errInvalidFilter.
+func invalidFilter(err error) error {
+	return badRequest("invalidFilter", "%s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
 }
 
 func (sr searchRequest) paramsWithProjection() (listParams, error) {

@@ -25,6 +25,10 @@ func (s *server) searchGroups(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) writeGroups(w http.ResponseWriter, r *http.Request, lp listParams) error {
+	var err error
+	if lp.Filter, err = filterFor(lp.Filter, groupType); err != nil {
+		return invalidFilter(err)
+	}
 	groups, total, err := s.store.ListGroups(r.Context(), lp.ListQuery, !lp.proj.excludes("members"))
 	if err != nil {
 		return err

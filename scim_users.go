@@ -29,6 +29,10 @@ func (s *server) searchUsers(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParams) error {
+	var err error
+	if lp.Filter, err = filterFor(lp.Filter, userType); err != nil {
+		return invalidFilter(err)
+	}
 	lp.DirectoryOnly = true
 	users, total, err := s.store.ListUsers(r.Context(), lp.ListQuery)
 	if err != nil {

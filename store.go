@@ -27,6 +27,7 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrSchemaMismatch reports a database this scimbox may not use as it is.
 	ErrSchemaMismatch = errors.New("wrong schema version")
+	ErrInvalid        = errors.New("invalid value") // a value the store refuses to hold
 )
 
 // Store is scimbox's SQLite database: one writer connection and a pool of
@@ -235,6 +236,13 @@ var migrations = []string{
 		WHEN new.display_name_key IS NOT old.display_name_key BEGIN
 		UPDATE members SET name_key = new.display_name_key WHERE member_id = new.id;
 	END;`,
+	rekeyUserNamesMigration,
+}
+
+// goMigrations are the entries of migrations that SQL cannot express: the
+// entry's text names the step, which runs in the migration's transaction.
+var goMigrations = map[string]func(s *Store, ctx context.Context, tx *sql.Tx) error{
+	rekeyUserNamesMigration: (*Store).rekeyUserNames,
 }
 
 // stripPasswordsMigration removes the passwords that PATCH used to store in
@@ -398,7 +406,12 @@ func (s *Store) migrate(ctx context.Context, upgrade, alone bool) error {
 			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil || current > i {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+
+			if step, ok := goMigrations[migrations[i]]; ok {
+				if err := step(s, ctx, tx); err != nil {
+					return err
+				}
+			} else if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1))

@@ -43,7 +43,7 @@ func (s *Store) SetPolicy(ctx context.Context, p Policy) error {
 func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User) error) (*User, error) {
 	var out *User
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.user_name_key = ?", foldCase(userName)))
+		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.user_name_key = ?", userNameKey(userName)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // User is a SCIM user as stored. Attrs holds the attributes the client wrote,
@@ -34,7 +35,7 @@ type User struct {
 var userColumns = map[string]sqlColumn{
 	schemaKey:           {expr: userSchema},
 	"id":                {expr: "users.id", kind: colExact},
-	"username":          {expr: "users.user_name_key", kind: colFolded},
+	"username":          {expr: "users.user_name_key", kind: colFolded, fold: userNameKey},
 	"externalid":        {expr: "users.external_id", kind: colExact},
 	"displayname":       {expr: "users.display_name_key", kind: colFolded},
 	"active":            {expr: "users.active", kind: colBool},
@@ -118,7 +119,7 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 		}
 	}
 	// inactive_since remembers when the account was disabled, for the purge policy.
-	args := []any{userName, foldCase(userName), nullString(stringAttr(u.Attrs, "externalId")),
+	args := []any{userName, userNameKey(userName), nullString(stringAttr(u.Attrs, "externalId")),
 		nullString(displayName), nullString(foldCase(displayName)), active, string(raw),
 		formatTime(u.Created), formatTime(u.Modified), u.Version, u.Kind, string(overrides), active, formatTime(u.Modified), u.ID}
 	if insert {
@@ -149,11 +150,93 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 	return nil
 }
 
-// CreateUser stores a new user, assigning its id and meta data.
-// It returns ErrConflict if the userName is taken (case-insensitively).
+// checkNewUserName refuses a userName holding an invisible character when
+// it is written anew (prev nil) or changed: such a name looks like another
+// one. An account that already has one can still be changed otherwise.
+func checkNewUserName(prev, u *User) error {
+	name := stringAttr(u.Attrs, "userName")
+	if prev != nil && stringAttr(prev.Attrs, "userName") == name {
+		return nil
+	}
+	for i, r := range name {
+		if invisible(r) {
+			return fmt.Errorf("%w: userName %q holds the invisible character U+%04X at byte %d; "+
+				"names with zero-width, bidirectional-control, format or control characters look like other names",
+				ErrInvalid, name, r, i)
+		}
+	}
+	return nil
+}
+
+// invisible reports characters that render as nothing or only steer how
+// their neighbours render: controls, format characters (zero-width spaces
+// and joiners, bidirectional controls, the soft hyphen), line and paragraph
+// separators, other default-ignorable characters (Hangul fillers) and
+// variation selectors.
+func invisible(r rune) bool {
+	return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp,
+		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
+
+// rekeyUserNamesMigration is the migration that moves user_name_key from
+// foldCase to userNameKey.
+const rekeyUserNamesMigration = "-- Go: Store.rekeyUserNames recomputes users.user_name_key with userNameKey"
+
+// rekeyUserNames recomputes users.user_name_key with userNameKey. Names that
+// differed under foldCase can share the new key (look-alikes created before);
+// that must not stop the start-up: the account already holding the key keeps
+// it, else the oldest takes it, and the others keep their old key (a filter by
+// their name finds both, see compareSQL). Each such pair is logged with both
+// ids, for the admin to rename or delete one.
+func (s *Store) rekeyUserNames(ctx context.Context, tx *sql.Tx) error {
+	type change struct{ id, name, key string }
+	var changes []change // only names whose key changes: few, non-ASCII ones
+	rows, err := tx.QueryContext(ctx, "SELECT id, user_name, user_name_key FROM users ORDER BY created, rowid")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c change
+		var old string
+		if err := rows.Scan(&c.id, &c.name, &old); err != nil {
+			return err
+		}
+		if c.key = userNameKey(c.name); c.key != old {
+			changes = append(changes, c)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	for _, c := range changes {
+		_, err := tx.ExecContext(ctx, "UPDATE users SET user_name_key = ? WHERE id = ?", c.key, c.id)
+		if err = translate(err); !errors.Is(err, ErrConflict) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		var holder, holderName string
+		if err := tx.QueryRowContext(ctx, "SELECT id, user_name FROM users WHERE user_name_key = ?", c.key).Scan(&holder, &holderName); err != nil {
+			return err
+		}
+		s.log.Warn("two accounts have look-alike userNames: the second keeps its old key; rename or delete one of them",
+			"id", holder, "userName", holderName, "lookalikeID", c.id, "lookalikeUserName", c.name)
+	}
+	return nil
+}
+
+// CreateUser stores a new user, assigning its id and meta data. It returns
+// ErrConflict if the userName is taken (compared by userNameKey), ErrInvalid
+// if it holds an invisible character.
 func (s *Store) CreateUser(ctx context.Context, u *User) error {
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		u.ID, u.Created, u.Modified, u.Version = newID(), now, now, 1
+		if err := checkNewUserName(nil, u); err != nil {
+			return err
+		}
 		if err := putUser(ctx, tx, u, true); err != nil {
 			return err
 		}
@@ -185,7 +268,8 @@ func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 // UpdateUser applies fn to the user inside one write transaction. fn may return
 // an error (a failed precondition, an invalid patch) to leave the user unchanged.
 // If fn leaves the attributes as they were, nothing is written and the version
-// stays. It returns ErrNotFound or ErrConflict (userName taken).
+// stays. It returns ErrNotFound, ErrConflict (userName taken) or ErrInvalid
+// (a new userName with an invisible character).
 func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error) {
 	var out *User
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
@@ -201,6 +285,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 			return err
 		}
 		if userState(u) != before {
+			if err := checkNewUserName(prev, u); err != nil {
+				return err
+			}
 			u.Modified, u.Version = now, u.Version+1
 			if err := putUser(ctx, tx, u, false); err != nil {
 				return err

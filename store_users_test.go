@@ -2,9 +2,16 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,6 +73,17 @@ func TestStoreUserNameUniqueCaseInsensitive(t *testing.T) {
 		{name: "final sigma", first: "ΣΊΣΥΦΟΣ", again: "σίσυφος", conflict: true},
 		{name: "kelvin sign", first: "\u212Aelvin", again: "kelvin", conflict: true},
 		{name: "different letters", first: "ärger@x", again: "arger@x", conflict: false},
+		// PRECIS preparation (RFC 8265 §3.3.2): width mapping, case mapping, NFC.
+		{name: "fullwidth", first: "bob@example.com", again: "ｂｏｂ@example.com", conflict: true},
+		{name: "fullwidth upper case", first: "bob@example.com", again: "ＢＯＢ＠ＥＸＡＭＰＬＥ．ＣＯＭ", conflict: true},
+		{name: "fullwidth first", first: "ｂｏｂ", again: "Bob", conflict: true},
+		{name: "halfwidth katakana", first: "ｶﾀｶﾅ", again: "カタカナ", conflict: true},
+		{name: "decomposed after composed", first: "José", again: "Jose\u0301", conflict: true},
+		{name: "composed after decomposed", first: "JOSE\u0301", again: "josé", conflict: true},
+		{name: "ideographic space", first: "ann lee", again: "ann\u3000lee", conflict: true},
+		{name: "sharp s is not ss", first: "straße", again: "strasse", conflict: false},
+		{name: "accent is not its absence", first: "josé", again: "jose", conflict: false},
+		{name: "no-break space is not a space", first: "ann lee", again: "ann\u00a0lee", conflict: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -336,5 +354,266 @@ func BenchmarkUserByID100k(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// TestStoreUserNameInvisibleCharacters: a userName with a character that
+// renders as nothing is refused when written, so that it cannot pose as
+// another name; nothing is stored.
+func TestStoreUserNameInvisibleCharacters(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := context.Background()
+	existing := stUser(t, s, "bob@example.com")
+	for _, name := range []string{
+		"bo\u200bb@example.com",     // zero-width space
+		"bob\u200d@example.com",     // zero-width joiner
+		"\u200ebob@example.com",     // left-to-right mark
+		"bob@\u202eexample.com",     // right-to-left override
+		"bob\u2066@example.com",     // left-to-right isolate
+		"b\u00adob@example.com",     // soft hyphen
+		"bob\u2060@example.com",     // word joiner
+		"\ufeffbob@example.com",     // byte order mark
+		"bob\u3164@example.com",     // Hangul filler
+		"bob\ufe0f@example.com",     // variation selector
+		"bob\u0000@example.com",     // NUL
+		"bob\t@example.com",         // tab
+		"bob\u2028@example.com",     // line separator
+		"bob\U000e0041@example.com", // tag letter
+	} {
+		err := s.CreateUser(ctx, &User{Attrs: map[string]any{"userName": name}})
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("CreateUser(%q): err = %v, want ErrInvalid", name, err)
+		}
+		_, err = s.UpdateUser(ctx, existing.ID, func(u *User) error {
+			u.Attrs["userName"] = name
+			return nil
+		})
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("rename to %q: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	if got, want := stCountRows(t, s, "SELECT count(*) FROM users"), 1; got != want {
+		t.Errorf("users = %d, want %d", got, want)
+	}
+	u, err := s.UserByID(ctx, existing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := stringAttr(u.Attrs, "userName"), "bob@example.com"; got != want || u.Version != 1 {
+		t.Errorf("after refused renames: userName %q version %d, want %q version 1", got, u.Version, want)
+	}
+	// Visible characters that are not ASCII stay welcome.
+	for _, name := range []string{"ann lee", "Zoë@example.com", "用户@例子.广告", "שלום@example.com", "😀@example.com"} {
+		if err := s.CreateUser(ctx, &User{Attrs: map[string]any{"userName": name}}); err != nil {
+			t.Errorf("CreateUser(%q): %v", name, err)
+		}
+	}
+}
+
+// TestUserNameKeyIsIdempotent: keys of keys are keys, which the migration's
+// collision rule and the filter's SQL translation rely on.
+func TestUserNameKeyIsIdempotent(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"Bob", "ＢＯＢ", "ΣΊΣΥΦΟΣ", "σίσυφος", "\u212Aelvin", "İstanbul", "ſ", "straße", "JOSE\u0301",
+		"ｶﾀｶﾅ", "Ⅻ", "ﬁ", "a\u3000b", "x\u200by", "Ǆ", "ᾼ", "ΐ"} {
+		k := userNameKey(s)
+		if again := userNameKey(k); again != k {
+			t.Errorf("userNameKey(%q) = %q, but userNameKey(%q) = %q", s, k, k, again)
+		}
+		if k != foldCase(s) && userNameKey(foldCase(s)) != k {
+			t.Errorf("userNameKey(%q) = %q differs from userNameKey(foldCase) = %q", s, k, userNameKey(foldCase(s)))
+		}
+	}
+}
+
+// TestStoreMigrationRekeysUserNames opens a database from before
+// userNameKey, holding look-alike userNames the old key told apart: the
+// start-up must succeed, every other key must be the new one, one account of
+// each look-alike group holds the shared key, and the pair is logged with
+// both ids. The names stay findable and new look-alikes are refused.
+func TestStoreMigrationRekeysUserNames(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	version := slices.Index(migrations, rekeyUserNamesMigration)
+	if version < 0 {
+		t.Fatal("rekeyUserNamesMigration is not in migrations")
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:version] {
+		if _, err := raw.ExecContext(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := raw.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
+		t.Fatal(err)
+	}
+	// The old rows, keyed by foldCase as the code before wrote them.
+	users := []struct{ id, name string }{
+		{"a-bob", "bob@example.com"},
+		{"b-bob-fullwidth", "ｂｏｂ@example.com"}, // looks like a-bob, which holds the new key already
+		{"c-jose-decomposed", "Jose\u0301"},    // older than d, but d holds the new key already
+		{"d-jose-composed", "JOSÉ"},
+		{"e-carol-1", "ｃarol"}, // e and f both change to "carol": the older takes it
+		{"f-carol-2", "cａrol"},
+		{"g-alice", "ＡＬＩＣＥ"},         // alone: rekeyed
+		{"h-zero-width", "x\u200by"}, // refused today; kept with its old key
+		{"i-plain", "plain"},
+	}
+	for i, u := range users {
+		created := formatTime(time.Date(2024, 1, 1+i, 0, 0, 0, 0, time.UTC))
+		if _, err := raw.ExecContext(ctx, `INSERT INTO users (id, user_name, user_name_key, attrs, created, modified, version)
+			VALUES (?, ?, ?, json_object('userName', ?), ?, ?, 1)`, u.id, u.name, foldCase(u.name), u.name, created, created); err != nil {
+			t.Fatalf("insert %s: %v", u.id, err)
+		}
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logged strings.Builder
+	s, err := OpenStore(ctx, path, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatalf("start-up with look-alike userNames: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+
+	wantKeys := map[string]string{
+		"a-bob":             "bob@example.com",
+		"b-bob-fullwidth":   foldCase("ｂｏｂ@example.com"), // its old key
+		"c-jose-decomposed": foldCase("Jose\u0301"),
+		"d-jose-composed":   "jos\u00e9",
+		"e-carol-1":         "carol",
+		"f-carol-2":         foldCase("cａrol"),
+		"g-alice":           "alice",
+		"h-zero-width":      "x\u200by",
+		"i-plain":           "plain",
+	}
+	for id, want := range wantKeys {
+		var got string
+		if err := s.r.QueryRowContext(ctx, "SELECT user_name_key FROM users WHERE id = ?", id).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s: user_name_key %q, want %q", id, got, want)
+		}
+	}
+	for _, pair := range [][2]string{{"a-bob", "b-bob-fullwidth"}, {"d-jose-composed", "c-jose-decomposed"}, {"e-carol-1", "f-carol-2"}} {
+		want := fmt.Sprintf("id=%s ", pair[0])
+		line := ""
+		for l := range strings.Lines(logged.String()) {
+			if strings.Contains(l, "lookalikeID="+pair[1]) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "look-alike") || !strings.Contains(line, want) {
+			t.Errorf("log has no look-alike line naming %s and %s:\n%s", pair[0], pair[1], logged.String())
+		}
+	}
+
+	// New look-alikes are refused, also of the accounts that kept their old key.
+	for _, name := range []string{"BOB@example.com", "ｂｏｂ@ｅｘａｍｐｌｅ.com", "josé", "Carol", "ａｌｉｃｅ"} {
+		if err := s.CreateUser(ctx, &User{Attrs: map[string]any{"userName": name}}); !errors.Is(err, ErrConflict) {
+			t.Errorf("CreateUser(%q) after the migration: err = %v, want ErrConflict", name, err)
+		}
+	}
+	// A filter by the name of an account that kept its old key finds it and
+	// its look-alike (a client sees two accounts rather than the wrong one).
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"ｂｏｂ@example.com", []string{"a-bob", "b-bob-fullwidth"}},
+		{"cａrol", []string{"e-carol-1", "f-carol-2"}},
+		{"ＡＬＩＣＥ", []string{"g-alice"}},
+		{"alice", []string{"g-alice"}},
+		{"x\u200by", []string{"h-zero-width"}},
+	} {
+		f, err := filterFor(compareExpr{Path: attrPath{Attr: "userName"}, Op: "eq", Value: tc.name}, userType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, _, err := s.ListUsers(ctx, ListQuery{Filter: f, Count: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, u := range list {
+			got = append(got, u.ID)
+		}
+		if !slices.Equal(stSorted(got...), tc.want) {
+			t.Errorf("userName eq %q lists %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestUserNameLookalikesOnEverySurface: SCIM, the filter Entra matches with,
+// the admin page's manual accounts and claims all compare userName by one
+// key, so a fullwidth or differently normalised spelling is the same account
+// everywhere, and an invisible character is 400 invalidValue that changes nothing.
+func TestUserNameLookalikesOnEverySurface(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	bob := ts.createUser(t, "bob@example.com")
+
+	// Entra matches by filter, then creates: both must agree.
+	for _, name := range []string{"ｂｏｂ@example.com", "ＢＯＢ＠ＥＸＡＭＰＬＥ．ＣＯＭ"} {
+		_, _, list := ts.do(t, "GET", "/Users?filter="+url.QueryEscape(`userName eq "`+name+`"`), nil)
+		if list["totalResults"] != float64(1) || jsonPath(list, "Resources", 0, "id") != bob {
+			t.Errorf("filter userName eq %q: %v, want bob", name, list["Resources"])
+		}
+		if status, _, doc := ts.do(t, "POST", "/Users", newUserBody(name)); status != http.StatusConflict || doc["scimType"] != "uniqueness" {
+			t.Errorf("POST %q: %d %v, want 409 uniqueness", name, status, doc)
+		}
+	}
+	jose := ts.createUser(t, "jose\u0301@example.com")
+	if status, _, doc := ts.do(t, "POST", "/Users", newUserBody("JOSÉ@example.com")); status != http.StatusConflict {
+		t.Errorf("POST the composed form of a decomposed name: %d %v, want 409", status, doc)
+	}
+	_, _, list := ts.do(t, "GET", "/Users?filter="+url.QueryEscape(`userName sw "josé"`), nil)
+	if list["totalResults"] != float64(1) || jsonPath(list, "Resources", 0, "id") != jose {
+		t.Errorf("filter userName sw composed: %v, want the decomposed account", list["Resources"])
+	}
+
+	// Invisible characters: refused on POST, PUT and PATCH, nothing changed.
+	invisibleName := "bob\u200b@example.com"
+	if status, _, doc := ts.do(t, "POST", "/Users", newUserBody(invisibleName)); status != 400 || doc["scimType"] != "invalidValue" ||
+		!strings.Contains(doc["detail"].(string), "U+200B") {
+		t.Errorf("POST with a zero-width space: %d %v, want 400 invalidValue naming U+200B", status, doc)
+	}
+	if status, _, doc := ts.do(t, "PUT", "/Users/"+bob, newUserBody("\u202ebob@example.com")); status != 400 || doc["scimType"] != "invalidValue" {
+		t.Errorf("PUT with a right-to-left override: %d %v, want 400 invalidValue", status, doc)
+	}
+	patch := patchBody(map[string]any{"op": "replace", "path": "userName", "value": invisibleName})
+	if status, _, doc := ts.do(t, "PATCH", "/Users/"+bob, patch); status != 400 || doc["scimType"] != "invalidValue" {
+		t.Errorf("PATCH to a zero-width space: %d %v, want 400 invalidValue", status, doc)
+	}
+	if _, _, u := ts.do(t, "GET", "/Users/"+bob, nil); u["userName"] != "bob@example.com" || jsonPath(u, "meta", "version") != `W/"1"` {
+		t.Errorf("after refused writes: %v %v, want bob@example.com at version 1", u["userName"], jsonPath(u, "meta", "version"))
+	}
+
+	// The admin page's manual accounts use the same key…
+	status, _, body := ac.post(t, "/users/new", url.Values{"csrf": {ac.csrf(t)}, "userName": {"ｂｏｂ@example.com"}})
+	if status != http.StatusConflict {
+		t.Errorf("manual account with a fullwidth look-alike: %d, want 409\n%s", status, body)
+	}
+	status, _, body = ac.post(t, "/users/new", url.Values{"csrf": {ac.csrf(t)}, "userName": {"carol\u200d@example.com"}})
+	if status != http.StatusBadRequest || !strings.Contains(body, "invisible") {
+		t.Errorf("manual account with a zero-width joiner: %d, want 400 naming the invisible character", status)
+	}
+	status, h, _ := ac.post(t, "/users/new", url.Values{"csrf": {ac.csrf(t)}, "userName": {"ｃａｒｏｌ@example.com"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("manual account: %d", status)
+	}
+	manualID := strings.TrimPrefix(h.Get("Location"), "/users/")
+	// …and so does a claim: the directory's spelling finds the manual account.
+	ac.post(t, "/settings/provisioning", url.Values{"csrf": {ac.csrf(t)}, "claim": {"on"}, "deprovision": {"delete"}, "purge_days": {"0"}})
+	if status, _, doc := ts.do(t, "POST", "/Users", newUserBody("Carol@example.com")); status != http.StatusCreated || doc["id"] != manualID {
+		t.Errorf("claim of a fullwidth manual account: %d %v, want 201 with id %s", status, doc["id"], manualID)
 	}
 }
