@@ -31,7 +31,7 @@ type webhookRow struct {
 
 func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) {
 	ctx := r.Context()
-	d := appsData{layout: sess.layout("Apps and webhooks", "apps"), EventTypes: eventTypes,
+	d := appsData{layout: a.layout(r, sess, "Apps and webhooks", "apps"), EventTypes: eventTypes,
 		APIBase: strings.TrimSuffix(baseURL(r), scimBase) + "/api/v1"}
 	var err error
 	if d.Keys, err = a.store.AppKeys(ctx); err != nil {
@@ -129,7 +129,7 @@ func (a *admin) webhookAction(w http.ResponseWriter, r *http.Request, ps httprou
 	case "test":
 		err = a.store.QueueTestEvent(ctx, id)
 	default:
-		return a.render(w, r, http.StatusBadRequest, "message.html", messageData{sess.layout("Error", "apps"), "Unknown action", "Go back and try again."})
+		return a.render(w, r, http.StatusBadRequest, "message.html", messageData{a.layout(r, sess, "Error", "apps"), "Unknown action", "Go back and try again."})
 	}
 	if err != nil {
 		return err

@@ -40,7 +40,7 @@ func tenantURLReachable(r *http.Request) bool {
 }
 
 func (a *admin) connectionData(ctx context.Context, r *http.Request, sess *adminSession) (connectionData, error) {
-	d := connectionData{layout: sess.layout("Entra connection", "connection"), TenantURL: baseURL(r), Reachable: tenantURLReachable(r)}
+	d := connectionData{layout: a.layout(r, sess, "Entra connection", "connection"), TenantURL: baseURL(r), Reachable: tenantURLReachable(r)}
 	var err error
 	if d.Tokens, err = a.store.Tokens(ctx); err != nil {
 		return d, err

@@ -43,6 +43,6 @@ func (a *admin) dashboard(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if err != nil {
 		return err
 	}
-	return a.render(w, r, http.StatusOK, "dashboard.html", dashboardData{layout: sess.layout("Dashboard", "dashboard"),
+	return a.render(w, r, http.StatusOK, "dashboard.html", dashboardData{layout: a.layout(r, sess, "Dashboard", "dashboard"),
 		Stats: st, Tokens: tokens, LastUsed: lastTokenUse(tokens), TenantURL: baseURL(r), Recent: recent})
 }

@@ -36,7 +36,7 @@ func (a *admin) groups(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	if err != nil {
 		return err
 	}
-	d := groupsData{layout: sess.layout("Groups", "groups"), Pager: newPager(r, total)}
+	d := groupsData{layout: a.layout(r, sess, "Groups", "groups"), Pager: newPager(r, total)}
 	for _, g := range groups {
 		d.Rows = append(d.Rows, groupRow{ID: g.ID, Name: stringAttr(g.Attrs, "displayName"),
 			ExternalID: stringAttr(g.Attrs, "externalId"), Members: counts[g.ID], Modified: g.Modified})
@@ -68,7 +68,7 @@ func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	if err != nil {
 		return err
 	}
-	d := groupData{layout: sess.layout(stringAttr(g.Attrs, "displayName"), "groups"), Group: g,
+	d := groupData{layout: a.layout(r, sess, stringAttr(g.Attrs, "displayName"), "groups"), Group: g,
 		Name: stringAttr(g.Attrs, "displayName"), Members: members, Pager: newPager(r, total), History: history}
 	flatten("", g.Attrs, &d.Attrs)
 	return a.render(w, r, http.StatusOK, "group.html", d)

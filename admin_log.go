@@ -27,7 +27,7 @@ func (a *admin) logPage(w http.ResponseWriter, r *http.Request, _ httprouter.Par
 	if err != nil {
 		return err
 	}
-	d := logData{layout: sess.layout("Provisioning log", "log"), Outcome: outcome, Target: q.Get("target")}
+	d := logData{layout: a.layout(r, sess, "Provisioning log", "log"), Outcome: outcome, Target: q.Get("target")}
 	if len(entries) > adminPageSize {
 		entries = entries[:adminPageSize]
 		d.Next = entries[len(entries)-1].ID

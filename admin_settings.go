@@ -32,7 +32,7 @@ type policyRow struct {
 }
 
 func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData, error) {
-	d := settingsData{layout: sess.layout("Settings", "settings"), LogDays: defaultLogDays, DatabaseVersion: len(migrations)}
+	d := settingsData{layout: a.layout(r, sess, "Settings", "settings"), LogDays: defaultLogDays, DatabaseVersion: len(migrations)}
 	snaps, err := a.store.Snapshots()
 	if err != nil {
 		return d, err

@@ -358,3 +358,75 @@ func TestAdminBackupDownload(t *testing.T) {
 		t.Errorf("downloaded backup has %d users, want 1", got)
 	}
 }
+
+// TestAdminShowsDisabledUsers: an account the directory disabled is marked
+// disabled on the list and on its page, never shown as active.
+func TestAdminShowsDisabledUsers(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	id := ts.createUser(t, "gone@example.com")
+	ts.createUser(t, "here@example.com")
+	if status, _, _ := ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "active", "value": false})); status != 200 {
+		t.Fatalf("disable: %d", status)
+	}
+	_, _, body := ac.get(t, "/users")
+	if got := strings.Count(body, `<span class="badge success">active</span>`); got != 1 {
+		t.Errorf("users list shows %d active badges, want 1 (one of two users is disabled)", got)
+	}
+	if got := strings.Count(body, `<span class="badge failure">disabled</span>`); got != 1 {
+		t.Errorf("users list shows %d disabled badges, want 1", got)
+	}
+	_, _, body = ac.get(t, "/users/"+id)
+	if h1 := between(body, "<h1", "</h1>"); !strings.Contains(h1, "disabled") {
+		t.Errorf("user page heading does not say the account is disabled: %q", h1)
+	}
+}
+
+// between returns the text of s from the first from to the next to.
+func between(s, from, to string) string {
+	_, after, ok := strings.Cut(s, from)
+	if !ok {
+		return ""
+	}
+	in, _, _ := strings.Cut(after, to)
+	return in
+}
+
+// TestAdminAnonymousPagesShowNoNavigation: setup and login pages, failed or
+// refused, never look logged in (no navigation, no "Log out <typed name>").
+func TestAdminAnonymousPagesShowNoNavigation(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	anon := newAdminClient(t, ts)
+	code, err := ts.store.NewSetupCode(context.Background(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, wantStatus, status int, body string) {
+		t.Helper()
+		if status != wantStatus {
+			t.Errorf("%s: status %d, want %d", what, status, wantStatus)
+		}
+		for _, bad := range []string{"Log out", `href="/connection"`, `action="/logout"`} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s shows %q to an anonymous visitor", what, bad)
+			}
+		}
+	}
+	status, _, body := anon.get(t, "/setup?code="+code)
+	check("setup page", 200, status, body)
+	status, _, body = anon.post(t, "/setup", url.Values{"code": {code}, "username": {"mallory"}, "password": {"short"}, "confirm": {"short"}})
+	check("refused setup", 400, status, body)
+	status, _, body = anon.get(t, "/login")
+	check("login page", 200, status, body)
+	setUpAdmin(t, ts)
+	for i := range loginAttempts {
+		status, _, body = anon.post(t, "/login", url.Values{"username": {"mallory"}, "password": {"wrong"}})
+		if i == 0 {
+			check("failed login", 401, status, body)
+		}
+	}
+	status, _, body = anon.post(t, "/login", url.Values{"username": {"mallory"}, "password": {"wrong"}})
+	check("rate-limited login", 429, status, body)
+}

@@ -17,9 +17,20 @@ import (
 
 type userRow struct {
 	ID, Name, UserName, Email, Kind string
-	Active                          *bool
+	Status                          string // active, disabled, or "" when the directory sent neither
 	Groups                          []string
 	Modified                        time.Time
+}
+
+// activeStatus says whether an account is active, disabled or neither.
+func activeStatus(attrs map[string]any) string {
+	switch attrs["active"] {
+	case true:
+		return "active"
+	case false:
+		return "disabled"
+	}
+	return ""
 }
 
 type usersData struct {
@@ -73,14 +84,11 @@ func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	if err != nil {
 		return err
 	}
-	d := usersData{layout: sess.layout("Users", "users"), Pager: newPager(r, total)}
+	d := usersData{layout: a.layout(r, sess, "Users", "users"), Pager: newPager(r, total)}
 	for _, u := range users {
 		attrs := Effective(u.Attrs, u.Overrides, p)
 		row := userRow{ID: u.ID, Name: displayNameOf(attrs), UserName: stringAttr(attrs, "userName"), Email: primaryEmail(attrs),
-			Kind: u.Kind, Modified: u.Modified}
-		if b, ok := attrs["active"].(bool); ok {
-			row.Active = &b
-		}
+			Kind: u.Kind, Status: activeStatus(attrs), Modified: u.Modified}
 		for _, g := range u.Groups {
 			row.Groups = append(row.Groups, g.Display)
 		}
@@ -134,6 +142,7 @@ type userData struct {
 	layout
 	User    *User
 	Name    string
+	Status  string // active, disabled or ""
 	Fields  []fieldRow
 	Attrs   []attrRow
 	History []LogEntry
@@ -163,7 +172,7 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 		return err
 	}
 	eff := Effective(u.Attrs, u.Overrides, p)
-	d := userData{layout: sess.layout(stringAttr(eff, "userName"), "users"), User: u, Name: displayNameOf(eff), History: history, Error: problem}
+	d := userData{layout: a.layout(r, sess, stringAttr(eff, "userName"), "users"), User: u, Name: displayNameOf(eff), Status: activeStatus(eff), History: history, Error: problem}
 	for _, f := range policyFields {
 		editable, why := CanEdit(u.Kind, p, f.Key)
 		_, overridden := u.Overrides[f.Key]
@@ -177,7 +186,7 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 
 func (a *admin) user(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	if ps.ByName("id") == "new" {
-		return a.render(w, r, http.StatusOK, "newuser.html", newUserData{layout: sess.layout("New user", "users")})
+		return a.render(w, r, http.StatusOK, "newuser.html", newUserData{layout: a.layout(r, sess, "New user", "users")})
 	}
 	return a.userPage(w, r, sess, ps.ByName("id"), http.StatusOK, "")
 }
@@ -189,7 +198,7 @@ type newUserData struct {
 
 // createManualUser creates an account the directory does not manage.
 func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
-	d := newUserData{layout: sess.layout("New user", "users")}
+	d := newUserData{layout: a.layout(r, sess, "New user", "users")}
 	for dst, key := range map[*string]string{&d.UserName: "userName", &d.DisplayName: "displayName", &d.GivenName: "givenName",
 		&d.FamilyName: "familyName", &d.Email: "email"} {
 		*dst = strings.TrimSpace(r.PostFormValue(key))
