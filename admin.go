@@ -120,6 +120,7 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/settings/policy", a.changePolicy)
 	post("/settings/provisioning", a.changeProvisioning)
 	post("/connection/disconnect", a.disconnect)
+	get("/connection/disconnected", a.disconnected)
 	get("/groups", a.groups)
 	get("/groups/:id", a.group)
 	get("/log", a.logPage)

@@ -16,12 +16,13 @@ import (
 type appsData struct {
 	layout
 	Keys       []Token
-	NewKey     string
 	Webhooks   []webhookRow
 	EventTypes []string
 	NewSecret  string
 	Error      string
 	APIBase    string
+	// ExportColumns are the CSV export's columns, for the column picker.
+	ExportColumns []string
 }
 
 type webhookRow struct {
@@ -31,7 +32,7 @@ type webhookRow struct {
 
 func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) {
 	ctx := r.Context()
-	d := appsData{layout: a.layout(r, sess, "Apps and webhooks", "apps"), EventTypes: eventTypes,
+	d := appsData{layout: a.layout(r, sess, "Apps and webhooks", "apps"), EventTypes: eventTypes, ExportColumns: exportColumns,
 		APIBase: strings.TrimSuffix(baseURL(r), scimBase) + "/api/v1"}
 	var err error
 	if d.Keys, err = a.store.AppKeys(ctx); err != nil {
@@ -69,12 +70,7 @@ func (a *admin) createAppKey(w http.ResponseWriter, r *http.Request, _ httproute
 		return err
 	}
 	a.log.Info("app key created", "key", k.ID, "name", name, "admin", sess.Username)
-	d, err := a.appsData(r, sess)
-	if err != nil {
-		return err
-	}
-	d.NewKey = plain
-	return a.render(w, r, http.StatusOK, "apps.html", d)
+	return a.redirect(w, r, sess, "/apps", flash{Secret: plain, SecretName: k.Name})
 }
 
 func (a *admin) revokeAppKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
@@ -82,8 +78,7 @@ func (a *admin) revokeAppKey(w http.ResponseWriter, r *http.Request, ps httprout
 		return err
 	}
 	a.log.Info("app key revoked", "key", ps.ByName("id"), "admin", sess.Username)
-	http.Redirect(w, r, "/apps", http.StatusSeeOther)
-	return nil
+	return a.redirect(w, r, sess, "/apps", flash{Notice: "App key revoked."})
 }
 
 func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
@@ -113,8 +108,7 @@ func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, _ httprout
 		return err
 	}
 	a.log.Info("webhook registered", "webhook", hook.ID, "url", target, "admin", sess.Username)
-	http.Redirect(w, r, "/apps", http.StatusSeeOther)
-	return nil
+	return a.redirect(w, r, sess, "/apps", flash{Notice: "Webhook added. Its signing secret is under “Show signing secret”."})
 }
 
 // webhookAction deletes, re-enables or sends a test event to an endpoint.
@@ -135,16 +129,16 @@ func (a *admin) webhookAction(w http.ResponseWriter, r *http.Request, ps httprou
 		return err
 	}
 	a.log.Info("webhook "+r.PostFormValue("action"), "webhook", id, "admin", sess.Username)
-	http.Redirect(w, r, "/apps", http.StatusSeeOther)
-	return nil
+	done := map[string]string{"delete": "Webhook deleted.", "enable": "Webhook enabled again.", "test": "Test event queued."}
+	return a.redirect(w, r, sess, "/apps", flash{Notice: done[r.PostFormValue("action")]})
 }
 
 // export streams users.csv, users.json or groups.json with effective values.
 func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	file := ps.ByName("file")
-	var cols []string
+	cols := r.URL.Query()["col"] // the page's column picker
 	if c := r.URL.Query().Get("columns"); c != "" {
-		cols = strings.Split(c, ",")
+		cols = append(cols, strings.Split(c, ",")...)
 	}
 	w.Header().Set("Content-Disposition", `attachment; filename="scimbox-`+time.Now().UTC().Format("20060102")+"-"+file+`"`)
 	a.log.Info("export", "file", file, "admin", sess.Username)

@@ -61,6 +61,9 @@ func (ac *adminClient) post(t testing.TB, path string, form url.Values) (int, ht
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
+// shownSecret finds a secret shown once on a page (a Secret Token or an app key).
+var shownSecret = regexp.MustCompile(`id="new-(?:token|key)" class="copyable">(scimbox(?:app)?_[0-9A-Za-z._-]+)<`)
+
 // csrf reads the CSRF token from a page the client fetches.
 func (ac *adminClient) csrf(t testing.TB) string {
 	t.Helper()
@@ -232,11 +235,12 @@ func TestAdminTokensAndSeparation(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
 	ac := setUpAdmin(t, ts)
-	status, _, body := ac.post(t, "/connection/tokens", url.Values{"name": {"entra"}, "csrf": {ac.csrf(t)}})
-	if status != 200 {
-		t.Fatalf("generate token: %d", status)
+	status, h, _ := ac.post(t, "/connection/tokens", url.Values{"name": {"entra"}, "csrf": {ac.csrf(t)}})
+	if status != http.StatusSeeOther || h.Get("Location") != "/connection" {
+		t.Fatalf("generate token: %d → %q, want a redirect to /connection", status, h.Get("Location"))
 	}
-	tok := regexp.MustCompile(`value="(scimbox_[0-9A-Za-z]+)"`).FindStringSubmatch(body)
+	_, _, body := ac.get(t, "/connection")
+	tok := shownSecret.FindStringSubmatch(body)
 	if tok == nil {
 		t.Fatalf("new token not shown:\n%s", body)
 	}
@@ -429,4 +433,104 @@ func TestAdminAnonymousPagesShowNoNavigation(t *testing.T) {
 	}
 	status, _, body = anon.post(t, "/login", url.Values{"username": {"mallory"}, "password": {"wrong"}})
 	check("rate-limited login", 429, status, body)
+}
+
+// TestAdminFormsRedirectAfterPost: every form answers a successful POST with
+// a redirect (so a reload never repeats it), and the page it leads to says
+// what happened once; a new secret is shown once and never put in a URL.
+func TestAdminFormsRedirectAfterPost(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	csrf := ac.csrf(t)
+	for _, tc := range []struct {
+		name, path string
+		form       url.Values
+		to, notice string
+	}{
+		{"secret token", "/connection/tokens", url.Values{"name": {"entra"}}, "/connection", "Your new Secret Token"},
+		{"app key", "/apps/keys", url.Values{"name": {"intranet"}}, "/apps", "Your new app key"},
+		{"webhook", "/apps/webhooks", url.Values{"url": {"https://hooks.example.com/x"}}, "/apps", "Webhook added"},
+		{"log retention", "/settings/log", url.Values{"days": {"12"}}, "/settings", "keeps 12 days"},
+		{"provisioning", "/settings/provisioning", url.Values{"deprovision": {"hide"}, "purge_days": {"0"}}, "/settings", "Provisioning settings saved"},
+		{"policy preset", "/settings/policy", url.Values{"preset": {"local"}, "confirmed": {"yes"}}, "/settings", "Source of truth saved"},
+		{"password", "/settings/password", url.Values{"current": {testPassword}, "password": {testPassword + "!"}, "confirm": {testPassword + "!"}}, "/settings", "Password changed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.form.Set("csrf", csrf)
+			status, h, _ := ac.post(t, tc.path, tc.form)
+			if status != http.StatusSeeOther || h.Get("Location") != tc.to {
+				t.Fatalf("POST %s: %d → %q, want 303 → %s", tc.path, status, h.Get("Location"), tc.to)
+			}
+			_, _, page := ac.get(t, tc.to)
+			if !strings.Contains(page, tc.notice) {
+				t.Errorf("%s after the redirect does not say %q", tc.to, tc.notice)
+			}
+			secret := shownSecret.FindStringSubmatch(page)
+			if _, _, again := ac.get(t, tc.to); strings.Contains(again, tc.notice) || (secret != nil && strings.Contains(again, secret[1])) {
+				t.Errorf("%s says it again on reload", tc.to)
+			}
+		})
+	}
+	tokens, _ := ts.store.Tokens(context.Background())
+	if len(tokens) != 2 { // the test server's own and the one generated above, however often its page was reloaded
+		t.Errorf("%d tokens, want 2", len(tokens))
+	}
+}
+
+// TestAdminPresetAsksFirst: a source-of-truth preset shows which fields it
+// would change and changes nothing until confirmed.
+func TestAdminPresetAsksFirst(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	_, _, page := ac.get(t, "/settings")
+	if !strings.Contains(page, "Now: <strong>Hybrid (recommended)</strong>") {
+		t.Errorf("settings does not show the active preset")
+	}
+	status, _, page := ac.post(t, "/settings/policy", url.Values{"csrf": {ac.csrf(t)}, "preset": {"directory"}})
+	if status != 200 || !strings.Contains(page, "<strong>Display name</strong>: Local edit wins → Directory wins") {
+		t.Errorf("preset without confirmation: %d, no list of changes", status)
+	}
+	p, err := ts.store.Policy(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Source("displayName") != FromLocal {
+		t.Error("an unconfirmed preset changed the policy")
+	}
+	status, _, page = ac.post(t, "/settings/log", url.Values{"csrf": {ac.csrf(t)}, "days": {"0"}})
+	if status != http.StatusBadRequest || !regexp.MustCompile(`aria-invalid="true" aria-describedby="days-error">\s*<span class="field-error" id="days-error">`).MatchString(page) {
+		t.Errorf("a bad retention is not reported next to its field: %d", status)
+	}
+}
+
+// TestAdminDisconnectConfirms: after a disconnect a page says what happened,
+// the danger zone is inactive with nothing left to disconnect, and the time
+// of the directory's last request survives its token.
+func TestAdminDisconnectConfirms(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	ts.createUser(t, "kept@example.com")
+	if _, _, page := ac.get(t, "/connection"); !strings.Contains(page, `action="/connection/disconnect"`) {
+		t.Fatal("no disconnect form while connected")
+	}
+	status, h, _ := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"DISCONNECT"}})
+	if status != http.StatusSeeOther || h.Get("Location") != "/connection/disconnected" {
+		t.Fatalf("disconnect: %d → %q", status, h.Get("Location"))
+	}
+	_, _, page := ac.get(t, "/connection/disconnected")
+	for _, want := range []string{"Disconnected from the directory", "1 Secret Token revoked", "1 account the directory managed is now manual"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("confirmation page lacks %q", want)
+		}
+	}
+	_, _, page = ac.get(t, "/connection")
+	if strings.Contains(page, `action="/connection/disconnect"`) || !strings.Contains(page, "Nothing is connected") {
+		t.Error("the danger zone is still active with nothing connected")
+	}
+	if strings.Contains(page, "Last request from the directory: <strong>never") {
+		t.Error("the directory's last request was forgotten with its token")
+	}
 }

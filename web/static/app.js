@@ -2,10 +2,14 @@
 document.addEventListener("click", async (e) => {
   const button = e.target.closest("[data-copy]");
   if (!button) return;
-  const input = document.getElementById(button.dataset.copy);
-  input.select();
+  const source = document.getElementById(button.dataset.copy);
+  // Select the text too, so that it can be copied by hand where the clipboard API is refused.
+  const range = document.createRange();
+  range.selectNodeContents(source);
+  getSelection().removeAllRanges();
+  getSelection().addRange(range);
   try {
-    await navigator.clipboard.writeText(input.value);
+    await navigator.clipboard.writeText(source.textContent.trim());
   } catch {
     document.execCommand("copy");
   }
