@@ -534,3 +534,21 @@ func TestAdminDisconnectConfirms(t *testing.T) {
 		t.Error("the directory's last request was forgotten with its token")
 	}
 }
+
+// TestAdminUserSearch: the Users search finds a word anywhere in the names and emails.
+func TestAdminUserSearch(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	body := newUserBody("alice@example.com")
+	body["name"] = map[string]any{"givenName": "Alice", "familyName": "Johnson"}
+	body["displayName"] = "Alice Johnson"
+	if status, _, _ := ts.do(t, "POST", "/Users", body); status != http.StatusCreated {
+		t.Fatal(status)
+	}
+	ts.createUser(t, "bob@example.com")
+	_, _, page := ac.get(t, "/users?q=johnson")
+	if !strings.Contains(page, "alice@example.com") || strings.Contains(page, "bob@example.com") {
+		t.Errorf("searching johnson does not find just Alice Johnson")
+	}
+}
