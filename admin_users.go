@@ -73,10 +73,15 @@ func primaryEmail(attrs map[string]any) string {
 }
 
 func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
-	q := r.URL.Query().Get("q")
-	lq := ListQuery{Filter: searchFilter(q, "userName", "displayName", "emails.value"), SortBy: "userName",
-		StartIndex: (pageNumber(r)-1)*adminPageSize + 1, Count: adminPageSize}
-	users, total, err := a.store.ListUsers(r.Context(), lq)
+	var users []*User
+	var total int
+	var err error
+	if q := strings.TrimSpace(r.URL.Query().Get("q")); q != "" {
+		users, total, err = a.store.SearchUsers(r.Context(), q, (pageNumber(r)-1)*adminPageSize, adminPageSize)
+	} else {
+		users, total, err = a.store.ListUsers(r.Context(), ListQuery{SortBy: "userName",
+			StartIndex: (pageNumber(r)-1)*adminPageSize + 1, Count: adminPageSize})
+	}
 	if err != nil {
 		return err
 	}
