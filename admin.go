@@ -116,6 +116,7 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/connection/tokens/:id/revoke", a.revokeToken)
 	get("/users", a.users)
 	get("/users/:id", a.user)
+	get("/suggest/users", a.suggestUsers)
 	post("/users/:id", a.userAction)
 	post("/settings/policy", a.changePolicy)
 	post("/settings/provisioning", a.changeProvisioning)

@@ -15,7 +15,7 @@ type dashboardData struct {
 	Tokens    []Token
 	LastUsed  time.Time
 	TenantURL string
-	Recent    []LogEntry
+	Recent    []logRow
 }
 
 // lastTokenUse is the most recent use of any token: when the directory last called.
@@ -39,7 +39,11 @@ func (a *admin) dashboard(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if err != nil {
 		return err
 	}
-	recent, err := a.store.ListLog(ctx, LogQuery{Limit: 10})
+	entries, err := a.store.ListLog(ctx, LogQuery{Limit: 10})
+	if err != nil {
+		return err
+	}
+	recent, err := a.logRows(ctx, entries)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ type groupData struct {
 	Attrs   []attrRow
 	Members []Member
 	Pager   pager
-	History []LogEntry
+	History []logRow
 }
 
 func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
@@ -64,7 +64,11 @@ func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	if err != nil {
 		return err
 	}
-	history, err := a.store.ListLog(ctx, LogQuery{ResourceID: g.ID, Limit: 50})
+	entries, err := a.store.ListLog(ctx, LogQuery{ResourceID: g.ID, Limit: 50})
+	if err != nil {
+		return err
+	}
+	history, err := a.logRows(ctx, entries)
 	if err != nil {
 		return err
 	}

@@ -552,3 +552,91 @@ func TestAdminUserSearch(t *testing.T) {
 		t.Errorf("searching johnson does not find just Alice Johnson")
 	}
 }
+
+// TestAdminUserForm: a user's fields are one form with one Save; only the
+// changed fields are saved; the page says what was saved, shows who made each
+// local edit and when, and its History has the edit at once, with what
+// changed. The manager is named and linked.
+func TestAdminUserForm(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	bossBody := newUserBody("boss@example.com")
+	bossBody["displayName"] = "The Boss"
+	_, _, boss := ts.do(t, "POST", "/Users", bossBody)
+	body := newUserBody("worker@example.com")
+	body["displayName"] = "Worker Bee"
+	body[enterpriseSchema] = map[string]any{"manager": map[string]any{"value": boss["id"]}}
+	status, _, created := ts.do(t, "POST", "/Users", body)
+	if status != http.StatusCreated {
+		t.Fatal(status)
+	}
+	id := created["id"].(string)
+	_, _, page := ac.get(t, "/users/"+id)
+	if got := strings.Count(page, `type="submit"`) - strings.Count(page, `form="revert"`) - strings.Count(page, "/logout"); got != 1 {
+		t.Errorf("the user page has %d submit buttons besides Revert and Log out, want one Save", got)
+	}
+	if !strings.Contains(page, `<a href="/users/`+boss["id"].(string)+`">The Boss</a>`) {
+		t.Error("the manager is not shown by name with a link")
+	}
+	csrf := ac.csrf(t)
+	status, h, _ := ac.post(t, "/users/"+id, url.Values{"csrf": {csrf}, "action": {"save"},
+		"f:displayName": {"Queen Bee"}, "f:nickName": {""}, "f:active": {"false", "true"}})
+	if status != http.StatusSeeOther || h.Get("Location") != "/users/"+id {
+		t.Fatalf("save: %d → %q", status, h.Get("Location"))
+	}
+	_, _, page = ac.get(t, "/users/"+id)
+	if !strings.Contains(page, "Saved: Display name.") {
+		t.Error("no feedback naming what was saved")
+	}
+	if !strings.Contains(page, "by admin, ") {
+		t.Error("the override does not say who made it and when")
+	}
+	history := between(page, "<h2>History</h2>", "</table>")
+	if !strings.Contains(history, ">worker@example.com</a>") || strings.Contains(history, ">"+id+"</a>") {
+		t.Errorf("the local edit's history row does not name the user: %s", history)
+	}
+	if !strings.Contains(history, "<del>Worker Bee</del> → <ins>Queen Bee</ins>") {
+		t.Errorf("the history does not show the edit right after Save, with what changed: %s", history)
+	}
+	u, err := ts.store.UserByID(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Overrides) != 1 {
+		t.Errorf("overrides %v, want displayName only (unchanged fields are not saved)", u.Overrides)
+	}
+	status, h, _ = ac.post(t, "/users/"+id, url.Values{"csrf": {csrf}, "action": {"revert"}, "field": {"displayName"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("revert: %d", status)
+	}
+	if _, _, page = ac.get(t, h.Get("Location")); !strings.Contains(page, "Display name reverted") {
+		t.Error("no feedback after Revert")
+	}
+}
+
+// TestAdminLogSaysWhatChanged: the Log shows, from the change feed, the fields
+// a request changed with before → after, and the members added by name.
+func TestAdminLogSaysWhatChanged(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	body := newUserBody("ann@example.com")
+	body["title"] = "Engineer"
+	body["displayName"] = "Ann Example"
+	_, _, created := ts.do(t, "POST", "/Users", body)
+	id := created["id"].(string)
+	ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "title", "value": "Architect"}))
+	gid := ts.createGroup(t, "Builders")
+	ts.do(t, "PATCH", "/Groups/"+gid, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": id}}}))
+	if err := ts.store.FlushLog(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, page := ac.get(t, "/log")
+	if !strings.Contains(page, `<span class="what">Job title</span>:`) || !strings.Contains(page, "<del>Engineer</del> → <ins>Architect</ins>") {
+		t.Errorf("the log does not say the title changed from Engineer to Architect")
+	}
+	if !strings.Contains(page, `Members added (1)</span>:`) || !strings.Contains(page, `<a href="/users/`+id+`">Ann Example</a>`) {
+		t.Errorf("the log does not name the member added")
+	}
+}

@@ -21,3 +21,23 @@ document.addEventListener("submit", (e) => {
   const message = e.target.dataset.confirm;
   if (message && !confirm(message)) e.preventDefault();
 });
+// The manager box offers users as one types (the server checks the name on save).
+let suggestTimer;
+document.addEventListener("input", (e) => {
+  const box = e.target.closest("input[data-suggest]");
+  if (!box) return;
+  clearTimeout(suggestTimer);
+  suggestTimer = setTimeout(async () => {
+    const q = box.value.trim();
+    if (q.length < 2) return;
+    const res = await fetch(box.dataset.suggest + "?q=" + encodeURIComponent(q), { headers: { Accept: "application/json" } });
+    if (!res.ok) return;
+    const list = document.getElementById(box.getAttribute("list"));
+    list.replaceChildren(...(await res.json()).map((u) => {
+      const option = document.createElement("option");
+      option.value = u.userName;
+      option.label = u.name ? u.name + " (" + u.userName + ")" : u.userName;
+      return option;
+    }));
+  }, 200);
+});
