@@ -124,7 +124,10 @@ func (a *admin) logRows(ctx context.Context, entries []LogEntry) ([]logRow, erro
 // (against the resource as it was before), accounts enabled or disabled, and
 // group members added or removed.
 func describeEvents(re *RequestEvents) []changeLine {
-	before := eventDoc(re.Before, "")
+	var before map[string]any
+	if re.Before != nil {
+		before = eventResource(*re.Before)
+	}
 	var lines []changeLine
 	members := map[string][]link{}
 	for _, e := range re.Events {
@@ -136,17 +139,13 @@ func describeEvents(re *RequestEvents) []changeLine {
 			members[e.Type] = append(members[e.Type], link{Href: href, Text: m.Member})
 			continue
 		case evUserEnabled, evUserDisabled:
-			after := eventDoc(e.Data, "")
+			after := eventResource(e)
 			lines = append(lines, changeLine{What: "Active", Before: link{Text: yesNo(before["active"])}, After: link{Text: yesNo(after["active"])}})
 			before = after
 		case evUserUpdated, evGroupUpdated:
-			key := "user"
-			if e.Type == evGroupUpdated {
-				key = "group"
-			}
 			var d struct{ Changed []string }
 			json.Unmarshal(e.Data, &d)
-			after := eventDoc(e.Data, key)
+			after := eventResource(e)
 			if before != nil {
 				lines = append(lines, diffFields(before, after, d.Changed)...)
 			} else {
@@ -156,7 +155,7 @@ func describeEvents(re *RequestEvents) []changeLine {
 			}
 			before = after
 		case evUserCreated, evGroupCreated:
-			before = eventDoc(e.Data, "")
+			before = eventResource(e)
 		}
 	}
 	for _, m := range []struct{ typ, what string }{{evMemberAdded, "Members added"}, {evMemberRemoved, "Members removed"}} {
@@ -167,17 +166,18 @@ func describeEvents(re *RequestEvents) []changeLine {
 	return lines
 }
 
-// eventDoc reads an event's resource document, under key when it is not the data itself.
-func eventDoc(raw json.RawMessage, key string) map[string]any {
-	if len(raw) == 0 {
-		return nil
-	}
+// eventResource reads the resource an event carries: its data, or for an
+// update the resource under "user" or "group".
+func eventResource(e Event) map[string]any {
 	var doc map[string]any
-	if json.Unmarshal(raw, &doc) != nil {
+	if json.Unmarshal(e.Data, &doc) != nil {
 		return nil
 	}
-	if key != "" {
-		doc, _ = doc[key].(map[string]any)
+	switch e.Type {
+	case evUserUpdated:
+		doc, _ = doc["user"].(map[string]any)
+	case evGroupUpdated:
+		doc, _ = doc["group"].(map[string]any)
 	}
 	return doc
 }
@@ -205,7 +205,9 @@ func diffFields(before, after map[string]any, changed []string) []changeLine {
 			out map[string]string
 		}{{before, b}, {after, a}} {
 			var flat []attrRow
-			flatten(key, lookupKey(side.doc, key), &flat)
+			if v := lookupKey(side.doc, key); v != nil {
+				flatten(key, v, &flat)
+			}
 			for _, r := range flat {
 				if !seen[r.Path] {
 					seen[r.Path] = true

@@ -627,6 +627,7 @@ func TestAdminLogSaysWhatChanged(t *testing.T) {
 	_, _, created := ts.do(t, "POST", "/Users", body)
 	id := created["id"].(string)
 	ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "title", "value": "Architect"}))
+	ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "title", "value": "Director"}))
 	gid := ts.createGroup(t, "Builders")
 	ts.do(t, "PATCH", "/Groups/"+gid, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": id}}}))
 	if err := ts.store.FlushLog(context.Background()); err != nil {
@@ -636,7 +637,14 @@ func TestAdminLogSaysWhatChanged(t *testing.T) {
 	if !strings.Contains(page, `<span class="what">Job title</span>:`) || !strings.Contains(page, "<del>Engineer</del> → <ins>Architect</ins>") {
 		t.Errorf("the log does not say the title changed from Engineer to Architect")
 	}
-	if !strings.Contains(page, `Members added (1)</span>:`) || !strings.Contains(page, `<a href="/users/`+id+`">Ann Example</a>`) {
-		t.Errorf("the log does not name the member added")
+	if !strings.Contains(page, "<del>Architect</del> → <ins>Director</ins>") {
+		t.Errorf("the log does not say the title changed from Architect to Director (a change after a change)")
+	}
+	if row := between(page, `<td data-label="Operation">add members</td>`, "</tr>"); !strings.Contains(row, `Members added (1)</span>:`) ||
+		!strings.Contains(row, `<a href="/users/`+id+`">Ann Example</a>`) {
+		t.Errorf("the log's add-members row does not name the member added: %s", row)
+	}
+	if row := between(page, `<td data-label="Operation">create group</td>`, "</tr>"); strings.Contains(row, "Members added") {
+		t.Errorf("the group's creation is shown with the members added after it: %s", row)
 	}
 }

@@ -289,6 +289,7 @@ type newUserData struct {
 
 // createManualUser creates an account the directory does not manage.
 func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
+	arrived := a.store.now()
 	d := newUserData{layout: a.layout(r, sess, "New user", "users")}
 	for dst, key := range map[*string]string{&d.UserName: "userName", &d.DisplayName: "displayName", &d.GivenName: "givenName",
 		&d.FamilyName: "familyName", &d.Email: "email"} {
@@ -317,7 +318,7 @@ func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *a
 	if err != nil {
 		return err
 	}
-	if err := a.store.LogNow(r.Context(), LogEntry{Op: "create manual user (admin)", ResourceType: "User", ResourceID: u.ID,
+	if err := a.store.LogNow(r.Context(), LogEntry{At: arrived, Op: "create manual user (admin)", ResourceType: "User", ResourceID: u.ID,
 		Target: d.UserName, Outcome: "success", Status: 201, Detail: "by " + sess.Username}); err != nil {
 		return err
 	}
@@ -327,7 +328,7 @@ func (a *admin) createManualUser(w http.ResponseWriter, r *http.Request, sess *a
 // userAction saves the user's form (every changed field at once), reverts
 // a field to the directory's value, or deletes an account the directory does not manage.
 func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
-	ctx, id := r.Context(), ps.ByName("id")
+	ctx, id, arrived := r.Context(), ps.ByName("id"), a.store.now()
 	if id == "new" {
 		return a.createManualUser(w, r, sess)
 	}
@@ -341,7 +342,7 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 	}
 	userName := stringAttr(Effective(u.Attrs, u.Overrides, p), "userName")
 	logDone := func(op string, status int) error {
-		return a.store.LogNow(ctx, LogEntry{Op: op, ResourceType: "User", ResourceID: id, Target: userName,
+		return a.store.LogNow(ctx, LogEntry{At: arrived, Op: op, ResourceType: "User", ResourceID: id, Target: userName,
 			Outcome: "success", Status: status, Detail: "by " + sess.Username})
 	}
 	var saved []string // labels of the fields saved

@@ -13,7 +13,7 @@ import (
 // resource as it was before them: the newest earlier event that carries the
 // whole resource, while the feed still holds one.
 type RequestEvents struct {
-	Before json.RawMessage
+	Before *Event
 	Events []Event
 }
 
@@ -22,8 +22,9 @@ type RequestEvents struct {
 const docEventTypes = `'user.created', 'user.updated', 'user.enabled', 'user.disabled', 'group.created', 'group.updated'`
 
 // RequestChanges returns, by log entry id, the events each successful entry's
-// request wrote: the events of its resource after the resource's previous log
-// entry and no later than this one. Entries without a resource are left out.
+// request wrote: entries are stamped when their request arrived, so these are
+// the events of its resource from then until the resource's next log entry.
+// Entries without a resource are left out.
 func (s *Store) RequestChanges(ctx context.Context, entries []LogEntry) (map[int64]*RequestEvents, error) {
 	var page [][3]any
 	for _, e := range entries {
@@ -42,15 +43,15 @@ func (s *Store) RequestChanges(ctx context.Context, entries []LogEntry) (map[int
 	rows, err := s.r.QueryContext(ctx, `WITH page(entry, rid, upto) AS (
 			SELECT value->>0, value->>1, value->>2 FROM json_each(?)
 		), win AS (
-			SELECT entry, rid, upto, coalesce((SELECT max(l.at) FROM provisioning_log l
-				WHERE l.resource_id = page.rid AND l.id < page.entry), '') AS since FROM page
+			SELECT entry, rid, upto AS since, coalesce((SELECT min(l.at) FROM provisioning_log l
+				WHERE l.resource_id = page.rid AND l.id > page.entry), '9') AS upto FROM page
 		)
 		SELECT win.entry, 0, e.cursor, e.id, e.at, e.type, e.resource_type, e.resource_id, e.data
-			FROM win JOIN events e ON e.resource_id = win.rid AND e.at > win.since AND e.at <= win.upto
+			FROM win JOIN events e ON e.resource_id = win.rid AND e.at >= win.since AND e.at < win.upto
 		UNION ALL
 		SELECT win.entry, 1, e.cursor, e.id, e.at, e.type, e.resource_type, e.resource_id, e.data
 			FROM win JOIN events e ON e.cursor = (SELECT max(x.cursor) FROM events x
-				WHERE x.resource_id = win.rid AND x.at <= win.since AND x.type IN (`+docEventTypes+`))
+				WHERE x.resource_id = win.rid AND x.at < win.since AND x.type IN (`+docEventTypes+`))
 		ORDER BY 1, 3`, string(raw))
 	if err != nil {
 		return nil, fmt.Errorf("request changes: %w", err)
@@ -71,7 +72,7 @@ func (s *Store) RequestChanges(ctx context.Context, entries []LogEntry) (map[int
 			out[entry] = re
 		}
 		if before {
-			re.Before = e.Data
+			re.Before = &e
 		} else {
 			re.Events = append(re.Events, e)
 		}
@@ -109,7 +110,8 @@ func (s *Store) ResourceNames(ctx context.Context, ids []string) (map[string]str
 }
 
 // LogNow writes a log entry before returning, for the admin's own changes:
-// the page it redirects to shows them at once.
+// the page it redirects to shows them at once. Like the directory's, the
+// entry is to be stamped (At) before the change it records.
 func (s *Store) LogNow(ctx context.Context, e LogEntry) error {
 	if e.At.IsZero() {
 		e.At = s.now()
