@@ -648,3 +648,32 @@ func TestAdminLogSaysWhatChanged(t *testing.T) {
 		t.Errorf("the group's creation is shown with the members added after it: %s", row)
 	}
 }
+
+func TestAdminFavicon(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := newAdminClient(t, ts)
+	_, _, page := ac.get(t, "/login")
+	if !strings.Contains(page, `rel="icon" href="/static/favicon.svg"`) {
+		t.Fatal("no favicon link")
+	}
+	if status, h, _ := ac.get(t, "/static/favicon.svg"); status != 200 || !strings.HasPrefix(h.Get("Content-Type"), "image/svg+xml") {
+		t.Errorf("favicon: %d %s", status, h.Get("Content-Type"))
+	}
+}
+
+// TestAdminUserFormConflict: saving a user name another account has is refused, next to the field.
+func TestAdminUserFormConflict(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	ts.createUser(t, "taken@example.com")
+	status, h, _ := ac.post(t, "/users/new", url.Values{"csrf": {ac.csrf(t)}, "userName": {"manual@example.com"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("create manual: %d", status)
+	}
+	status, _, page := ac.post(t, h.Get("Location"), url.Values{"csrf": {ac.csrf(t)}, "action": {"save"}, "f:userName": {"taken@example.com"}})
+	if status != http.StatusConflict || !strings.Contains(page, `<span class="field-error" id="e-userName">Taken by another account.</span>`) {
+		t.Errorf("saving a taken user name: %d", status)
+	}
+}

@@ -346,7 +346,16 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 			Outcome: "success", Status: status, Detail: "by " + sess.Username})
 	}
 	var saved []string // labels of the fields saved
-	switch r.PostFormValue("action") {
+	action := r.PostFormValue("action")
+	if action == "edit" { // one field, as scripts and older pages post it
+		key := r.PostFormValue("field")
+		if ok, why := CanEdit(u.Kind, p, key); !ok {
+			return a.userPage(w, r, sess, id, http.StatusForbidden, (&ErrReadOnlyField{key, why}).Error(), nil, nil)
+		}
+		r.PostForm.Set("f:"+key, r.PostFormValue("value"))
+		action = "save"
+	}
+	switch action {
 	case "delete":
 		if u.Kind == accountDirectory {
 			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.", nil, nil)
@@ -375,9 +384,9 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 		}
 		return a.redirect(w, r, sess, "/users/"+id, flash{Notice: f.Label + " reverted: the directory's value shows again."})
 	case "save":
-		changes, fieldErrs, err := a.formChanges(r, u, p)
-		if err != nil {
-			return err
+		changes, fieldErrs, ferr := a.formChanges(r, u, p)
+		if ferr != nil {
+			return ferr
 		}
 		if len(fieldErrs) > 0 {
 			return a.userPage(w, r, sess, id, http.StatusBadRequest, "Nothing was saved: correct the fields marked below.", r.PostForm, fieldErrs)
