@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -37,7 +38,8 @@ const (
 // admin serves the admin page.
 type admin struct {
 	*server
-	pages map[string]*template.Template
+	pages   map[string]*template.Template
+	flashes flashBox
 }
 
 // adminPages are the templates in web/, each rendered inside web/layout.html
@@ -113,10 +115,12 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/connection/tokens/:id/revoke", a.revokeToken)
 	get("/users", a.users)
 	get("/users/:id", a.user)
+	get("/suggest/users", a.suggestUsers)
 	post("/users/:id", a.userAction)
 	post("/settings/policy", a.changePolicy)
 	post("/settings/provisioning", a.changeProvisioning)
 	post("/connection/disconnect", a.disconnect)
+	get("/connection/disconnected", a.disconnected)
 	get("/groups", a.groups)
 	get("/groups/:id", a.group)
 	get("/log", a.logPage)
@@ -141,17 +145,80 @@ func (a *admin) routes(rt *httprouter.Router) {
 
 // layout is what every page's template gets besides its own data.
 type layout struct {
-	Title    string
-	Nav      string
-	CSRF     string
-	Username string
+	Title string
+	Nav   string
+	CSRF  string
+	// Admin is the logged-in admin. Anonymous pages (setup, login) leave it
+	// empty and show no navigation, whatever username their form holds.
+	Admin string
+	Flash *flash // what the form that led here has to say, once
 }
 
-func (sess *adminSession) layout(title, nav string) layout {
+// layout is the frame of a page for the admin of sess (nil on anonymous pages).
+func (a *admin) layout(r *http.Request, sess *adminSession, title, nav string) layout {
 	if sess == nil {
 		return layout{Title: title, Nav: nav}
 	}
-	return layout{Title: title, Nav: nav, CSRF: sess.CSRF, Username: sess.Username}
+	return layout{Title: title, Nav: nav, CSRF: sess.CSRF, Admin: sess.Username, Flash: a.flashes.take(sess.ID, r.URL.Path)}
+}
+
+// flash is what a form's POST has to tell the page it redirects to. Every
+// form redirects after POST, so that a reload never repeats it; a new secret
+// reaches the page only this way, shown once. Flashes are kept in memory
+// keyed by session: never in a URL, a log line or the database.
+type flash struct {
+	Notice     string
+	Secret     string // a new token or key, in plain text
+	SecretName string
+	path       string // the page that shows it
+	expires    time.Time
+}
+
+// flashTTL bounds how long an unread flash (and the secret in it) is kept.
+const flashTTL = 10 * time.Minute
+
+// flashBox holds at most one pending flash per session.
+type flashBox struct {
+	mu sync.Mutex
+	m  map[string]flash
+}
+
+func (b *flashBox) put(sessionID, path string, f flash) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if b.m == nil {
+		b.m = map[string]flash{}
+	}
+	for id, old := range b.m {
+		if now.After(old.expires) {
+			delete(b.m, id)
+		}
+	}
+	f.path, f.expires = path, now.Add(flashTTL)
+	b.m[sessionID] = f
+}
+
+// take returns and forgets the session's flash if it is meant for path.
+func (b *flashBox) take(sessionID, path string) *flash {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.m[sessionID]
+	if !ok || f.path != path {
+		return nil
+	}
+	delete(b.m, sessionID)
+	if time.Now().After(f.expires) {
+		return nil
+	}
+	return &f
+}
+
+// redirect ends a successful form: the flash goes to the page at path, which the browser then GETs.
+func (a *admin) redirect(w http.ResponseWriter, r *http.Request, sess *adminSession, path string, f flash) error {
+	a.flashes.put(sess.ID, path, f)
+	http.Redirect(w, r, path, http.StatusSeeOther)
+	return nil
 }
 
 // adminHeaders are sent with every admin response: a strict CSP without
@@ -197,7 +264,7 @@ func (a *admin) fail(w http.ResponseWriter, r *http.Request, sess *adminSession,
 	case http.StatusInternalServerError:
 		text = "Something went wrong; the details are in the server log."
 	}
-	if rerr := a.render(w, r, v.Status, "message.html", messageData{sess.layout("Error", ""), http.StatusText(v.Status), text}); rerr != nil {
+	if rerr := a.render(w, r, v.Status, "message.html", messageData{a.layout(r, sess, "Error", ""), http.StatusText(v.Status), text}); rerr != nil {
 		http.Error(w, text, v.Status)
 	}
 }

@@ -17,13 +17,14 @@ import (
 type appsData struct {
 	layout
 	Keys       []Token
-	NewKey     string
 	Webhooks   []webhookRow
 	EventTypes []string
 	NewSecret  string
 	Error      string
 	APIBase    string
 	EventDays  int // how long events, and so webhook queues, are kept
+	// ExportColumns are the CSV export's columns, for the column picker.
+	ExportColumns []string
 }
 
 type webhookRow struct {
@@ -34,7 +35,7 @@ type webhookRow struct {
 
 func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) {
 	ctx := r.Context()
-	d := appsData{layout: sess.layout("Apps and webhooks", "apps"), EventTypes: eventTypes, EventDays: eventRetentionDays,
+	d := appsData{layout: a.layout(r, sess, "Apps and webhooks", "apps"), EventTypes: eventTypes, EventDays: eventRetentionDays, ExportColumns: exportColumns,
 		APIBase: strings.TrimSuffix(baseURL(r), scimBase) + "/api/v1"}
 	var err error
 	if d.Keys, err = a.store.AppKeys(ctx); err != nil {
@@ -76,12 +77,7 @@ func (a *admin) createAppKey(w http.ResponseWriter, r *http.Request, _ httproute
 		return err
 	}
 	a.log.Info("app key created", "key", k.ID, "name", name, "admin", sess.Username)
-	d, err := a.appsData(r, sess)
-	if err != nil {
-		return err
-	}
-	d.NewKey = plain
-	return a.render(w, r, http.StatusOK, "apps.html", d)
+	return a.redirect(w, r, sess, "/apps", flash{Secret: plain, SecretName: k.Name})
 }
 
 func (a *admin) revokeAppKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
@@ -89,8 +85,7 @@ func (a *admin) revokeAppKey(w http.ResponseWriter, r *http.Request, ps httprout
 		return err
 	}
 	a.log.Info("app key revoked", "key", ps.ByName("id"), "admin", sess.Username)
-	http.Redirect(w, r, "/apps", http.StatusSeeOther)
-	return nil
+	return a.redirect(w, r, sess, "/apps", flash{Notice: "App key revoked."})
 }
 
 func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
@@ -120,8 +115,7 @@ func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, _ httprout
 		return err
 	}
 	a.log.Info("webhook registered", "webhook", hook.ID, "url", redactURL(target), "admin", sess.Username)
-	http.Redirect(w, r, "/apps", http.StatusSeeOther)
-	return nil
+	return a.redirect(w, r, sess, "/apps", flash{Notice: "Webhook added. Its signing secret is under “Show signing secret”."})
 }
 
 // webhookAction deletes, re-enables or sends a test event to an endpoint.
@@ -142,8 +136,8 @@ func (a *admin) webhookAction(w http.ResponseWriter, r *http.Request, ps httprou
 		return err
 	}
 	a.log.Info("webhook "+r.PostFormValue("action"), "webhook", id, "admin", sess.Username)
-	http.Redirect(w, r, "/apps", http.StatusSeeOther)
-	return nil
+	done := map[string]string{"delete": "Webhook deleted.", "enable": "Webhook enabled again.", "test": "Test event queued."}
+	return a.redirect(w, r, sess, "/apps", flash{Notice: done[r.PostFormValue("action")]})
 }
 
 // export streams users.csv, users.json or groups.json with effective values.
@@ -152,9 +146,9 @@ func (a *admin) webhookAction(w http.ResponseWriter, r *http.Request, ps httprou
 // aborts the download (see decide) rather than ending a file with a page.
 func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	file := ps.ByName("file")
-	var cols []string
+	cols := r.URL.Query()["col"] // the page's column picker
 	if c := r.URL.Query().Get("columns"); c != "" {
-		cols = strings.Split(c, ",")
+		cols = append(cols, strings.Split(c, ",")...)
 	}
 	var contentType string
 	var stream func(io.Writer) error

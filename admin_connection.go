@@ -19,8 +19,6 @@ type connectionData struct {
 	TenantURL string
 	Reachable bool // false when the URL is plain HTTP or a loopback address
 	Tokens    []Token
-	NewToken  string
-	NewName   string
 	LastUsed  time.Time
 	LastError *LogEntry
 	// Rejected are the addresses that sent unknown or revoked tokens, most
@@ -28,6 +26,40 @@ type connectionData struct {
 	Rejected     []RejectedAddr
 	RejectedMore int
 	Error        string
+	// DirectoryAccounts counts accounts the directory manages; with no
+	// tokens and none of them there is nothing to disconnect.
+	DirectoryAccounts int
+	Connected         bool
+}
+
+// settingLastDirectoryCall keeps the time of the directory's last request
+// once the token that made it is revoked, so that the page keeps that history.
+const settingLastDirectoryCall = "last_directory_call"
+
+// lastDirectoryCall is when the directory last called with any token, revoked ones included.
+func (a *admin) lastDirectoryCall(ctx context.Context, tokens []Token) (time.Time, error) {
+	last := lastTokenUse(tokens)
+	kept, err := a.store.Setting(ctx, settingLastDirectoryCall)
+	if err != nil {
+		return last, err
+	}
+	if t := parseTime(kept); t.After(last) {
+		last = t
+	}
+	return last, nil
+}
+
+// keepLastDirectoryCall records the directory's last call before tokens are revoked.
+func (a *admin) keepLastDirectoryCall(ctx context.Context) error {
+	tokens, err := a.store.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	last, err := a.lastDirectoryCall(ctx, tokens)
+	if err != nil || last.IsZero() {
+		return err
+	}
+	return a.store.SetSetting(ctx, settingLastDirectoryCall, formatTime(last))
 }
 
 // shownRejectedAddrs is how many addresses with rejected tokens the page lists.
@@ -47,12 +79,18 @@ func tenantURLReachable(r *http.Request) bool {
 }
 
 func (a *admin) connectionData(ctx context.Context, r *http.Request, sess *adminSession) (connectionData, error) {
-	d := connectionData{layout: sess.layout("Entra connection", "connection"), TenantURL: baseURL(r), Reachable: tenantURLReachable(r)}
+	d := connectionData{layout: a.layout(r, sess, "Entra connection", "connection"), TenantURL: baseURL(r), Reachable: tenantURLReachable(r)}
 	var err error
 	if d.Tokens, err = a.store.Tokens(ctx); err != nil {
 		return d, err
 	}
-	d.LastUsed = lastTokenUse(d.Tokens)
+	if d.LastUsed, err = a.lastDirectoryCall(ctx, d.Tokens); err != nil {
+		return d, err
+	}
+	if _, d.DirectoryAccounts, err = a.store.ListUsers(ctx, ListQuery{DirectoryOnly: true, StartIndex: 1, Count: 1}); err != nil {
+		return d, err
+	}
+	d.Connected = len(d.Tokens) > 0 || d.DirectoryAccounts > 0
 	failures, err := a.store.ListLog(ctx, LogQuery{Outcome: "failure", Limit: 1})
 	if err != nil {
 		return d, err
@@ -75,7 +113,7 @@ func (a *admin) connection(w http.ResponseWriter, r *http.Request, _ httprouter.
 	return a.render(w, r, http.StatusOK, "connection.html", d)
 }
 
-// createToken generates a Secret Token and shows it in this one response only.
+// createToken generates a Secret Token; the Connection page shows it once.
 func (a *admin) createToken(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	if name == "" {
@@ -89,21 +127,18 @@ func (a *admin) createToken(w http.ResponseWriter, r *http.Request, _ httprouter
 		return err
 	}
 	a.log.Info("token created in the admin page", "token", t.ID, "name", t.Name, "admin", sess.Username)
-	d, err := a.connectionData(r.Context(), r, sess)
-	if err != nil {
-		return err
-	}
-	d.NewToken, d.NewName = plain, t.Name
-	return a.render(w, r, http.StatusOK, "connection.html", d)
+	return a.redirect(w, r, sess, "/connection", flash{Secret: plain, SecretName: t.Name})
 }
 
 func (a *admin) revokeToken(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
+	if err := a.keepLastDirectoryCall(r.Context()); err != nil {
+		return err
+	}
 	if err := a.store.RevokeToken(r.Context(), ps.ByName("id")); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	a.log.Info("token revoked in the admin page", "token", ps.ByName("id"), "admin", sess.Username)
-	http.Redirect(w, r, "/connection", http.StatusSeeOther)
-	return nil
+	return a.redirect(w, r, sess, "/connection", flash{Notice: "Token revoked: the directory can no longer use it."})
 }
 
 // disconnect ends the directory connection, after the admin typed DISCONNECT.
@@ -121,6 +156,13 @@ func (a *admin) disconnect(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if err != nil {
 		return err
 	}
+	tokens, err := a.store.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	if err := a.keepLastDirectoryCall(ctx); err != nil {
+		return err
+	}
 	n, err := a.store.Disconnect(ctx, p)
 	if err != nil {
 		return err
@@ -128,6 +170,28 @@ func (a *admin) disconnect(w http.ResponseWriter, r *http.Request, _ httprouter.
 	a.log.Warn("disconnected from the directory", "admin", sess.Username, "accounts", n)
 	a.store.Log(LogEntry{Op: "disconnect from the directory", Target: "all accounts", Outcome: "success", Status: 200,
 		Detail: fmt.Sprintf("by %s: tokens revoked, %d accounts are now manual", sess.Username, n)})
-	http.Redirect(w, r, "/connection", http.StatusSeeOther)
-	return nil
+	return a.redirect(w, r, sess, "/connection/disconnected", flash{Notice: fmt.Sprintf(
+		"%d Secret Token%s revoked: the directory's requests are refused from now on. %d account%s the directory managed %s now manual, "+
+			"with the values shown before; you can edit or delete them under Users. Groups are kept. To connect again, generate a new token.",
+		len(tokens), plural(len(tokens)), n, plural(n), map[bool]string{true: "is", false: "are"}[n == 1])})
+}
+
+// disconnected confirms a disconnect with what it did; without one it is the Connection page.
+func (a *admin) disconnected(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
+	l := a.layout(r, sess, "Disconnected", "connection")
+	if l.Flash == nil {
+		http.Redirect(w, r, "/connection", http.StatusSeeOther)
+		return nil
+	}
+	text := l.Flash.Notice
+	l.Flash = nil
+	return a.render(w, r, http.StatusOK, "message.html", messageData{l, "Disconnected from the directory", text})
+}
+
+// plural is "s" unless n is 1.
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

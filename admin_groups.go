@@ -36,7 +36,7 @@ func (a *admin) groups(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	if err != nil {
 		return err
 	}
-	d := groupsData{layout: sess.layout("Groups", "groups"), Pager: newPager(r, total)}
+	d := groupsData{layout: a.layout(r, sess, "Groups", "groups"), Pager: newPager(r, total)}
 	for _, g := range groups {
 		d.Rows = append(d.Rows, groupRow{ID: g.ID, Name: stringAttr(g.Attrs, "displayName"),
 			ExternalID: stringAttr(g.Attrs, "externalId"), Members: counts[g.ID], Modified: g.Modified})
@@ -51,7 +51,7 @@ type groupData struct {
 	Attrs   []attrRow
 	Members []Member
 	Pager   pager
-	History []LogEntry
+	History []logRow
 }
 
 func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
@@ -64,11 +64,15 @@ func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	if err != nil {
 		return err
 	}
-	history, err := a.store.ListLog(ctx, LogQuery{ResourceID: g.ID, Limit: 50})
+	entries, err := a.store.ListLog(ctx, LogQuery{ResourceID: g.ID, Limit: 50})
 	if err != nil {
 		return err
 	}
-	d := groupData{layout: sess.layout(stringAttr(g.Attrs, "displayName"), "groups"), Group: g,
+	history, err := a.logRows(ctx, entries)
+	if err != nil {
+		return err
+	}
+	d := groupData{layout: a.layout(r, sess, stringAttr(g.Attrs, "displayName"), "groups"), Group: g,
 		Name: stringAttr(g.Attrs, "displayName"), Members: members, Pager: newPager(r, total), History: history}
 	flatten("", groupType.visible(g.Attrs), &d.Attrs)
 	return a.render(w, r, http.StatusOK, "group.html", d)

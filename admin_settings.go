@@ -19,13 +19,18 @@ import (
 type settingsData struct {
 	layout
 	LogDays         int
-	Message, Error  string
 	DatabaseVersion int
 	Snapshots       []SnapshotInfo
 	Policy          []policyRow
+	Preset          string // the preset the policy equals, or "" when fields were chosen one by one
+	Presets         []presetChoice
 	Claim           bool
 	Deprovision     string
 	PurgeDays       int
+	// Errors are problems with the submitted form, by the name of the field they concern.
+	Errors map[string]string
+	// Confirm is a preset waiting for the admin's confirmation, with what it would change.
+	Confirm *presetChoice
 }
 
 type policyRow struct {
@@ -33,8 +38,49 @@ type policyRow struct {
 	Local      bool
 }
 
+// presetChoice is a source-of-truth preset and the fields it would change now.
+type presetChoice struct {
+	Name, Label string
+	Changes     []policyChange
+}
+
+// policyChange is one field whose source of truth a preset changes.
+type policyChange struct{ Label, From, To string }
+
+var presetLabels = []struct{ name, label string }{
+	{presetDirectory, "Directory is the source of truth"},
+	{presetHybrid, "Hybrid (recommended)"},
+	{presetLocal, "Users are the source of truth"},
+}
+
+// sourceText names a source of truth as the policy table does.
+func sourceText(s Source) string {
+	if s == FromLocal {
+		return "Local edit wins"
+	}
+	return "Directory wins"
+}
+
+// presetChoices lists the presets with what each would change in policy p, and which one p is.
+func presetChoices(p Policy) (choices []presetChoice, active string) {
+	for _, pl := range presetLabels {
+		c := presetChoice{Name: pl.name, Label: pl.label}
+		preset := PresetPolicy(pl.name)
+		for _, f := range policyFields {
+			if from, to := p.Source(f.Key), preset.Source(f.Key); from != to {
+				c.Changes = append(c.Changes, policyChange{f.Label, sourceText(from), sourceText(to)})
+			}
+		}
+		if len(c.Changes) == 0 {
+			active = pl.name
+		}
+		choices = append(choices, c)
+	}
+	return choices, active
+}
+
 func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData, error) {
-	d := settingsData{layout: sess.layout("Settings", "settings"), LogDays: defaultLogDays, DatabaseVersion: len(migrations)}
+	d := settingsData{layout: a.layout(r, sess, "Settings", "settings"), LogDays: defaultLogDays, DatabaseVersion: len(migrations)}
 	snaps, err := a.store.Snapshots()
 	if err != nil {
 		return d, err
@@ -47,6 +93,7 @@ func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData,
 	for _, f := range policyFields {
 		d.Policy = append(d.Policy, policyRow{Key: f.Key, Label: f.Label, Local: p.Source(f.Key) == FromLocal})
 	}
+	d.Presets, d.Preset = presetChoices(p)
 	for key, dst := range map[string]*string{settingDeprovision: &d.Deprovision} {
 		if *dst, err = a.store.Setting(r.Context(), key); err != nil {
 			return d, err
@@ -94,15 +141,17 @@ func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprou
 	}
 	// A stolen session must not be a way to guess the password itself.
 	attemptKey := fmt.Sprintf("settings password of admin %d", adm.ID)
-	if d.Error, err = a.reservePasswordAttempt(w, r, attemptKey); err != nil || d.Error != "" {
-		if err != nil {
-			return err
-		}
+	limited, err := a.reservePasswordAttempt(w, r, attemptKey)
+	if err != nil {
+		return err
+	}
+	if limited != "" {
+		d.Errors = map[string]string{"current": limited}
 		return a.render(w, r, http.StatusTooManyRequests, "settings.html", d)
 	}
 	current, err := a.passwords.check(r.Context(), adm.PasswordHash, r.PostFormValue("current"))
 	if errors.Is(err, errPasswordsBusy) {
-		d.Error = passwordsBusy(w)
+		d.Errors = map[string]string{"current": passwordsBusy(w)}
 		return a.render(w, r, http.StatusServiceUnavailable, "settings.html", d)
 	}
 	if err != nil {
@@ -116,18 +165,18 @@ func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprou
 	password := r.PostFormValue("password")
 	switch {
 	case !current:
-		d.Error = "The current password is wrong."
+		d.Errors = map[string]string{"current": "The current password is wrong."}
 	case len([]rune(password)) < minPasswordLen:
-		d.Error = fmt.Sprintf("Use a password of at least %d characters.", minPasswordLen)
+		d.Errors = map[string]string{"password": fmt.Sprintf("Use a password of at least %d characters.", minPasswordLen)}
 	case password != r.PostFormValue("confirm"):
-		d.Error = "The two new passwords differ."
+		d.Errors = map[string]string{"confirm": "The two new passwords differ."}
 	}
-	if d.Error != "" {
+	if d.Errors != nil {
 		return a.render(w, r, http.StatusBadRequest, "settings.html", d)
 	}
 	hash, err := a.passwords.hash(r.Context(), password)
 	if errors.Is(err, errPasswordsBusy) {
-		d.Error = passwordsBusy(w)
+		d.Errors = map[string]string{"password": passwordsBusy(w)}
 		return a.render(w, r, http.StatusServiceUnavailable, "settings.html", d)
 	}
 	if err != nil {
@@ -137,8 +186,7 @@ func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprou
 		return err
 	}
 	a.log.Info("admin password changed", "username", adm.Username)
-	d.Message = "Password changed. Other sessions have been logged out."
-	return a.render(w, r, http.StatusOK, "settings.html", d)
+	return a.redirect(w, r, sess, "/settings", flash{Notice: "Password changed. Other sessions have been logged out."})
 }
 
 func (a *admin) changeLogRetention(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
@@ -148,20 +196,36 @@ func (a *admin) changeLogRetention(w http.ResponseWriter, r *http.Request, _ htt
 	}
 	days, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("days")))
 	if err != nil || days < 1 || days > 3650 {
-		d.Error = "Keep the log for 1 to 3650 days."
+		d.Errors = map[string]string{"days": "Keep the log for 1 to 3650 days."}
 		return a.render(w, r, http.StatusBadRequest, "settings.html", d)
 	}
 	if err := a.store.SetSetting(r.Context(), logRetentionDays, strconv.Itoa(days)); err != nil {
 		return err
 	}
-	d.LogDays, d.Message = days, fmt.Sprintf("The provisioning log now keeps %d days.", days)
-	return a.render(w, r, http.StatusOK, "settings.html", d)
+	return a.redirect(w, r, sess, "/settings", flash{Notice: fmt.Sprintf("The provisioning log now keeps %d days.", days)})
 }
 
-// changePolicy applies a preset, or the per-field choices of the form.
+// changePolicy applies a preset once the admin confirmed what it changes,
+// or the per-field choices of the form.
 func (a *admin) changePolicy(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	var p Policy
 	if preset := r.PostFormValue("preset"); preset != "" {
+		if r.PostFormValue("confirmed") != "yes" {
+			d, err := a.settingsData(r, sess)
+			if err != nil {
+				return err
+			}
+			for i, c := range d.Presets {
+				if c.Name == preset {
+					d.Confirm = &d.Presets[i]
+				}
+			}
+			if d.Confirm == nil {
+				d.Errors = map[string]string{"preset": "Unknown preset."}
+				return a.render(w, r, http.StatusBadRequest, "settings.html", d)
+			}
+			return a.render(w, r, http.StatusOK, "settings.html", d)
+		}
 		p = PresetPolicy(preset)
 	} else {
 		p = Policy{}
@@ -176,12 +240,7 @@ func (a *admin) changePolicy(w http.ResponseWriter, r *http.Request, _ httproute
 		return err
 	}
 	a.log.Info("source-of-truth policy changed", "admin", sess.Username)
-	d, err := a.settingsData(r, sess)
-	if err != nil {
-		return err
-	}
-	d.Message = "Source of truth saved. The directory's values and local edits are both kept; only what is shown changes."
-	return a.render(w, r, http.StatusOK, "settings.html", d)
+	return a.redirect(w, r, sess, "/settings", flash{Notice: "Source of truth saved. The directory's values and local edits are both kept; only what is shown changes."})
 }
 
 func (a *admin) changeProvisioning(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
@@ -193,11 +252,11 @@ func (a *admin) changeProvisioning(w http.ResponseWriter, r *http.Request, _ htt
 	days, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("purge_days")))
 	switch {
 	case mode != deprovisionDelete && mode != deprovisionHide:
-		d.Error = "Choose what a delete from the directory does."
+		d.Errors = map[string]string{"deprovision": "Choose what a delete from the directory does."}
 	case err != nil || days < 0 || days > 3650:
-		d.Error = "Delete disabled accounts after 0 (never) to 3650 days."
+		d.Errors = map[string]string{"purge_days": "Delete disabled accounts after 0 (never) to 3650 days."}
 	}
-	if d.Error != "" {
+	if d.Errors != nil {
 		return a.render(w, r, http.StatusBadRequest, "settings.html", d)
 	}
 	claim := "false"
@@ -210,11 +269,7 @@ func (a *admin) changeProvisioning(w http.ResponseWriter, r *http.Request, _ htt
 		}
 	}
 	a.log.Info("provisioning settings changed", "admin", sess.Username, "claim", claim, "deprovision", mode, "purge_days", days)
-	if d, err = a.settingsData(r, sess); err != nil {
-		return err
-	}
-	d.Message = "Provisioning settings saved."
-	return a.render(w, r, http.StatusOK, "settings.html", d)
+	return a.redirect(w, r, sess, "/settings", flash{Notice: "Provisioning settings saved."})
 }
 
 // downloadBackup sends a fresh, checked snapshot of the database.

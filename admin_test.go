@@ -61,6 +61,9 @@ func (ac *adminClient) post(t testing.TB, path string, form url.Values) (int, ht
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
+// shownSecret finds a secret shown once on a page (a Secret Token or an app key).
+var shownSecret = regexp.MustCompile(`id="new-(?:token|key)" class="copyable">(scimbox(?:app)?_[0-9A-Za-z._-]+)<`)
+
 // csrf reads the CSRF token from a page the client fetches.
 func (ac *adminClient) csrf(t testing.TB) string {
 	t.Helper()
@@ -232,11 +235,12 @@ func TestAdminTokensAndSeparation(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
 	ac := setUpAdmin(t, ts)
-	status, _, body := ac.post(t, "/connection/tokens", url.Values{"name": {"entra"}, "csrf": {ac.csrf(t)}})
-	if status != 200 {
-		t.Fatalf("generate token: %d", status)
+	status, h, _ := ac.post(t, "/connection/tokens", url.Values{"name": {"entra"}, "csrf": {ac.csrf(t)}})
+	if status != http.StatusSeeOther || h.Get("Location") != "/connection" {
+		t.Fatalf("generate token: %d → %q, want a redirect to /connection", status, h.Get("Location"))
 	}
-	tok := regexp.MustCompile(`value="(scimbox_[0-9A-Za-z]+)"`).FindStringSubmatch(body)
+	_, _, body := ac.get(t, "/connection")
+	tok := shownSecret.FindStringSubmatch(body)
 	if tok == nil {
 		t.Fatalf("new token not shown:\n%s", body)
 	}
@@ -356,5 +360,320 @@ func TestAdminBackupDownload(t *testing.T) {
 	defer s.Close()
 	if got := countUsers(t, s); got != 1 {
 		t.Errorf("downloaded backup has %d users, want 1", got)
+	}
+}
+
+// TestAdminShowsDisabledUsers: an account the directory disabled is marked
+// disabled on the list and on its page, never shown as active.
+func TestAdminShowsDisabledUsers(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	id := ts.createUser(t, "gone@example.com")
+	ts.createUser(t, "here@example.com")
+	if status, _, _ := ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "active", "value": false})); status != 200 {
+		t.Fatalf("disable: %d", status)
+	}
+	_, _, body := ac.get(t, "/users")
+	if got := strings.Count(body, `<span class="badge success">active</span>`); got != 1 {
+		t.Errorf("users list shows %d active badges, want 1 (one of two users is disabled)", got)
+	}
+	if got := strings.Count(body, `<span class="badge failure">disabled</span>`); got != 1 {
+		t.Errorf("users list shows %d disabled badges, want 1", got)
+	}
+	_, _, body = ac.get(t, "/users/"+id)
+	if h1 := between(body, "<h1", "</h1>"); !strings.Contains(h1, "disabled") {
+		t.Errorf("user page heading does not say the account is disabled: %q", h1)
+	}
+}
+
+// between returns the text of s from the first from to the next to.
+func between(s, from, to string) string {
+	_, after, ok := strings.Cut(s, from)
+	if !ok {
+		return ""
+	}
+	in, _, _ := strings.Cut(after, to)
+	return in
+}
+
+// TestAdminAnonymousPagesShowNoNavigation: setup and login pages, failed or
+// refused, never look logged in (no navigation, no "Log out <typed name>").
+func TestAdminAnonymousPagesShowNoNavigation(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	anon := newAdminClient(t, ts)
+	code, err := ts.store.NewSetupCode(context.Background(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, wantStatus, status int, body string) {
+		t.Helper()
+		if status != wantStatus {
+			t.Errorf("%s: status %d, want %d", what, status, wantStatus)
+		}
+		for _, bad := range []string{"Log out", `href="/connection"`, `action="/logout"`} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s shows %q to an anonymous visitor", what, bad)
+			}
+		}
+	}
+	status, _, body := anon.get(t, "/setup?code="+code)
+	check("setup page", 200, status, body)
+	status, _, body = anon.post(t, "/setup", url.Values{"code": {code}, "username": {"mallory"}, "password": {"short"}, "confirm": {"short"}})
+	check("refused setup", 400, status, body)
+	status, _, body = anon.get(t, "/login")
+	check("login page", 200, status, body)
+	setUpAdmin(t, ts)
+	for i := range loginAttempts {
+		status, _, body = anon.post(t, "/login", url.Values{"username": {"mallory"}, "password": {"wrong"}})
+		if i == 0 {
+			check("failed login", 401, status, body)
+		}
+	}
+	status, _, body = anon.post(t, "/login", url.Values{"username": {"mallory"}, "password": {"wrong"}})
+	check("rate-limited login", 429, status, body)
+}
+
+// TestAdminFormsRedirectAfterPost: every form answers a successful POST with
+// a redirect (so a reload never repeats it), and the page it leads to says
+// what happened once; a new secret is shown once and never put in a URL.
+func TestAdminFormsRedirectAfterPost(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	csrf := ac.csrf(t)
+	for _, tc := range []struct {
+		name, path string
+		form       url.Values
+		to, notice string
+	}{
+		{"secret token", "/connection/tokens", url.Values{"name": {"entra"}}, "/connection", "Your new Secret Token"},
+		{"app key", "/apps/keys", url.Values{"name": {"intranet"}}, "/apps", "Your new app key"},
+		{"webhook", "/apps/webhooks", url.Values{"url": {"https://hooks.example.com/x"}}, "/apps", "Webhook added"},
+		{"log retention", "/settings/log", url.Values{"days": {"12"}}, "/settings", "keeps 12 days"},
+		{"provisioning", "/settings/provisioning", url.Values{"deprovision": {"hide"}, "purge_days": {"0"}}, "/settings", "Provisioning settings saved"},
+		{"policy preset", "/settings/policy", url.Values{"preset": {"local"}, "confirmed": {"yes"}}, "/settings", "Source of truth saved"},
+		{"password", "/settings/password", url.Values{"current": {testPassword}, "password": {testPassword + "!"}, "confirm": {testPassword + "!"}}, "/settings", "Password changed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.form.Set("csrf", csrf)
+			status, h, _ := ac.post(t, tc.path, tc.form)
+			if status != http.StatusSeeOther || h.Get("Location") != tc.to {
+				t.Fatalf("POST %s: %d → %q, want 303 → %s", tc.path, status, h.Get("Location"), tc.to)
+			}
+			_, _, page := ac.get(t, tc.to)
+			if !strings.Contains(page, tc.notice) {
+				t.Errorf("%s after the redirect does not say %q", tc.to, tc.notice)
+			}
+			secret := shownSecret.FindStringSubmatch(page)
+			if _, _, again := ac.get(t, tc.to); strings.Contains(again, tc.notice) || (secret != nil && strings.Contains(again, secret[1])) {
+				t.Errorf("%s says it again on reload", tc.to)
+			}
+		})
+	}
+	tokens, _ := ts.store.Tokens(context.Background())
+	if len(tokens) != 2 { // the test server's own and the one generated above, however often its page was reloaded
+		t.Errorf("%d tokens, want 2", len(tokens))
+	}
+}
+
+// TestAdminPresetAsksFirst: a source-of-truth preset shows which fields it
+// would change and changes nothing until confirmed.
+func TestAdminPresetAsksFirst(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	_, _, page := ac.get(t, "/settings")
+	if !strings.Contains(page, "Now: <strong>Hybrid (recommended)</strong>") {
+		t.Errorf("settings does not show the active preset")
+	}
+	status, _, page := ac.post(t, "/settings/policy", url.Values{"csrf": {ac.csrf(t)}, "preset": {"directory"}})
+	if status != 200 || !strings.Contains(page, "<strong>Display name</strong>: Local edit wins → Directory wins") {
+		t.Errorf("preset without confirmation: %d, no list of changes", status)
+	}
+	p, err := ts.store.Policy(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Source("displayName") != FromLocal {
+		t.Error("an unconfirmed preset changed the policy")
+	}
+	status, _, page = ac.post(t, "/settings/log", url.Values{"csrf": {ac.csrf(t)}, "days": {"0"}})
+	if status != http.StatusBadRequest || !regexp.MustCompile(`aria-invalid="true" aria-describedby="days-error">\s*<span class="field-error" id="days-error">`).MatchString(page) {
+		t.Errorf("a bad retention is not reported next to its field: %d", status)
+	}
+}
+
+// TestAdminDisconnectConfirms: after a disconnect a page says what happened,
+// the danger zone is inactive with nothing left to disconnect, and the time
+// of the directory's last request survives its token.
+func TestAdminDisconnectConfirms(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	ts.createUser(t, "kept@example.com")
+	if _, _, page := ac.get(t, "/connection"); !strings.Contains(page, `action="/connection/disconnect"`) {
+		t.Fatal("no disconnect form while connected")
+	}
+	status, h, _ := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"DISCONNECT"}})
+	if status != http.StatusSeeOther || h.Get("Location") != "/connection/disconnected" {
+		t.Fatalf("disconnect: %d → %q", status, h.Get("Location"))
+	}
+	_, _, page := ac.get(t, "/connection/disconnected")
+	for _, want := range []string{"Disconnected from the directory", "1 Secret Token revoked", "1 account the directory managed is now manual"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("confirmation page lacks %q", want)
+		}
+	}
+	_, _, page = ac.get(t, "/connection")
+	if strings.Contains(page, `action="/connection/disconnect"`) || !strings.Contains(page, "Nothing is connected") {
+		t.Error("the danger zone is still active with nothing connected")
+	}
+	if strings.Contains(page, "Last request from the directory: <strong>never") {
+		t.Error("the directory's last request was forgotten with its token")
+	}
+}
+
+// TestAdminUserSearch: the Users search finds a word anywhere in the names and emails.
+func TestAdminUserSearch(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	body := newUserBody("alice@example.com")
+	body["name"] = map[string]any{"givenName": "Alice", "familyName": "Johnson"}
+	body["displayName"] = "Alice Johnson"
+	if status, _, _ := ts.do(t, "POST", "/Users", body); status != http.StatusCreated {
+		t.Fatal(status)
+	}
+	ts.createUser(t, "bob@example.com")
+	_, _, page := ac.get(t, "/users?q=johnson")
+	if !strings.Contains(page, "alice@example.com") || strings.Contains(page, "bob@example.com") {
+		t.Errorf("searching johnson does not find just Alice Johnson")
+	}
+}
+
+// TestAdminUserForm: a user's fields are one form with one Save; only the
+// changed fields are saved; the page says what was saved, shows who made each
+// local edit and when, and its History has the edit at once, with what
+// changed. The manager is named and linked.
+func TestAdminUserForm(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	bossBody := newUserBody("boss@example.com")
+	bossBody["displayName"] = "The Boss"
+	_, _, boss := ts.do(t, "POST", "/Users", bossBody)
+	body := newUserBody("worker@example.com")
+	body["displayName"] = "Worker Bee"
+	body[enterpriseSchema] = map[string]any{"manager": map[string]any{"value": boss["id"]}}
+	status, _, created := ts.do(t, "POST", "/Users", body)
+	if status != http.StatusCreated {
+		t.Fatal(status)
+	}
+	id := created["id"].(string)
+	_, _, page := ac.get(t, "/users/"+id)
+	if got := strings.Count(page, `type="submit"`) - strings.Count(page, `form="revert"`) - strings.Count(page, "/logout"); got != 1 {
+		t.Errorf("the user page has %d submit buttons besides Revert and Log out, want one Save", got)
+	}
+	if !strings.Contains(page, `<a href="/users/`+boss["id"].(string)+`">The Boss</a>`) {
+		t.Error("the manager is not shown by name with a link")
+	}
+	csrf := ac.csrf(t)
+	status, h, _ := ac.post(t, "/users/"+id, url.Values{"csrf": {csrf}, "action": {"save"},
+		"f:displayName": {"Queen Bee"}, "f:nickName": {""}, "f:active": {"false", "true"}})
+	if status != http.StatusSeeOther || h.Get("Location") != "/users/"+id {
+		t.Fatalf("save: %d → %q", status, h.Get("Location"))
+	}
+	_, _, page = ac.get(t, "/users/"+id)
+	if !strings.Contains(page, "Saved: Display name.") {
+		t.Error("no feedback naming what was saved")
+	}
+	if !strings.Contains(page, "by admin, ") {
+		t.Error("the override does not say who made it and when")
+	}
+	history := between(page, "<h2>History</h2>", "</table>")
+	if !strings.Contains(history, ">worker@example.com</a>") || strings.Contains(history, ">"+id+"</a>") {
+		t.Errorf("the local edit's history row does not name the user: %s", history)
+	}
+	if !strings.Contains(history, "<del>Worker Bee</del> → <ins>Queen Bee</ins>") {
+		t.Errorf("the history does not show the edit right after Save, with what changed: %s", history)
+	}
+	u, err := ts.store.UserByID(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Overrides) != 1 {
+		t.Errorf("overrides %v, want displayName only (unchanged fields are not saved)", u.Overrides)
+	}
+	status, h, _ = ac.post(t, "/users/"+id, url.Values{"csrf": {csrf}, "action": {"revert"}, "field": {"displayName"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("revert: %d", status)
+	}
+	if _, _, page = ac.get(t, h.Get("Location")); !strings.Contains(page, "Display name reverted") {
+		t.Error("no feedback after Revert")
+	}
+}
+
+// TestAdminLogSaysWhatChanged: the Log shows, from the change feed, the fields
+// a request changed with before → after, and the members added by name.
+func TestAdminLogSaysWhatChanged(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	body := newUserBody("ann@example.com")
+	body["title"] = "Engineer"
+	body["displayName"] = "Ann Example"
+	_, _, created := ts.do(t, "POST", "/Users", body)
+	id := created["id"].(string)
+	ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "title", "value": "Architect"}))
+	ts.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "title", "value": "Director"}))
+	gid := ts.createGroup(t, "Builders")
+	ts.do(t, "PATCH", "/Groups/"+gid, patchBody(map[string]any{"op": "Add", "path": "members", "value": []any{map[string]any{"value": id}}}))
+	if err := ts.store.FlushLog(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, page := ac.get(t, "/log")
+	if !strings.Contains(page, `<span class="what">Job title</span>:`) || !strings.Contains(page, "<del>Engineer</del> → <ins>Architect</ins>") {
+		t.Errorf("the log does not say the title changed from Engineer to Architect")
+	}
+	if !strings.Contains(page, "<del>Architect</del> → <ins>Director</ins>") {
+		t.Errorf("the log does not say the title changed from Architect to Director (a change after a change)")
+	}
+	if row := between(page, `<td data-label="Operation">add members</td>`, "</tr>"); !strings.Contains(row, `Members added (1)</span>:`) ||
+		!strings.Contains(row, `<a href="/users/`+id+`">Ann Example</a>`) {
+		t.Errorf("the log's add-members row does not name the member added: %s", row)
+	}
+	if row := between(page, `<td data-label="Operation">create group</td>`, "</tr>"); strings.Contains(row, "Members added") {
+		t.Errorf("the group's creation is shown with the members added after it: %s", row)
+	}
+}
+
+func TestAdminFavicon(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := newAdminClient(t, ts)
+	_, _, page := ac.get(t, "/login")
+	if !strings.Contains(page, `rel="icon" href="/static/favicon.svg"`) {
+		t.Fatal("no favicon link")
+	}
+	if status, h, _ := ac.get(t, "/static/favicon.svg"); status != 200 || !strings.HasPrefix(h.Get("Content-Type"), "image/svg+xml") {
+		t.Errorf("favicon: %d %s", status, h.Get("Content-Type"))
+	}
+}
+
+// TestAdminUserFormConflict: saving a user name another account has is refused, next to the field.
+func TestAdminUserFormConflict(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	ts.createUser(t, "taken@example.com")
+	status, h, _ := ac.post(t, "/users/new", url.Values{"csrf": {ac.csrf(t)}, "userName": {"manual@example.com"}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("create manual: %d", status)
+	}
+	status, _, page := ac.post(t, h.Get("Location"), url.Values{"csrf": {ac.csrf(t)}, "action": {"save"}, "f:userName": {"taken@example.com"}})
+	if status != http.StatusConflict || !strings.Contains(page, `<span class="field-error" id="e-userName">Taken by another account.</span>`) {
+		t.Errorf("saving a taken user name: %d", status)
 	}
 }

@@ -268,6 +268,8 @@ func (fx *matrixFixture) cases() map[string]matrixCase {
 		"POST /logout":                       {path: "/logout", form: url.Values{}},
 		"GET /":                              {path: "/"},
 		"GET /connection":                    {path: "/connection"},
+		"GET /connection/disconnected":       {path: "/connection/disconnected"},
+		"GET /suggest/users":                 {path: "/suggest/users?q=a"},
 		"POST /connection/tokens":            {path: "/connection/tokens", form: url.Values{"name": {"intruder"}}},
 		"POST /connection/tokens/:id/revoke": {path: "/connection/tokens/" + fx.spareTokenID + "/revoke", form: url.Values{}},
 		"GET /users":                         {path: "/users"},

@@ -61,7 +61,7 @@ var (
 	uuidLink    = regexp.MustCompile(`href="/(users|groups)/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"`)
 	nextLink    = regexp.MustCompile(`<a href="([^"]+)">Next →</a>`)
 	olderLink   = regexp.MustCompile(`<a href="([^"]+)">Older →</a>`)
-	logRow      = regexp.MustCompile(`(?s)<tr class="(?:success|failure)">(.*?)</tr>`)
+	logRowRE    = regexp.MustCompile(`(?s)<tr class="(?:success|failure)">(.*?)</tr>`)
 	tableCell   = regexp.MustCompile(`(?s)<td[^>]*>(.*?)</td>`)
 	tag         = regexp.MustCompile(`<[^>]+>`)
 	membersList = regexp.MustCompile(`(?s)<ul class="members">(.*?)</ul>`)
@@ -332,7 +332,7 @@ func TestEveryPagedEndpointWalksToItsEnd(t *testing.T) {
 		n := 0
 		rows := func(page string) []string {
 			var out []string
-			for _, row := range logRow.FindAllStringSubmatch(page, -1) {
+			for _, row := range logRowRE.FindAllStringSubmatch(page, -1) {
 				cells := tableCell.FindAllStringSubmatch(row[1], -1)
 				out = append(out, fmt.Sprintf("%d %s %s", entries[min(n, len(entries)-1)].ID,
 					html.UnescapeString(cells[1][1]), html.UnescapeString(tag.ReplaceAllString(cells[2][1], ""))))

@@ -584,7 +584,7 @@ func (sr *statusRecorder) Unwrap() http.ResponseWriter { return sr.ResponseWrite
 // status, duration and the SCIM operation. Never bodies, queries or tokens.
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		start, arrived := time.Now(), s.store.now()
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -603,7 +603,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 			attrs = append(attrs, "detail", ri.detail)
 		}
 		if ri.scim {
-			s.recordProvisioning(r, ri, rec.status)
+			s.recordProvisioning(r, ri, rec.status, arrived)
 		}
 		level := slog.LevelInfo
 		switch {
@@ -622,12 +622,15 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 
 // recordProvisioning adds a SCIM request to the provisioning log when it
 // changed something or failed; reads and no-op writes are left out.
-func (s *server) recordProvisioning(r *http.Request, ri *requestInfo, status int) {
+// The entry is stamped with the time the request arrived: the changes it
+// made come after that and before the next request's, which is how the
+// admin page finds them in the change feed.
+func (s *server) recordProvisioning(r *http.Request, ri *requestInfo, status int, arrived time.Time) {
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(ri.op, "search")
 	if status < 400 && (read || ri.unchanged || status == http.StatusNotModified) {
 		return
 	}
-	e := LogEntry{Op: ri.op, ResourceType: ri.resourceType, ResourceID: ri.resourceID, Target: ri.target,
+	e := LogEntry{At: arrived, Op: ri.op, ResourceType: ri.resourceType, ResourceID: ri.resourceID, Target: ri.target,
 		Outcome: "success", Status: status}
 	if e.Target == "" {
 		e.Target = ri.resourceID

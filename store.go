@@ -237,6 +237,40 @@ var migrations = []string{
 		UPDATE members SET name_key = new.display_name_key WHERE member_id = new.id;
 	END;`,
 	rekeyUserNamesMigration,
+	// The admin page's search: a trigram index over the names and email
+	// addresses of each user (local edits included), kept by triggers. FTS5
+	// rows are keyed by user_search_rows.rid, a rowid that VACUUM keeps.
+	// Also: the change feed by resource, for the log's "what changed".
+	`CREATE INDEX events_resource ON events(resource_id, at);
+	CREATE TABLE user_search_rows (
+		rid INTEGER PRIMARY KEY,
+		user_id TEXT NOT NULL UNIQUE
+	) STRICT;
+	CREATE VIRTUAL TABLE user_search USING fts5(text, tokenize = 'trigram');
+	CREATE TRIGGER user_search_insert AFTER INSERT ON users BEGIN
+		INSERT INTO user_search_rows (user_id) VALUES (NEW.id);
+		INSERT INTO user_search (rowid, text) VALUES (last_insert_rowid(), concat_ws(' ', NEW.user_name, NEW.display_name, NEW.attrs->>'$.name.givenName', NEW.attrs->>'$.name.familyName',
+			NEW.attrs->>'$.name.formatted', NEW.attrs->>'$.nickName',
+			(SELECT group_concat(e.value->>'$.value', ' ') FROM json_each(NEW.attrs, '$.emails') e),
+			(SELECT group_concat(o.value->>'$.value', ' ') FROM json_each(NEW.overrides) o)));
+	END;
+	CREATE TRIGGER user_search_update AFTER UPDATE ON users BEGIN
+		UPDATE user_search SET text = concat_ws(' ', NEW.user_name, NEW.display_name, NEW.attrs->>'$.name.givenName', NEW.attrs->>'$.name.familyName',
+			NEW.attrs->>'$.name.formatted', NEW.attrs->>'$.nickName',
+			(SELECT group_concat(e.value->>'$.value', ' ') FROM json_each(NEW.attrs, '$.emails') e),
+			(SELECT group_concat(o.value->>'$.value', ' ') FROM json_each(NEW.overrides) o))
+		WHERE rowid = (SELECT rid FROM user_search_rows WHERE user_id = NEW.id);
+	END;
+	CREATE TRIGGER user_search_delete AFTER DELETE ON users BEGIN
+		DELETE FROM user_search WHERE rowid = (SELECT rid FROM user_search_rows WHERE user_id = OLD.id);
+		DELETE FROM user_search_rows WHERE user_id = OLD.id;
+	END;
+	INSERT INTO user_search_rows (user_id) SELECT id FROM users;
+	INSERT INTO user_search (rowid, text) SELECT r.rid, concat_ws(' ', u.user_name, u.display_name, u.attrs->>'$.name.givenName', u.attrs->>'$.name.familyName',
+			u.attrs->>'$.name.formatted', u.attrs->>'$.nickName',
+			(SELECT group_concat(e.value->>'$.value', ' ') FROM json_each(u.attrs, '$.emails') e),
+			(SELECT group_concat(o.value->>'$.value', ' ') FROM json_each(u.overrides) o))
+		FROM users u JOIN user_search_rows r ON r.user_id = u.id;`,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the

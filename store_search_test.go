@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSearchUsers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newTestStore(t)
+	add := func(userName, given, family, display, email string) string {
+		t.Helper()
+		u := &User{Attrs: map[string]any{"userName": userName, "displayName": display,
+			"name":   map[string]any{"givenName": given, "familyName": family},
+			"emails": []any{map[string]any{"value": email, "primary": true}}}}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		return u.ID
+	}
+	alice := add("ajohnson", "Alice", "Johnson", "Alice Johnson", "alice.j@example.com")
+	bob := add("bob", "Bob", "Stone", "Bobby", "b.stone@corp.example")
+	add("carol", "Carol", "Ng", "Carol Ng", "carol@example.org")
+	if _, err := s.UpdateUser(ctx, bob, func(u *User) error {
+		u.Overrides = map[string]Override{"displayName": {Value: "Robert the Builder", By: "admin", At: time.Now()}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, q string
+		want    []string // userNames, sorted
+	}{
+		{"family name anywhere", "johnson", []string{"ajohnson"}},
+		{"case and middle of a word", "OHNS", []string{"ajohnson"}},
+		{"given name", "carol", []string{"carol"}},
+		{"email domain", "corp.example", []string{"bob"}},
+		{"a local edit", "builder", []string{"bob"}},
+		{"every word must match", "alice johnson", []string{"ajohnson"}},
+		{"words in any order", "johnson alice", []string{"ajohnson"}},
+		{"short word", "ng", []string{"carol"}},
+		{"nobody", "zebra", nil},
+		{"many", "example", []string{"ajohnson", "bob", "carol"}},
+		{"quotes are text, not syntax", `"johnson`, nil},
+		{"operators are text", "johnson OR carol", nil},
+		{"like wildcards are text", "a%", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			users, total, err := s.SearchUsers(ctx, tc.q, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, u := range users {
+				got = append(got, stringAttr(u.Attrs, "userName"))
+			}
+			if !slices.Equal(got, tc.want) || total != len(tc.want) {
+				t.Errorf("search %q: %q (total %d), want %q", tc.q, got, total, tc.want)
+			}
+		})
+	}
+	// The index follows changes and deletions.
+	if _, err := s.UpdateUser(ctx, alice, func(u *User) error {
+		u.Attrs["name"] = map[string]any{"givenName": "Alice", "familyName": "Smith"}
+		u.Attrs["displayName"] = "Alice Smith"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, _ := s.SearchUsers(ctx, "smith", 0, 10); n != 1 {
+		t.Errorf("after a rename the new name matches %d users, want 1", n)
+	}
+	if err := s.DeleteUser(ctx, alice, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, n, _ := s.SearchUsers(ctx, "alice", 0, 10); n != 0 {
+		t.Errorf("a deleted user is still found (%d)", n)
+	}
+}
+
+// TestSearchUsersIsIndexed measures the admin search on a few hundred
+// users; the plan, not the clock, is what is checked.
+func TestSearchUsersIsIndexed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newTestStore(t)
+	for i := range 500 {
+		u := &User{Attrs: map[string]any{"userName": fmt.Sprintf("user%05d@example.com", i), "displayName": fmt.Sprintf("User %d", i),
+			"name": map[string]any{"givenName": "Given", "familyName": fmt.Sprintf("Family%05d", i)}}}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	users, total, err := s.SearchUsers(ctx, "family00321", 0, 50)
+	if err != nil || total != 1 || len(users) != 1 {
+		t.Fatalf("search: %d users, total %d, %v", len(users), total, err)
+	}
+	t.Logf("search in 500 users: %v", time.Since(start))
+	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN SELECT count(*) FROM user_search WHERE user_search MATCH ?", `"family00321"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		rows.Scan(&id, &parent, &notused, &detail)
+		plan += detail + "; "
+	}
+	if want := "VIRTUAL TABLE INDEX"; !strings.Contains(plan, want) {
+		t.Errorf("search plan %q does not use the index", plan)
+	}
+}
