@@ -57,6 +57,8 @@ type requestInfo struct {
 	target       string // userName or displayName, when known
 	unchanged    bool   // a write that changed nothing (an identical PATCH)
 	version      int64  // the resource's version before the write
+
+	skippedMembers []string // member ids a group write skipped (no user or group has them)
 }
 
 // about records which resource a request concerns, for the logs.
@@ -596,16 +598,16 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 // changed something or failed; reads and no-op writes are left out.
 func (s *server) recordProvisioning(r *http.Request, ri *requestInfo, status int) {
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(ri.op, "search")
-	if status < 400 && (read || ri.unchanged || status == http.StatusNotModified) {
+	if status < 400 && (read || ri.unchanged || status == http.StatusNotModified) && len(ri.skippedMembers) == 0 {
 		return
 	}
 	e := LogEntry{Op: ri.op, ResourceType: ri.resourceType, ResourceID: ri.resourceID, Target: ri.target,
-		Outcome: "success", Status: status}
+		Outcome: "success", Status: status, Detail: ri.detail}
 	if e.Target == "" {
 		e.Target = ri.resourceID
 	}
 	if status >= 400 {
-		e.Outcome, e.Detail = "failure", ri.detail
+		e.Outcome = "failure"
 	}
 	s.store.Log(e)
 }

@@ -193,6 +193,14 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
 	`CREATE INDEX users_active ON users(active);`,
+	`CREATE TABLE skipped_members (
+		group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+		member_id TEXT NOT NULL,
+		first_skipped TEXT NOT NULL,
+		last_skipped TEXT NOT NULL,
+		count INTEGER NOT NULL,
+		PRIMARY KEY (group_id, member_id)
+	) STRICT, WITHOUT ROWID;`,
 }
 
 // OpenStore opens (creating if needed) the database at path and migrates it.
