@@ -16,6 +16,13 @@ type dashboardData struct {
 	LastUsed  time.Time
 	TenantURL string
 	Recent    []LogEntry
+	Health    healthCard
+}
+
+// healthCard is what the dashboard's health card shows.
+type healthCard struct {
+	HealthSnapshot
+	Skipped SkippedSummary
 }
 
 // lastTokenUse is the most recent use of any token: when the directory last called.
@@ -43,6 +50,10 @@ func (a *admin) dashboard(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if err != nil {
 		return err
 	}
+	health := healthCard{HealthSnapshot: a.store.Health().Snapshot()}
+	if health.Skipped, err = a.store.SkippedMembersSummary(ctx); err != nil {
+		return err
+	}
 	return a.render(w, r, http.StatusOK, "dashboard.html", dashboardData{layout: sess.layout("Dashboard", "dashboard"),
-		Stats: st, Tokens: tokens, LastUsed: lastTokenUse(tokens), TenantURL: baseURL(r), Recent: recent})
+		Stats: st, Tokens: tokens, LastUsed: lastTokenUse(tokens), TenantURL: baseURL(r), Recent: recent, Health: health})
 }

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,8 @@ type requestInfo struct {
 	unchanged    bool   // a write that changed nothing (an identical PATCH)
 	version      int64  // the resource's version before the write
 
+	authenticated  bool     // the bearer token was accepted
+	scimType       string   // of the error response, if any
 	skippedMembers []string // member ids a group write skipped (no user or group has them)
 }
 
@@ -92,6 +95,7 @@ func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 			s.writeError(w, r, err)
 			return
 		}
+		ri.authenticated = true
 		if err := h(w, r, ps); err != nil {
 			s.writeError(w, r, err)
 		}
@@ -121,6 +125,7 @@ func (s *server) authenticate(r *http.Request) error {
 // error is, decide says.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	v := s.decide(w, r, err)
+	infoOf(r).scimType = v.ScimType
 	v.setHeaders(w, "scimbox")
 	body := map[string]any{"schemas": []string{errorSchema}, "status": strconv.Itoa(v.Status), "detail": v.Detail}
 	if v.ScimType != "" {
@@ -457,6 +462,9 @@ func (s *server) checkUnchanged(r *http.Request, version int64) {
 
 // describeUserPatch names a user PATCH for the provisioning log.
 func describeUserPatch(ops []patchOp) string {
+	if len(ops) > 0 && !slices.ContainsFunc(ops, func(op patchOp) bool { return !isManagerPath(op.Path) }) {
+		return "update manager" // a reference: Entra counts its failures apart
+	}
 	if len(ops) == 1 && strings.EqualFold(strings.TrimSpace(ops[0].Path), "active") {
 		if b, ok := coerceBool(ops[0].Value); ok {
 			if b {
@@ -499,6 +507,10 @@ func describeGroupPatch(ops []patchOp) string {
 
 func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	infoOf(r).op = "health"
+	if r.URL.Query().Has("verbose") {
+		s.healthzVerbose(w, r)
+		return
+	}
 	if err := s.store.r.PingContext(r.Context()); err != nil {
 		http.Error(w, "database unavailable", http.StatusServiceUnavailable)
 		return
@@ -580,6 +592,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		}
 		if ri.scim {
 			s.recordProvisioning(r, ri, rec.status)
+			s.noteCall(r, ri, rec.status)
 		}
 		level := slog.LevelInfo
 		switch {

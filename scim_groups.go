@@ -157,7 +157,8 @@ func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request, ps httprout
 	return nil
 }
 
-// noteSkipped notes member ids a group write skipped, for the request's log entry.
+// noteSkipped notes member ids a group write skipped, for the request's log
+// entry and its cycle.
 func noteSkipped(r *http.Request, ids []string) {
 	if len(ids) == 0 {
 		return

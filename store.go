@@ -40,6 +40,9 @@ type Store struct {
 	logQueue chan LogEntry // provisioning log entries waiting to be written
 	logDone  chan struct{} // closed when the log writer has flushed and stopped
 
+	health                 *Health // Entra's cycles, counted in memory and written by cycleWriter
+	stopHealth, healthDone chan struct{}
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -193,7 +196,21 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX delivery_attempts_webhook ON delivery_attempts(webhook_id, id);`,
 	`CREATE INDEX users_active ON users(active);`,
-	`CREATE TABLE skipped_members (
+	`CREATE TABLE cycles (
+		id INTEGER PRIMARY KEY,
+		first_call TEXT NOT NULL,
+		last_call TEXT NOT NULL,
+		requests INTEGER NOT NULL,
+		events INTEGER NOT NULL,
+		failures INTEGER NOT NULL,
+		reference_failures INTEGER NOT NULL,
+		skipped_members INTEGER NOT NULL,
+		probe INTEGER NOT NULL,
+		first_op TEXT NOT NULL,
+		first_status INTEGER NOT NULL,
+		causes TEXT NOT NULL
+	) STRICT;
+	CREATE TABLE skipped_members (
 		group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
 		member_id TEXT NOT NULL,
 		first_skipped TEXT NOT NULL,
@@ -252,6 +269,9 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	if err := s.refreshHasWebhooks(ctx, s.w); err != nil {
 		return fail(err)
 	}
+	if err := s.restoreHealth(ctx); err != nil {
+		return fail(err)
+	}
 	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
 	if err != nil {
 		w.Close()
@@ -262,6 +282,8 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	s.r = r
 	s.logQueue, s.logDone = make(chan LogEntry, logQueueSize), make(chan struct{})
 	go s.logWriter()
+	s.stopHealth, s.healthDone = make(chan struct{}), make(chan struct{})
+	go s.cycleWriter()
 	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer()
 	return s, nil
@@ -271,6 +293,7 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 // database file and closes both pools.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopHealthWriter()
 		close(s.logQueue)
 		<-s.logDone
 		close(s.stopCheckpoints)

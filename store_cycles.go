@@ -1,14 +1,128 @@
-// The health record: the member ids that group writes skipped because no
-// user or group has them.
+// The health record: Entra's provisioning cycles, written in the background
+// from the in-memory tracker (cycles.go), and the member ids that group
+// writes skipped because no user or group has them.
 
 package main
 
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 )
+
+// cycleFlushEvery is how often changed cycles are written: like the
+// provisioning log, never in the request's path.
+const cycleFlushEvery = logFlushEvery
+
+// Health returns the tracker of Entra's cycles and the quarantine risk.
+func (s *Store) Health() *Health { return s.health }
+
+// restoreHealth creates the tracker with the recent cycles from the database.
+func (s *Store) restoreHealth(ctx context.Context) error {
+	s.health = newHealth(func() time.Time { return s.now() })
+	cycles, err := recentCycles(ctx, s.w, recentCycleCount)
+	if err != nil {
+		return err
+	}
+	for i, j := 0, len(cycles)-1; i < j; i, j = i+1, j-1 {
+		cycles[i], cycles[j] = cycles[j], cycles[i]
+	}
+	s.health.restore(cycles)
+	return nil
+}
+
+// stopHealthWriter writes the last changes and stops the writer.
+func (s *Store) stopHealthWriter() {
+	close(s.stopHealth)
+	<-s.healthDone
+}
+
+// cycleWriter writes the cycles the tracker changed, every cycleFlushEvery.
+func (s *Store) cycleWriter() {
+	defer close(s.healthDone)
+	tick := time.NewTicker(cycleFlushEvery)
+	defer tick.Stop()
+	flush := func() {
+		cycles := s.health.takeDirty()
+		if len(cycles) == 0 {
+			return
+		}
+		if err := s.saveCycles(context.Background(), cycles); err != nil {
+			s.health.markDirty(cycles)
+			s.log.Error("write provisioning cycles", "cycles", len(cycles), "err", err)
+		}
+	}
+	for {
+		select {
+		case <-s.stopHealth:
+			flush()
+			return
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+// saveCycles writes cycles (new or changed) and keeps the latest cycleHistory.
+func (s *Store) saveCycles(ctx context.Context, cycles []Cycle) error {
+	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		for _, c := range cycles {
+			causes, err := json.Marshal(c.Causes)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO cycles (id, first_call, last_call, requests, events, failures,
+				reference_failures, skipped_members, probe, first_op, first_status, causes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+				ON CONFLICT (id) DO UPDATE SET last_call = excluded.last_call, requests = excluded.requests,
+				events = excluded.events, failures = excluded.failures, reference_failures = excluded.reference_failures,
+				skipped_members = excluded.skipped_members, causes = excluded.causes`,
+				c.ID, formatTime(c.FirstCall), formatTime(c.LastCall), c.Requests, c.Events, c.Failures,
+				c.ReferenceFailures, c.SkippedMembers, c.Probe, c.FirstOp, c.FirstStatus, string(causes))
+			if err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM cycles WHERE id <= (SELECT max(id) FROM cycles) - ?", cycleHistory)
+		return err
+	})
+}
+
+// RecentCycles returns up to limit persisted cycles, newest first. The
+// cycle in progress is there as of its last write (at most a second old).
+func (s *Store) RecentCycles(ctx context.Context, limit int) ([]Cycle, error) {
+	cycles, err := recentCycles(ctx, s.r, limit)
+	now := s.now()
+	for i := range cycles {
+		cycles[i] = cycles[i].view(now)
+	}
+	return cycles, err
+}
+
+func recentCycles(ctx context.Context, q queryer, limit int) ([]Cycle, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, first_call, last_call, requests, events, failures, reference_failures,
+		skipped_members, probe, first_op, first_status, causes FROM cycles ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cycles: %w", err)
+	}
+	defer rows.Close()
+	var out []Cycle
+	for rows.Next() {
+		var c Cycle
+		var first, last, causes string
+		if err := rows.Scan(&c.ID, &first, &last, &c.Requests, &c.Events, &c.Failures, &c.ReferenceFailures,
+			&c.SkippedMembers, &c.Probe, &c.FirstOp, &c.FirstStatus, &causes); err != nil {
+			return nil, fmt.Errorf("cycles: %w", err)
+		}
+		c.FirstCall, c.LastCall = parseTime(first), parseTime(last)
+		if err := json.Unmarshal([]byte(causes), &c.Causes); err != nil {
+			return nil, fmt.Errorf("cycle %d: causes: %w", c.ID, err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
 
 // SkippedMember is a member id a group write skipped because no user or group
 // has it: Entra believes it is a member (it was answered with a success) and
