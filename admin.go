@@ -43,7 +43,7 @@ type admin struct {
 }
 
 // adminPages are the templates in web/, each rendered inside web/layout.html
-// with the shared pieces of web/partials.html.
+// with the shared pieces of web/partials*.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
 	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html"}
 
@@ -91,7 +91,7 @@ var templateFuncs = template.FuncMap{
 func newAdmin(s *server) *admin {
 	a := &admin{server: s, pages: map[string]*template.Template{}}
 	for _, p := range adminPages {
-		a.pages[p] = template.Must(template.New("layout.html").Funcs(templateFuncs).ParseFS(webFS, "web/layout.html", "web/partials.html", "web/"+p))
+		a.pages[p] = template.Must(template.New("layout.html").Funcs(templateFuncs).ParseFS(webFS, "web/layout.html", "web/partials*.html", "web/"+p))
 	}
 	return a
 }

@@ -19,6 +19,13 @@ type dashboardData struct {
 	TenantURL string
 	Recent    []logRow
 	Charts    []chart
+	Health    healthCard
+}
+
+// healthCard is what the dashboard's health card shows.
+type healthCard struct {
+	HealthSnapshot
+	Skipped SkippedSummary
 }
 
 // lastTokenUse is the most recent use of any token: when the directory last called.
@@ -67,8 +74,12 @@ func (a *admin) dashboard(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if err != nil {
 		return err
 	}
+	health := healthCard{HealthSnapshot: a.store.Health().Snapshot()}
+	if health.Skipped, err = a.store.SkippedMembersSummary(ctx); err != nil {
+		return err
+	}
 	return a.render(w, r, http.StatusOK, "dashboard.html", dashboardData{layout: a.layout(r, sess, "Dashboard", "dashboard"),
-		Stats: st, Tokens: tokens, LastUsed: last, TenantURL: baseURL(r), Recent: recent,
+		Stats: st, Tokens: tokens, LastUsed: last, TenantURL: baseURL(r), Recent: recent, Health: health,
 		Charts: []chart{cyclesChart(activity, now), requestsChart(hourly, now), changesChart(daily, now)}})
 }
 
@@ -184,9 +195,6 @@ func changesChart(counts []DayCount, now time.Time) chart {
 	}
 	return c
 }
-
-// cycleGap separates two bursts of directory activity; Entra's cycles are about 40 minutes apart.
-const cycleGap = 10 * time.Minute
 
 // cyclesChart marks each burst of directory activity over the last 24 hours on a time line.
 func cyclesChart(times []time.Time, now time.Time) chart {

@@ -52,6 +52,7 @@ type groupData struct {
 	Members []Member
 	Pager   pager
 	History []logRow
+	Skipped []SkippedMember
 }
 
 func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
@@ -72,8 +73,12 @@ func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 	if err != nil {
 		return err
 	}
+	skipped, err := a.store.SkippedMembers(ctx, g.ID, adminPageSize)
+	if err != nil {
+		return err
+	}
 	d := groupData{layout: a.layout(r, sess, stringAttr(g.Attrs, "displayName"), "groups"), Group: g,
-		Name: stringAttr(g.Attrs, "displayName"), Members: members, Pager: newPager(r, total), History: history}
+		Name: stringAttr(g.Attrs, "displayName"), Members: members, Pager: newPager(r, total), History: history, Skipped: skipped}
 	flatten("", groupType.visible(g.Attrs), &d.Attrs)
 	return a.render(w, r, http.StatusOK, "group.html", d)
 }

@@ -99,7 +99,7 @@ func TestAdminPagesAreRegistered(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.IsDir() || e.Name() == "layout.html" || e.Name() == "partials.html" {
+		if e.IsDir() || e.Name() == "layout.html" || strings.HasPrefix(e.Name(), "partials") {
 			continue
 		}
 		if !slices.Contains(adminPages, e.Name()) {

@@ -42,6 +42,7 @@ func (s *server) apiEndpoints() []apiEndpoint {
 		{"/api/v1/groups", "api list groups", s.apiGroups},
 		{"/api/v1/groups/:id/members", "api group members", s.apiMembers},
 		{"/api/v1/events", "api events", s.apiEvents},
+		{"/api/v1/health", "api health", s.apiHealth},
 	}
 }
 

@@ -297,6 +297,7 @@ func (fx *matrixFixture) cases() map[string]matrixCase {
 		"GET /api/v1/groups":                 {path: "/api/v1/groups"},
 		"GET /api/v1/groups/:id/members":     {path: "/api/v1/groups/" + fx.groupID + "/members"},
 		"GET /api/v1/events":                 {path: "/api/v1/events"},
+		"GET /api/v1/health":                 {path: "/api/v1/health"},
 	}
 }
 

@@ -177,7 +177,9 @@ var enterpriseSchemaDef = &Schema{ID: enterpriseSchema, Name: "EnterpriseUser", 
 var groupSchemaDef = &Schema{ID: groupSchema, Name: "Group", Description: "Group", Attrs: []*Attr{
 	{Name: "displayName", Type: typeString, Required: true, Uniqueness: "server",
 		Description: "A human-readable name for the Group, unique case-insensitively."},
-	{Name: "members", Type: typeComplex, Multi: true, Description: "A list of members of the Group.", Sub: []*Attr{
+	{Name: "members", Type: typeComplex, Multi: true, Description: "A list of members of the Group. " +
+		"A member id that no User or Group has is skipped, not refused: the other members are applied, the answer is a success, " +
+		"and the skipped id is listed on the group's admin page.", Sub: []*Attr{
 		{Name: "value", Type: typeString, CaseExact: true, Mutability: "immutable"},
 		{Name: "$ref", Type: typeReference, Mutability: "immutable", RefTypes: []string{"User", "Group"}},
 		{Name: "display", Type: typeString, Mutability: "readOnly"},

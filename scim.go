@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,12 +54,15 @@ type scimHandler func(w http.ResponseWriter, r *http.Request, ps httprouter.Para
 type requestInfo struct {
 	op           string
 	detail       string
-	scim         bool   // a SCIM API request (the provisioning log records these)
+	scim         bool   // an authenticated SCIM API request (the provisioning log records these)
 	resourceType string // User or Group
 	resourceID   string
 	target       string // userName or displayName, when known
 	unchanged    bool   // a write that changed nothing (an identical PATCH)
 	version      int64  // the resource's version before the write
+
+	scimType       string   // of the error response, if any
+	skippedMembers []string // member ids a group write skipped (no user or group has them)
 }
 
 // about records which resource a request concerns, for the logs.
@@ -125,6 +129,7 @@ func (s *server) authenticate(r *http.Request) error {
 // error is, decide says.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	v := s.decide(w, r, err)
+	infoOf(r).scimType = v.ScimType
 	v.setHeaders(w, "scimbox")
 	body := map[string]any{"schemas": []string{errorSchema}, "status": strconv.Itoa(v.Status), "detail": v.Detail}
 	if v.ScimType != "" {
@@ -473,6 +478,9 @@ func (s *server) checkUnchanged(r *http.Request, version int64) {
 
 // describeUserPatch names a user PATCH for the provisioning log.
 func describeUserPatch(ops []patchOp) string {
+	if len(ops) > 0 && !slices.ContainsFunc(ops, func(op patchOp) bool { return !isManagerPath(op.Path) }) {
+		return "update manager" // a reference: Entra counts its failures apart
+	}
 	if len(ops) == 1 && strings.EqualFold(strings.TrimSpace(ops[0].Path), "active") {
 		if b, ok := coerceBool(ops[0].Value); ok {
 			if b {
@@ -517,6 +525,10 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	infoOf(r).op = "health"
 	if err := s.store.CheckFile(); err != nil {
 		http.Error(w, "database unavailable: the database file was removed or replaced; writes are refused until it is restored", http.StatusServiceUnavailable)
+		return
+	}
+	if r.URL.Query().Has("verbose") {
+		s.healthzVerbose(w, r)
 		return
 	}
 	if err := s.store.r.PingContext(r.Context()); err != nil {
@@ -605,6 +617,9 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		if ri.scim {
 			s.recordProvisioning(r, ri, rec.status, arrived)
 		}
+		if strings.HasPrefix(r.URL.Path, scimBase+"/") {
+			s.noteCall(r, ri, rec.status)
+		}
 		level := slog.LevelInfo
 		switch {
 		case ri.op == "health":
@@ -627,16 +642,16 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 // admin page finds them in the change feed.
 func (s *server) recordProvisioning(r *http.Request, ri *requestInfo, status int, arrived time.Time) {
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(ri.op, "search")
-	if status < 400 && (read || ri.unchanged || status == http.StatusNotModified) {
+	if status < 400 && (read || ri.unchanged || status == http.StatusNotModified) && len(ri.skippedMembers) == 0 {
 		return
 	}
 	e := LogEntry{At: arrived, Op: ri.op, ResourceType: ri.resourceType, ResourceID: ri.resourceID, Target: ri.target,
-		Outcome: "success", Status: status}
+		Outcome: "success", Status: status, Detail: ri.detail}
 	if e.Target == "" {
 		e.Target = ri.resourceID
 	}
 	if status >= 400 {
-		e.Outcome, e.Detail = "failure", ri.detail
+		e.Outcome = "failure"
 	}
 	s.store.Log(e)
 }

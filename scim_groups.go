@@ -3,7 +3,9 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/julienschmidt/httprouter"
 )
@@ -70,6 +72,7 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request, _ httproute
 	if err := s.store.CreateGroup(r.Context(), g, ids); err != nil {
 		return err
 	}
+	noteSkipped(r, g.SkippedMembers)
 	about(r, "Group", g.ID, "")
 	return s.writeGroup(w, r, http.StatusCreated, g.ID)
 }
@@ -101,7 +104,7 @@ func (s *server) replaceGroup(w http.ResponseWriter, r *http.Request, ps httprou
 		return err
 	}
 	about(r, "Group", ps.ByName("id"), stringAttr(attrs, "displayName"))
-	_, err = s.store.UpdateGroup(r.Context(), ps.ByName("id"), func(g *Group) ([]MemberChange, error) {
+	g, err := s.store.UpdateGroup(r.Context(), ps.ByName("id"), func(g *Group) ([]MemberChange, error) {
 		if err := ifMatch(r, g.Version); err != nil {
 			return nil, err
 		}
@@ -111,6 +114,7 @@ func (s *server) replaceGroup(w http.ResponseWriter, r *http.Request, ps httprou
 	if err != nil {
 		return err
 	}
+	noteSkipped(r, g.SkippedMembers)
 	return s.writeGroup(w, r, http.StatusOK, ps.ByName("id"))
 }
 
@@ -139,6 +143,7 @@ func (s *server) patchGroup(w http.ResponseWriter, r *http.Request, ps httproute
 	}
 	about(r, "Group", g.ID, stringAttr(g.Attrs, "displayName"))
 	s.checkUnchanged(r, g.Version)
+	noteSkipped(r, g.SkippedMembers)
 	w.Header().Set("ETag", etag(g.Version))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -154,4 +159,21 @@ func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request, ps httprout
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// noteSkipped notes member ids a group write skipped, for the request's log
+// entry and its cycle.
+func noteSkipped(r *http.Request, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	ri := infoOf(r)
+	ri.skippedMembers = ids
+	shown := ids
+	more := ""
+	if len(shown) > 10 {
+		shown, more = shown[:10], fmt.Sprintf(" and %d more", len(ids)-10)
+	}
+	ri.detail = fmt.Sprintf("skipped %d member id(s) that no user or group has: %s%s; the rest was applied",
+		len(ids), strings.Join(shown, ", "), more)
 }

@@ -48,6 +48,8 @@ type Store struct {
 	// writer and the checkpointer: started by OpenStore, joined by Close.
 	workers *workerGroup
 
+	health *Health // Entra's cycles, counted in memory and written by cycleWriter
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -271,6 +273,28 @@ var migrations = []string{
 			(SELECT group_concat(e.value->>'$.value', ' ') FROM json_each(u.attrs, '$.emails') e),
 			(SELECT group_concat(o.value->>'$.value', ' ') FROM json_each(u.overrides) o))
 		FROM users u JOIN user_search_rows r ON r.user_id = u.id;`,
+	`CREATE TABLE cycles (
+		id INTEGER PRIMARY KEY,
+		first_call TEXT NOT NULL,
+		last_call TEXT NOT NULL,
+		requests INTEGER NOT NULL,
+		events INTEGER NOT NULL,
+		failures INTEGER NOT NULL,
+		reference_failures INTEGER NOT NULL,
+		skipped_members INTEGER NOT NULL,
+		probe INTEGER NOT NULL,
+		first_op TEXT NOT NULL,
+		first_status INTEGER NOT NULL,
+		causes TEXT NOT NULL
+	) STRICT;
+	CREATE TABLE skipped_members (
+		group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+		member_id TEXT NOT NULL,
+		first_skipped TEXT NOT NULL,
+		last_skipped TEXT NOT NULL,
+		count INTEGER NOT NULL,
+		PRIMARY KEY (group_id, member_id)
+	) STRICT, WITHOUT ROWID;`,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the
@@ -366,6 +390,9 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	if err := s.refreshHasWebhooks(ctx, s.w); err != nil {
 		return fail(err)
 	}
+	if err := s.restoreHealth(ctx); err != nil {
+		return fail(err)
+	}
 	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
 	if err != nil {
 		w.Close()
@@ -378,6 +405,7 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	s.workers = newWorkerGroup(context.Background(), log)
 	s.workers.Go("provisioning log writer", s.logWriter)
 	s.workers.Go("checkpointer", s.checkpointer)
+	s.workers.Go("cycle writer", s.cycleWriter)
 	return s, nil
 }
 

@@ -24,6 +24,9 @@ type Group struct {
 	Created  time.Time
 	Modified time.Time
 	Version  int64
+	// SkippedMembers are the member ids the last write skipped because no
+	// user or group has them (filled in by CreateGroup and UpdateGroup).
+	SkippedMembers []string
 }
 
 // Member is one member of a group: a user or a group.
@@ -109,18 +112,23 @@ func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
 }
 
 // CreateGroup stores a new group with its initial members (user or group ids).
-// It returns ErrConflict if the displayName is taken (case-insensitively), and
-// an *UnknownMembersError if a member does not exist.
+// Member ids that no user or group has are skipped and recorded, and listed
+// in g.SkippedMembers. It returns ErrConflict if the displayName is taken
+// (case-insensitively).
 func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) error {
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		g.ID, g.Created, g.Modified, g.Version = newID(), now, now, 1
 		if err := putGroup(ctx, tx, g, true); err != nil {
 			return err
 		}
-		added, _, err := applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
+		added, _, skipped, err := applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
 		if err != nil {
 			return err
 		}
+		if err := recordSkippedMembers(ctx, tx, g.ID, skipped, now); err != nil {
+			return err
+		}
+		g.SkippedMembers = skipped
 		return s.groupEvents(ctx, tx, now, nil, g, added, nil)
 	})
 	if err != nil {
@@ -168,7 +176,8 @@ func groupMembers(ctx context.Context, q queryer, groupID string) ([]Member, err
 	return members, rows.Err()
 }
 
-// UnknownMembersError reports member ids that are neither users nor groups.
+// UnknownMembersError reports member ids that cannot be members: a group
+// naming itself. (Ids that no user or group has are skipped instead.)
 type UnknownMembersError struct{ IDs []string }
 
 func (e *UnknownMembersError) Error() string {
@@ -176,8 +185,15 @@ func (e *UnknownMembersError) Error() string {
 }
 
 // applyMemberChanges applies membership changes in order, each costing
-// O(ids changed) except replace and remove-all. It reports whether anything changed.
-func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (added, removed []string, err error) {
+// O(ids changed) except replace and remove-all. It returns the members added
+// and removed, and the ids it skipped because no user or group has them.
+//
+// Skipping is deliberate: Entra sends ids it cached, so a user deleted here
+// stays in its member batches; refusing the whole request would fail every
+// co-batched member every cycle, and Entra never re-reads members after a
+// success (entra-field.md 7, 8). The skipped ids are recorded instead, and
+// forgotten when Entra removes them from the group.
+func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (added, removed, skipped []string, err error) {
 	delta := 0
 	// initial and final membership of every id the changes touched, so that a
 	// request whose net effect is nothing (remove then re-add) changes nothing.
@@ -190,13 +206,7 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 	}
 	// Each change is one set-based statement over a JSON array of ids, so a
 	// batch of k members costs one statement, not k, whatever the group's size.
-	ids := func(list []string) string {
-		if len(list) == 0 {
-			return "[]" // json_each('null') would yield one NULL row
-		}
-		b, _ := json.Marshal(list)
-		return string(b)
-	}
+	ids := idList
 	returning := func(query string, args ...any) (map[string]bool, error) {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
@@ -229,33 +239,56 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		}
 		return nil
 	}
+	skippedSet := map[string]bool{}
+	add := func(list []string) error {
+		unknown, err := addMembers(ctx, tx, groupID, list, ids(list), returning, touch, &delta)
+		for _, id := range unknown {
+			if !skippedSet[id] {
+				skippedSet[id] = true
+				skipped = append(skipped, id)
+			}
+		}
+		return err
+	}
 	for _, c := range changes {
 		switch c.Kind {
 		case membersRemoveAll:
 			err = remove("DELETE FROM members WHERE group_id = ?1 AND ?2 IS NULL RETURNING member_id", nil, nil)
+			if err == nil {
+				err = forgetSkippedMembers(ctx, tx, groupID, nil)
+			}
 		case membersReplace:
 			err = remove(`DELETE FROM members WHERE group_id = ? AND member_id NOT IN (SELECT value FROM json_each(?))
 				RETURNING member_id`, ids(c.IDs), nil)
 			if err == nil {
-				err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
+				err = keepSkippedMembers(ctx, tx, groupID, c.IDs)
+			}
+			if err == nil {
+				err = add(c.IDs)
 			}
 		case membersAdd:
-			err = addMembers(ctx, tx, groupID, c.IDs, ids(c.IDs), returning, touch, &delta)
+			err = add(c.IDs)
 		case membersRemove:
 			err = remove(removeMembersSQL, ids(c.IDs), c.IDs)
+			if err == nil {
+				err = forgetSkippedMembers(ctx, tx, groupID, c.IDs)
+			}
 		case membersRemoveMatching:
 			var matched []string
 			if matched, err = matchingMembers(ctx, tx, groupID, c.Filter); err == nil {
 				err = remove(removeMembersSQL, ids(matched), matched)
 			}
+			if err == nil {
+				err = forgetSkippedMembers(ctx, tx, groupID, matched)
+			}
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if delta != 0 {
 		if _, err := tx.ExecContext(ctx, "UPDATE groups SET member_count = member_count + ? WHERE id = ?", delta, groupID); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	for id, was := range initial {
@@ -268,7 +301,7 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 	}
 	slices.Sort(added)
 	slices.Sort(removed)
-	return added, removed, nil
+	return added, removed, skipped, nil
 }
 
 // Membership changes, one statement for a whole batch of ids (a JSON array):
@@ -282,36 +315,51 @@ const (
 		ON CONFLICT DO NOTHING RETURNING member_id`
 )
 
-// addMembers adds users or groups by id in one statement, after checking that
-// every id exists; it refuses the whole batch, naming all unknown ids, if not.
+// addMembers adds the users or groups among list in one statement and
+// returns the ids no user or group has, in the order the client sent them,
+// which it skips. A group naming itself is refused.
 func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, idsJSON string,
-	returning func(string, ...any) (map[string]bool, error), touch func(string, bool, bool), delta *int) error {
+	returning func(string, ...any) (map[string]bool, error), touch func(string, bool, bool), delta *int) (unknownIDs []string, err error) {
 	if slices.Contains(list, groupID) {
-		return &UnknownMembersError{IDs: []string{groupID + " (a group cannot be a member of itself)"}}
+		return nil, &UnknownMembersError{IDs: []string{groupID + " (a group cannot be a member of itself)"}}
 	}
 	unknown, err := returning(`SELECT j.value FROM json_each(?2) j WHERE ?1 IS NOT NULL
 		AND NOT EXISTS (SELECT 1 FROM users WHERE id = j.value) AND NOT EXISTS (SELECT 1 FROM groups WHERE id = j.value)`, groupID, idsJSON)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	known := list
 	if len(unknown) > 0 {
-		var names []string
-		for _, id := range list { // in the order the client sent them
-			if unknown[id] && !slices.Contains(names, id) {
-				names = append(names, id)
+		known = make([]string, 0, len(list))
+		for _, id := range list {
+			switch {
+			case !unknown[id]:
+				known = append(known, id)
+			case !slices.Contains(unknownIDs, id):
+				unknownIDs = append(unknownIDs, id)
 			}
 		}
-		return &UnknownMembersError{IDs: names}
+		idsJSON = idList(known)
 	}
 	added, err := returning(addMembersSQL, groupID, idsJSON)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	*delta += len(added)
-	for _, id := range list {
+	for _, id := range known {
 		touch(id, !added[id], true)
 	}
-	return nil
+	return unknownIDs, nil
+}
+
+// idList is ids as a JSON array for json_each: never null, which json_each
+// would read as one NULL row.
+func idList(ids []string) string {
+	if len(ids) == 0 {
+		return "[]"
+	}
+	raw, _ := json.Marshal(ids)
+	return string(raw)
 }
 
 // matchingMembers returns the ids of a group's members that a member filter selects.
@@ -355,8 +403,10 @@ func memberIDsOf(f filterExpr) ([]string, bool) {
 
 // UpdateGroup applies fn inside one write transaction: fn changes the group's
 // attributes and returns the membership changes to apply after them. Nothing
-// is written when nothing changes. It returns ErrNotFound, ErrConflict
-// (displayName taken) or an *UnknownMembersError, and then changes nothing.
+// is written when nothing changes. Member ids that no user or group has are
+// skipped and recorded, and listed in the returned group's SkippedMembers.
+// It returns ErrNotFound, ErrConflict (displayName taken) or an
+// *UnknownMembersError (the group named as its own member), and then changes nothing.
 func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([]MemberChange, error)) (*Group, error) {
 	var out *Group
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
@@ -374,10 +424,14 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 		if err != nil {
 			return err
 		}
-		added, removed, err := applyMemberChanges(ctx, tx, id, changes)
+		added, removed, skipped, err := applyMemberChanges(ctx, tx, id, changes)
 		if err != nil {
 			return err
 		}
+		if err := recordSkippedMembers(ctx, tx, id, skipped, now); err != nil {
+			return err
+		}
+		g.SkippedMembers = skipped
 		before := &Group{ID: g.ID, Attrs: beforeAttrs}
 		if after, _ := json.Marshal(g.Attrs); len(added)+len(removed) > 0 || string(after) != beforeJSON {
 			g.Modified, g.Version = now, g.Version+1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -50,34 +51,127 @@ func TestStoreCreateGroupWithMembers(t *testing.T) {
 	}
 }
 
-func TestStoreCreateGroupUnknownMembers(t *testing.T) {
+// Unknown member ids are skipped, not refused: the known members are added
+// and the skipped ids recorded (Entra sends ids it cached; see applyMemberChanges).
+func TestStoreCreateGroupSkipsUnknownMembers(t *testing.T) {
 	t.Parallel()
 	s := newTestStore(t)
 	ctx := context.Background()
 	u1 := stUser(t, s, "k1@example.com")
 	u2 := stUser(t, s, "k2@example.com")
 	g := &Group{Attrs: map[string]any{"displayName": "Ghosts"}}
-	err := s.CreateGroup(ctx, g, []string{u1.ID, "ghost-1", u2.ID, "ghost-2"})
-	var ume *UnknownMembersError
-	if !errors.As(err, &ume) {
-		t.Fatalf("CreateGroup with unknown members: err = %v, want *UnknownMembersError", err)
+	if err := s.CreateGroup(ctx, g, []string{u1.ID, "ghost-1", u2.ID, "ghost-2", "ghost-1"}); err != nil {
+		t.Fatalf("CreateGroup with unknown members: %v", err)
 	}
-	if got, want := ume.IDs, []string{"ghost-1", "ghost-2"}; !slices.Equal(got, want) {
-		t.Errorf("unknown ids = %v, want %v", got, want)
+	if got, want := g.SkippedMembers, []string{"ghost-1", "ghost-2"}; !slices.Equal(got, want) {
+		t.Errorf("SkippedMembers = %v, want %v (in the order sent, once each)", got, want)
 	}
-	for _, id := range []string{"ghost-1", "ghost-2"} {
-		if !strings.Contains(err.Error(), id) {
-			t.Errorf("error %q does not name %s", err, id)
+	if got, want := stMemberIDs(stMembers(t, s, g.ID)), stSorted(u1.ID, u2.ID); !slices.Equal(got, want) {
+		t.Errorf("members = %v, want %v", got, want)
+	}
+	if got, want := stMemberCount(t, s, g.ID), 2; got != want {
+		t.Errorf("member_count = %d, want %d", got, want)
+	}
+	skipped, err := s.SkippedMembers(ctx, g.ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(skipped), 2; got != want {
+		t.Fatalf("skipped rows = %v, want %d", skipped, want)
+	}
+	for _, k := range skipped {
+		if k.GroupID != g.ID || k.GroupName != "Ghosts" || k.Count != 1 || k.FirstSkipped.IsZero() {
+			t.Errorf("skipped row = %+v, want group %s named Ghosts, count 1, with a time", k, g.ID)
 		}
 	}
-	if got, want := stCountRows(t, s, "SELECT count(*) FROM groups"), 0; got != want {
-		t.Errorf("groups after failed create = %d, want %d", got, want)
+}
+
+// The skipped list is the drift Entra cannot see: ids it believes are members.
+// It counts repeats, and forgets an id once Entra removes it from the group.
+func TestStoreSkippedMembersTrackDrift(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := context.Background()
+	u := []string{stUser(t, s, "d0@example.com").ID, stUser(t, s, "d1@example.com").ID, stUser(t, s, "d2@example.com").ID}
+	g := stGroup(t, s, "Drift", u[0], u[1])
+	other := stGroup(t, s, "Other")
+	update := func(changes ...MemberChange) *Group {
+		t.Helper()
+		out, err := s.UpdateGroup(ctx, g.ID, func(g *Group) ([]MemberChange, error) {
+			g.Attrs["displayName"] = "Drift"
+			return changes, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
-	if got, want := stCountRows(t, s, "SELECT count(*) FROM members"), 0; got != want {
-		t.Errorf("member rows after failed create = %d, want %d", got, want)
+	skippedIDs := func(groupID string) map[string]int {
+		t.Helper()
+		rows, err := s.SkippedMembers(ctx, groupID, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, r := range rows {
+			out[r.MemberID] = r.Count
+		}
+		return out
 	}
-	// The name is still free.
-	stGroup(t, s, "Ghosts", u1.ID)
+
+	got := update(MemberChange{Kind: membersRemove, IDs: []string{u[0]}},
+		MemberChange{Kind: membersAdd, IDs: []string{u[2], "ghost-a", "ghost-b"}})
+	if want := []string{"ghost-a", "ghost-b"}; !slices.Equal(got.SkippedMembers, want) {
+		t.Errorf("SkippedMembers = %v, want %v", got.SkippedMembers, want)
+	}
+	if got, want := stMemberIDs(stMembers(t, s, g.ID)), stSorted(u[1], u[2]); !slices.Equal(got, want) {
+		t.Errorf("members = %v, want %v: the known members must be applied", got, want)
+	}
+	if got, want := got.Version, int64(2); got != want {
+		t.Errorf("Version = %d, want %d", got, want)
+	}
+	// The same stale id again: counted, and a request of only unknown ids changes no version.
+	if got := update(MemberChange{Kind: membersAdd, IDs: []string{"ghost-a"}}); got.Version != 2 {
+		t.Errorf("Version after an add of only unknown ids = %d, want 2", got.Version)
+	}
+	if got, want := skippedIDs(g.ID), map[string]int{"ghost-a": 2, "ghost-b": 1}; !maps.Equal(got, want) {
+		t.Errorf("skipped = %v, want %v", got, want)
+	}
+	if _, err := s.UpdateGroup(ctx, other.ID, func(*Group) ([]MemberChange, error) {
+		return []MemberChange{{Kind: membersAdd, IDs: []string{"ghost-a"}}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.SkippedMembersSummary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.IDs != 3 || sum.Groups != 2 || sum.LastSkipped.IsZero() {
+		t.Errorf("summary = %+v, want 3 ids in 2 groups", sum)
+	}
+
+	// Entra removes what it believes is a member: the drift is gone.
+	update(MemberChange{Kind: membersRemove, IDs: []string{"ghost-a"}})
+	if got, want := skippedIDs(g.ID), map[string]int{"ghost-b": 1}; !maps.Equal(got, want) {
+		t.Errorf("skipped after removing ghost-a = %v, want %v", got, want)
+	}
+	// A replacement keeps only the skipped ids it names again.
+	update(MemberChange{Kind: membersAdd, IDs: []string{"ghost-c"}})
+	update(MemberChange{Kind: membersReplace, IDs: []string{u[1], "ghost-c"}})
+	if got, want := skippedIDs(g.ID), map[string]int{"ghost-c": 2}; !maps.Equal(got, want) {
+		t.Errorf("skipped after replace = %v, want %v", got, want)
+	}
+	update(MemberChange{Kind: membersRemoveAll})
+	if got := skippedIDs(g.ID); len(got) != 0 {
+		t.Errorf("skipped after removing all members = %v, want none", got)
+	}
+	// Deleting a group deletes its skipped ids.
+	if err := s.DeleteGroup(ctx, other.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := skippedIDs(""); len(got) != 0 {
+		t.Errorf("skipped after deleting the group = %v, want none", got)
+	}
 }
 
 func TestStoreGroupDisplayNameUnique(t *testing.T) {
@@ -267,16 +361,9 @@ func TestStoreUpdateGroupFailuresChangeNothing(t *testing.T) {
 		name      string
 		fn        func(self string, u []string) func(*Group) ([]MemberChange, error)
 		wantErr   error
-		wantIDs   []string // for *UnknownMembersError, the ids it must name (substring match)
+		wantIDs   []string // for *UnknownMembersError (a group naming itself), the ids it must name
 		wantNamed bool
 	}{
-		{name: "unknown member after a removal", fn: func(self string, u []string) func(*Group) ([]MemberChange, error) {
-			return func(g *Group) ([]MemberChange, error) {
-				g.Attrs["displayName"] = "renamed"
-				return []MemberChange{{Kind: membersRemove, IDs: []string{u[0]}},
-					{Kind: membersAdd, IDs: []string{u[2], "ghost-a", "ghost-b"}}}, nil
-			}
-		}, wantIDs: []string{"ghost-a", "ghost-b"}},
 		{name: "self as member", fn: func(self string, u []string) func(*Group) ([]MemberChange, error) {
 			return func(g *Group) ([]MemberChange, error) {
 				return []MemberChange{{Kind: membersAdd, IDs: []string{u[2], self}}}, nil
