@@ -437,6 +437,7 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 				return // stopped while copying: not a failure
 			}
 			s.log.Error("automatic snapshot failed", "err", err)
+			s.snapshotResult.Store(&snapshotResult{At: s.now(), Err: err.Error()})
 			select {
 			case <-ctx.Done():
 				return
@@ -445,6 +446,7 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 			continue
 		}
 		s.log.Info("snapshot taken", "path", dest)
+		s.snapshotResult.Store(&snapshotResult{At: s.now()})
 		if snaps, err := s.Snapshots(); err == nil {
 			for _, old := range snaps[min(keep, len(snaps)):] {
 				if err := os.Remove(old.Path); err != nil {
@@ -453,4 +455,19 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 			}
 		}
 	}
+}
+
+// snapshotResult is the outcome of an automatic snapshot.
+type snapshotResult struct {
+	At  time.Time
+	Err string // "" when it succeeded
+}
+
+// LastSnapshot returns the outcome of the last automatic snapshot taken
+// since the store was opened; ok is false before the first one ends.
+func (s *Store) LastSnapshot() (r snapshotResult, ok bool) {
+	if p := s.snapshotResult.Load(); p != nil {
+		return *p, true
+	}
+	return snapshotResult{}, false
 }

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -334,4 +335,14 @@ func (s *server) apiHealth(w http.ResponseWriter, r *http.Request, _ httprouter.
 	}
 	writeAPI(w, http.StatusOK, rep)
 	return nil
+}
+
+// quarantineAlert is the quarantine-risk alert's check: it fires while the
+// risk is a warning or worse, and says why.
+func (h *Health) quarantineAlert(context.Context) (bool, string, error) {
+	risk := h.Snapshot().Risk
+	if risk.Level != RiskWarning && risk.Level != RiskQuarantine {
+		return false, "", nil
+	}
+	return true, "Quarantine risk: " + string(risk.Level) + ". " + strings.Join(risk.Reasons, " "), nil
 }

@@ -60,6 +60,8 @@ type app struct {
 
 	workers []worker
 	running *workerGroup
+	certs   *certHealth // what the TLS code reports of the certificate
+	alerts  *alerter
 	checked chan error // the integrity check's verdict
 
 	// requests is the parent context of every request: cancelled only when
@@ -86,8 +88,12 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	if err != nil {
 		return nil, err
 	}
-	a := &app{log: log, store: store, server: &server{store: store, log: log}, checked: make(chan error, 1),
-		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace}
+	certs := &certHealth{}
+	alerts := newAlerter(store, log, cfg.Alerts, alertSources{certs: certs, tls: cfg.mode() == modeACME || cfg.mode() == modeCert, snapshots: cfg.BackupInterval > 0})
+	// Features that watch something register their alert conditions here.
+	alerts.register(quarantineRiskCondition(store.Health().quarantineAlert))
+	a := &app{log: log, store: store, server: &server{store: store, log: log, alerts: alerts}, checked: make(chan error, 1),
+		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace, certs: certs, alerts: alerts}
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace
 	}
@@ -105,7 +111,8 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	}
 	a.workers = append(a.workers,
 		worker{"webhook sender", newWebhookSender(store, log).Run},
-		worker{"maintenance", func(ctx context.Context) { runMaintenance(ctx, store, log, maintenanceEvery) }})
+		worker{"maintenance", func(ctx context.Context) { runMaintenance(ctx, store, log, maintenanceEvery) }},
+		worker{"alerts", alerts.run})
 	return a, nil
 }
 

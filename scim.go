@@ -44,6 +44,7 @@ type server struct {
 	limitOnce sync.Once
 	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
 	passwords passwordGate   // bounds concurrent admin password hashes
+	alerts    *alerter       // nil in tests that build a server without newApp
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.

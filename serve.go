@@ -56,6 +56,8 @@ type serveConfig struct {
 	// certificates beside the path show that one existed there.
 	AllowFreshDB bool
 
+	Alerts alertFlags
+
 	hooks serveHooks
 }
 
@@ -177,6 +179,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.IntVar(&cfg.BackupKeep, "backup-keep", 7, "how many snapshots to keep")
 	fs.BoolVar(&cfg.AllowFreshDB, "allow-fresh-db", false, "start with a new, empty database although a backups or certs folder beside -db shows that one existed (it was deleted or moved: restore it instead)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
+	alertFlagsOn(fs, &cfg.Alerts)
 }
 
 func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
@@ -220,6 +223,7 @@ func (c serveConfig) validate() error {
 	if c.BackupInterval > 0 && c.BackupKeep < 1 {
 		add("-backup-keep must be at least 1 while snapshots are on")
 	}
+	errs = append(errs, c.Alerts.validate()...)
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		add("-log-level must be debug, info, warn or error, not %q", c.LogLevel)
@@ -414,7 +418,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if cfg.hooks.ready != nil {
 		cfg.hooks.ready(lns.addrs())
 	}
-	servers, acme, host, err := httpServers(cfg, lns, a.handler, log)
+	servers, acme, host, err := httpServers(cfg, lns, a.handler, a.certs, log)
 	if err != nil {
 		return err
 	}
@@ -495,7 +499,8 @@ type served struct {
 
 // httpServers builds the servers of cfg's mode on lns, and the certificate
 // manager in ACME mode; host is the public name, for the welcome text.
-func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
+// What happens to the certificate is reported to health.
+func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *certHealth, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
 	host = cfg.Domain
 	switch cfg.mode() {
 	case modeLocal:
@@ -508,6 +513,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 		if err != nil {
 			return nil, nil, "", err
 		}
+		acme.health = health
 		srv := newHTTPServer(handler, log)
 		srv.TLSConfig = acme.tlsConfig()
 		servers = append(servers, served{srv, lns.https, true})
@@ -516,7 +522,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 			servers = append(servers, served{newHTTPServer(acme.httpHandler(redirect, log), log), lns.http, false})
 		}
 	case modeCert:
-		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, health, log)
 		if err != nil {
 			return nil, nil, "", err
 		}

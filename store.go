@@ -62,6 +62,8 @@ type Store struct {
 	lost         atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
 	migratedFrom int                   // the schema version found when opening
 	writes       atomic.Int64
+
+	snapshotResult atomic.Pointer[snapshotResult] // the last automatic snapshot's outcome; nil before the first
 }
 
 // migrations are applied in order and tracked with PRAGMA user_version.
@@ -295,6 +297,18 @@ var migrations = []string{
 		count INTEGER NOT NULL,
 		PRIMARY KEY (group_id, member_id)
 	) STRICT, WITHOUT ROWID;`,
+	// What each alert channel was told, so a restart neither repeats an
+	// alert nor forgets to say it resolved; and the index that counts the
+	// provisioning log's recent failures for the burst alert.
+	`CREATE TABLE alert_state (
+		condition TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		firing_since TEXT NOT NULL,
+		last_sent TEXT NOT NULL,
+		detail TEXT NOT NULL,
+		PRIMARY KEY (condition, channel)
+	) STRICT, WITHOUT ROWID;
+	CREATE INDEX provisioning_log_outcome_at ON provisioning_log(outcome, at);`,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the

@@ -248,6 +248,7 @@ func headerList(h http.Header, name string) []string {
 type certReloader struct {
 	certFile, keyFile string
 	log               *slog.Logger
+	health            *certHealth // nil when nobody watches
 
 	mu                sync.Mutex
 	cert              *tls.Certificate
@@ -255,8 +256,8 @@ type certReloader struct {
 }
 
 // newCertReloader loads the pair, returning an error if it cannot be used.
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+func newCertReloader(certFile, keyFile string, health *certHealth, log *slog.Logger) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log, health: health}
 	cs, err := os.Stat(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("-tls-cert: %w", err)
@@ -283,6 +284,7 @@ func (c *certReloader) load(cs, ks os.FileInfo) error {
 		}
 	}
 	c.cert = &cert
+	c.health.renewed(cert.Leaf)
 	attrs := []any{"file", c.certFile, "names", cert.Leaf.DNSNames, "expires", cert.Leaf.NotAfter.Format(time.RFC3339)}
 	switch left := time.Until(cert.Leaf.NotAfter); {
 	case left <= 0:
@@ -314,6 +316,7 @@ func (c *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	if err1 == nil && err2 == nil && (fileChanged(c.certStat, cs) || fileChanged(c.keyStat, ks)) {
 		if err := c.load(cs, ks); err != nil {
 			c.log.Warn("the changed certificate files cannot be used yet; still serving the previous certificate", "err", err)
+			c.health.failed(time.Now(), err)
 		}
 	}
 	return c.cert, nil
@@ -339,6 +342,65 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// certHealth is what the alerts know of the certificate: whether the last
+// attempt to obtain or renew it failed, and when the one in use expires. Its
+// methods do nothing on a nil *certHealth.
+type certHealth struct {
+	mu       sync.Mutex
+	failedAt time.Time // zero once an attempt succeeded
+	failure  string
+	leaf     *x509.Certificate // the certificate in use, once known
+}
+
+// certHealthStatus is a copy of certHealth's state.
+type certHealthStatus struct {
+	FailedAt time.Time
+	Failure  string
+	Leaf     *x509.Certificate
+}
+
+// failed records an attempt to obtain, renew or reload the certificate that failed.
+func (h *certHealth) failed(at time.Time, err error) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failedAt, h.failure = at, err.Error()
+}
+
+// renewed records a new certificate (leaf, when already known): a failure before it is over.
+func (h *certHealth) renewed(leaf *x509.Certificate) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failedAt, h.failure = time.Time{}, ""
+	if leaf != nil {
+		h.leaf = leaf
+	}
+}
+
+// inUse records the certificate being served.
+func (h *certHealth) inUse(leaf *x509.Certificate) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.leaf = leaf
+}
+
+func (h *certHealth) status() certHealthStatus {
+	if h == nil {
+		return certHealthStatus{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return certHealthStatus{FailedAt: h.failedAt, Failure: h.failure, Leaf: h.leaf}
+}
+
 // ---- -domain: ACME with certmagic ----
 
 // acmeManager obtains and renews the certificate for one domain with
@@ -346,6 +408,7 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 type acmeManager struct {
 	domain  string
 	log     *slog.Logger
+	health  *certHealth // nil when nobody watches
 	cache   *certmagic.Cache
 	magic   *certmagic.Config
 	issuers []*certmagic.ACMEIssuer
@@ -499,12 +562,14 @@ func (m *acmeManager) onEvent(ctx context.Context, event string, data map[string
 		}
 	case "cert_obtained":
 		m.log.Info("certificate obtained", "domain", domain, "issuer", data["issuer"], "renewal", renewal)
+		m.health.renewed(nil)
 	case "cached_managed_cert":
 		// emitted once the certificate is loaded for handshakes: at start
 		// from storage, or after it was obtained
 		sans, _ := data["sans"].([]string)
 		for _, cert := range m.cache.AllMatchingCertificates(m.domain) {
 			if cert.Leaf != nil && slices.Equal(cert.Names, sans) {
+				m.health.inUse(cert.Leaf)
 				m.log.Info("certificate in use: HTTPS is ready", "domain", m.domain, "expires", cert.Leaf.NotAfter.Format(time.RFC3339))
 				return nil
 			}
@@ -517,6 +582,10 @@ func (m *acmeManager) onEvent(ctx context.Context, event string, data map[string
 			msg = "certificate: could not renew it; the current one stays in use. scimbox retries by itself"
 		}
 		m.log.Error(msg, "domain", domain, "err", err, "likely_cause", acmeFailureHint(err, domain))
+		if err == nil {
+			err = errors.New("no error given")
+		}
+		m.health.failed(time.Now(), fmt.Errorf("%w (likely cause: %s)", err, acmeFailureHint(err, domain)))
 	case "cert_ocsp_revoked":
 		m.log.Warn("certificate: the CA says it is revoked; getting a new one", "domain", domain)
 	}
