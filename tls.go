@@ -50,18 +50,22 @@ type listeners struct {
 	plain, https, http net.Listener
 }
 
-// listenAll binds every address cfg's mode needs, or none.
-func listenAll(cfg serveConfig) (*listeners, error) {
+// listenAll gets every listener cfg's mode needs, or none: each one handed
+// over by systemd or by the process being replaced, else bound here.
+func listenAll(cfg serveConfig, h *handover) (*listeners, error) {
 	l := &listeners{}
 	var err error
 	switch cfg.mode() {
 	case modeLocal, modeProxy:
-		l.plain, err = listen("addr", cfg.Addr)
+		l.plain, err = h.listen("addr", socketPlain, cfg.Addr)
 	default:
-		l.https, err = listen("https-addr", cfg.HTTPSAddr)
+		l.https, err = h.listen("https-addr", socketHTTPS, cfg.HTTPSAddr)
 		if err == nil && cfg.HTTPAddr != "" {
-			l.http, err = listen("http-addr", cfg.HTTPAddr)
+			l.http, err = h.listen("http-addr", socketHTTP, cfg.HTTPAddr)
 		}
+	}
+	if err == nil {
+		err = h.unusedSockets(cfg)
 	}
 	if err != nil {
 		l.close()
