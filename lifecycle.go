@@ -93,7 +93,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	if err != nil {
 		return nil, err
 	}
-	a := &app{log: log, store: store, server: &server{store: store, log: log}, checked: make(chan error, 1),
+	a := &app{log: log, store: store, server: &server{store: store, log: log, tls: newTLSChecker(log)}, checked: make(chan error, 1),
 		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace}
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace

@@ -43,6 +43,7 @@ type server struct {
 	limitOnce sync.Once
 	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
 	passwords passwordGate   // bounds concurrent admin password hashes
+	tls       *tlsChecker    // the served certificate chain's health (tlsHealth); nil in tests
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.

@@ -427,7 +427,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if cfg.hooks.ready != nil {
 		cfg.hooks.ready(lns.addrs())
 	}
-	servers, acme, host, err := httpServers(cfg, lns, a.handler, log)
+	servers, acme, host, err := httpServers(cfg, lns, a.handler, a.server.tls, log)
 	if err != nil {
 		return err
 	}
@@ -527,8 +527,9 @@ type served struct {
 }
 
 // httpServers builds the servers of cfg's mode on lns, and the certificate
-// manager in ACME mode; host is the public name, for the welcome text.
-func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
+// manager in ACME mode; host is the public name, for the welcome text. Each
+// certificate served is checked by tlsCheck.
+func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, tlsCheck *tlsChecker, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
 	host = cfg.Domain
 	switch cfg.mode() {
 	case modeLocal:
@@ -541,6 +542,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 		if err != nil {
 			return nil, nil, "", err
 		}
+		acme.tlsCheck = tlsCheck
 		srv := newHTTPServer(handler, log)
 		srv.TLSConfig = acme.tlsConfig()
 		servers = append(servers, served{srv, lns.https, true})
@@ -549,12 +551,12 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 			servers = append(servers, served{newHTTPServer(acme.httpHandler(redirect, log), log), lns.http, false})
 		}
 	case modeCert:
-		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, tlsCheck, log)
 		if err != nil {
 			return nil, nil, "", err
 		}
 		srv := newHTTPServer(handler, log)
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		srv.TLSConfig = forEntra(&tls.Config{GetCertificate: certs.GetCertificate})
 		servers = append(servers, served{srv, lns.https, true})
 		if lns.http != nil {
 			servers = append(servers, served{newHTTPServer(redirectToHTTPS("", lns.https.Addr()), log), lns.http, false})

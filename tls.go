@@ -251,6 +251,7 @@ func headerList(h http.Header, name string) []string {
 // handshake itself; only a change reads and parses them.
 type certReloader struct {
 	certFile, keyFile string
+	tlsCheck          *tlsChecker
 	log               *slog.Logger
 
 	mu                sync.Mutex
@@ -259,8 +260,8 @@ type certReloader struct {
 }
 
 // newCertReloader loads the pair, returning an error if it cannot be used.
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+func newCertReloader(certFile, keyFile string, tlsCheck *tlsChecker, log *slog.Logger) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile, tlsCheck: tlsCheck, log: log}
 	cs, err := os.Stat(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("-tls-cert: %w", err)
@@ -295,6 +296,9 @@ func (c *certReloader) load(cs, ks os.FileInfo) error {
 		c.log.Warn("certificate loaded; it expires in less than two weeks: replace the files in time (scimbox reloads them by itself)", attrs...)
 	default:
 		c.log.Info("certificate loaded", attrs...)
+	}
+	if c.tlsCheck != nil {
+		c.tlsCheck.observe(&cert, "")
 	}
 	return nil
 }
@@ -354,6 +358,8 @@ type acmeManager struct {
 	magic   *certmagic.Config
 	issuers []*certmagic.ACMEIssuer
 	cancel  context.CancelFunc
+
+	tlsCheck *tlsChecker // checks each certificate put in use; nil in some tests
 }
 
 // zeroSSLEABEndpoint gives the External Account Binding that ZeroSSL's ACME
@@ -438,8 +444,7 @@ func hostPort(ln net.Listener) (string, int) {
 
 // tlsConfig serves the managed certificate and answers TLS-ALPN-01 challenges.
 func (m *acmeManager) tlsConfig() *tls.Config {
-	tc := m.magic.TLSConfig()
-	tc.MinVersion = tls.VersionTLS12
+	tc := forEntra(m.magic.TLSConfig())
 	tc.NextProtos = []string{"h2", "http/1.1", acmez.ACMETLS1Protocol}
 	return tc
 }
@@ -510,6 +515,9 @@ func (m *acmeManager) onEvent(ctx context.Context, event string, data map[string
 		for _, cert := range m.cache.AllMatchingCertificates(m.domain) {
 			if cert.Leaf != nil && slices.Equal(cert.Names, sans) {
 				m.log.Info("certificate in use: HTTPS is ready", "domain", m.domain, "expires", cert.Leaf.NotAfter.Format(time.RFC3339))
+				if m.tlsCheck != nil {
+					m.tlsCheck.observe(&cert.Certificate, m.domain)
+				}
 				return nil
 			}
 		}

@@ -643,6 +643,10 @@ func TestTLSCertFilesReloaded(t *testing.T) {
 	if got := state.PeerCertificates[0].SerialNumber; got.Cmp(third.SerialNumber) != 0 {
 		t.Errorf("after replacing the files, served %s, want %s", got, third.SerialNumber)
 	}
+	// Each certificate loaded was checked: self-signed ones Entra refuses.
+	if got := strings.Count(s.log.String(), "level=ERROR msg=\"TLS check: the certificate is self-signed"); got != 2 {
+		t.Errorf("the TLS check reported %d self-signed certificates, want 2 (the first and the third):\n%s", got, s.log.String())
+	}
 
 	// Port 80 redirects to the HTTPS port, on the name the client asked for.
 	req, _ := http.NewRequest("POST", "http://"+s.addrs.HTTP+"/scim/v2/Users?x=1", nil)
