@@ -53,6 +53,9 @@ type handover struct {
 	// underSystemd: the service manager tracks this process's PID, so a
 	// SIGHUP upgrade (a new PID) would look like the service exiting.
 	underSystemd bool
+	// passedSockets: serve listens on sockets systemd passed, which stay
+	// open in systemd after this process exits.
+	passedSockets bool
 }
 
 // newHandover takes the sockets this process inherited: from systemd
@@ -98,6 +101,7 @@ func newHandover(cfg serveConfig, log *slog.Logger) (*handover, error) {
 func (h *handover) listen(flag, name, addr string) (net.Listener, error) {
 	if ln, ok := h.systemd[name]; ok {
 		delete(h.systemd, name)
+		h.passedSockets = true
 		h.log.Info("listening on a socket passed by systemd", "socket", name, "addr", ln.Addr().String(), "instead_of", "-"+flag+" "+addr)
 		if err := h.register(addr, ln); err != nil {
 			return nil, err
@@ -185,11 +189,12 @@ func (h *handover) replaced() <-chan struct{} {
 }
 
 // keepsSockets reports whether the listening sockets stay open after this
-// process closes its copies: held by systemd, or by a new process. New
-// connections then wait in the kernel's queue instead of being refused, and
-// it is worth moving kept-alive connections over gracefully.
+// process closes its copies: held by systemd, or by the new process that
+// replaced this one. New connections then wait in the kernel's queue
+// instead of being refused, and it is worth moving kept-alive connections
+// over gracefully; otherwise it would only delay the exit.
 func (h *handover) keepsSockets(replaced bool) bool {
-	return replaced || h.underSystemd
+	return replaced || h.passedSockets
 }
 
 // watchSIGHUP upgrades on each SIGHUP until ctx ends: it starts the binary

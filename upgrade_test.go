@@ -159,6 +159,10 @@ func TestSocketActivatedRestart(t *testing.T) {
 		t.Errorf("the first process exited with %v", err)
 	}
 	second, secondExited := start()
+	if !waitHealthy(base+"/healthz", 20*time.Second) { // queued until the second process serves
+		t.Fatalf("the second process did not serve:\n%s", readLog(t, logs))
+	}
+	serving := time.Now()
 	started := load.sentCount()
 	load.waitSent(started + 300)
 	res := load.stop()
@@ -173,7 +177,7 @@ func TestSocketActivatedRestart(t *testing.T) {
 	if got := strings.Count(out, "listening on a socket passed by systemd"); got != 2 {
 		t.Errorf("%d processes said they listen on the passed socket, want 2:\n%s", got, out)
 	}
-	t.Logf("restart gap: %s", res.gap(stopped, time.Now()))
+	t.Logf("restart gap: %s", res.gap(stopped, serving))
 }
 
 // TestHandoverSocketNames checks what serve makes of the sockets passed to
