@@ -584,7 +584,7 @@ func TestCertReloaderReportsHealth(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	first := writeCert(t, certFile, keyFile, true)
 	health := &certHealth{}
-	c, err := newCertReloader(certFile, keyFile, health, stDiscardLog())
+	c, err := newCertReloader(certFile, keyFile, health, nil, stDiscardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

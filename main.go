@@ -15,7 +15,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := runProcess(ctx, os.Args[1:], os.Stdout, os.Stderr, true)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "scimbox:", err)
@@ -25,6 +25,12 @@ func main() {
 
 // run dispatches a command line; with no command it serves with the defaults.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runProcess(ctx, args, stdout, stderr, false)
+}
+
+// runProcess is run; ownsProcess says it runs as the scimbox process itself
+// (from main), so serve may take inherited sockets and upgrade on SIGHUP.
+func runProcess(ctx context.Context, args []string, stdout, stderr io.Writer, ownsProcess bool) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -39,6 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "scimbox", version())
 			return nil
 		}
+		cfg.ownsProcess = ownsProcess
 		return serve(ctx, cfg, stdout, stderr)
 	case "token":
 		return tokenCommand(ctx, args, stdout, stderr)

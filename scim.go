@@ -45,6 +45,7 @@ type server struct {
 	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
 	passwords passwordGate   // bounds concurrent admin password hashes
 	alerts    *alerter       // nil in tests that build a server without newApp
+	tls       *tlsChecker    // the served certificate chain's health (tlsHealth); nil in tests
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.

@@ -32,6 +32,11 @@ type serveConfig struct {
 	LogLevel  string
 	Version   bool
 
+	// ownsProcess: serve runs as the scimbox process itself (not inside a
+	// test), so it may take sockets passed by systemd or by the process it
+	// replaces, and upgrade itself on SIGHUP. Only main sets it.
+	ownsProcess bool
+
 	// Domain switches on automatic HTTPS: certificates from ACME for this name.
 	Domain     string
 	HTTPSAddr  string
@@ -397,20 +402,28 @@ func (sw *streamingWriter) Write(p []byte) (int, error) {
 // Unwrap gives http.ResponseController the writer underneath.
 func (sw *streamingWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
 
-// serve runs scimbox until ctx ends, in this order: open the store and build
-// the server and its workers; bind the listeners (a port in use is reported
-// before anything starts); start the workers; serve; then stop HTTP
-// gracefully, stop and join every worker, and close the store last, so that
-// nothing runs after it closes. Certificates come in the background.
+// serve runs scimbox until ctx ends or a new process takes over (SIGHUP),
+// in this order: take the sockets handed over (systemd, or the process this
+// one replaces); open the store and build the server and its workers; bind
+// the listeners still missing (a port in use is reported before anything
+// starts); start the workers; serve, and tell the process being replaced to
+// stop; then stop HTTP gracefully, stop and join every worker, and close
+// the store last, so that nothing runs after it closes. Certificates come
+// in the background.
 func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
-	a, err := newApp(ctx, cfg, log)
+	handover, err := newHandover(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer handover.stop()
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return explainUpgradeOpen(handover, err)
+	}
 	defer a.close() // on the early returns; the end of serve closes it and reports the error
 
-	lns, err := listenAll(cfg)
+	lns, err := listenAll(cfg, handover)
 	if err != nil {
 		return err
 	}
@@ -418,7 +431,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if cfg.hooks.ready != nil {
 		cfg.hooks.ready(lns.addrs())
 	}
-	servers, acme, host, err := httpServers(cfg, lns, a.handler, a.certs, log)
+	servers, acme, host, err := httpServers(cfg, lns, a.handler, a.certs, a.server.tls, log)
 	if err != nil {
 		return err
 	}
@@ -435,7 +448,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	}
 
 	a.startWorkers()
-	log.Info("serving", "mode", cfg.mode(), "addrs", lns.addrs().String(), "db", cfg.DB, "version", version())
+	log.Info("serving", "mode", cfg.mode(), "addrs", lns.addrs().String(), "db", cfg.DB, "version", version(), "pid", os.Getpid())
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		a.configure(s.srv)
@@ -447,17 +460,24 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 			}
 		}()
 	}
-	var serveErr error
-	if acme != nil {
+	serveErr := handover.ready()
+	sighupCtx, stopSIGHUP := context.WithCancel(ctx)
+	defer stopSIGHUP()
+	go handover.watchSIGHUP(sighupCtx)
+	if acme != nil && serveErr == nil {
 		// The servers are up, so the CA's challenges find them answering.
 		if err := acme.start(ctx); err != nil {
 			serveErr = fmt.Errorf("certificate management: %w", err)
 		}
 	}
+	replaced := false
 	if serveErr == nil {
-		serveErr = a.wait(ctx, errc)
+		replaced, serveErr = a.wait(ctx, errc, handover.replaced())
 	}
 
+	if handover.keepsSockets(replaced) {
+		a.handOver(servers)
+	}
 	log.Info("shutting down: finishing in-flight requests")
 	a.stopHTTP(servers)
 	if err := a.close(); err != nil && serveErr == nil {
@@ -469,23 +489,36 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	return serveErr
 }
 
-// wait serves until ctx ends (nil), a server fails or the integrity check
-// finds the database damaged (their error).
-func (a *app) wait(ctx context.Context, errc <-chan error) error {
+// explainUpgradeOpen adds what to do when the process started by a SIGHUP
+// upgrade cannot open the database while the old one still serves it.
+func explainUpgradeOpen(h *handover, err error) error {
+	if h.upg != nil && h.upg.HasParent() && errors.Is(err, ErrSchemaMismatch) {
+		return fmt.Errorf("%w. This version changes the database schema, which cannot happen while the old process serves: "+
+			"the old process keeps serving; stop it and start this version instead", err)
+	}
+	return err
+}
+
+// wait serves until ctx ends (nil), a new process takes over the sockets
+// (replaced, nil), a server fails or the integrity check finds the database
+// damaged (their error).
+func (a *app) wait(ctx context.Context, errc <-chan error, takenOver <-chan struct{}) (replaced bool, err error) {
 	checked := a.checked
 	for {
 		select {
 		case err := <-errc:
-			return fmt.Errorf("serve: %w", err)
+			return false, fmt.Errorf("serve: %w", err)
 		case err := <-checked:
 			checked = nil // a nil channel is never ready again
 			if err != nil {
 				a.log.Error("refusing to serve a damaged database", "err", err)
-				return err
+				return false, err
 			}
 			a.log.Info("database integrity check passed")
+		case <-takenOver:
+			return true, nil
 		case <-ctx.Done():
-			return nil
+			return false, nil
 		}
 	}
 }
@@ -498,9 +531,10 @@ type served struct {
 }
 
 // httpServers builds the servers of cfg's mode on lns, and the certificate
-// manager in ACME mode; host is the public name, for the welcome text.
-// What happens to the certificate is reported to health.
-func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *certHealth, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
+// manager in ACME mode; host is the public name, for the welcome text. What
+// happens to the certificate is reported to health (alerts), and each
+// certificate served is checked by tlsCheck.
+func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *certHealth, tlsCheck *tlsChecker, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
 	host = cfg.Domain
 	switch cfg.mode() {
 	case modeLocal:
@@ -514,6 +548,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *
 			return nil, nil, "", err
 		}
 		acme.health = health
+		acme.tlsCheck = tlsCheck
 		srv := newHTTPServer(handler, log)
 		srv.TLSConfig = acme.tlsConfig()
 		servers = append(servers, served{srv, lns.https, true})
@@ -522,12 +557,12 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *
 			servers = append(servers, served{newHTTPServer(acme.httpHandler(redirect, log), log), lns.http, false})
 		}
 	case modeCert:
-		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, health, log)
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, health, tlsCheck, log)
 		if err != nil {
 			return nil, nil, "", err
 		}
 		srv := newHTTPServer(handler, log)
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		srv.TLSConfig = forEntra(&tls.Config{GetCertificate: certs.GetCertificate})
 		servers = append(servers, served{srv, lns.https, true})
 		if lns.http != nil {
 			servers = append(servers, served{newHTTPServer(redirectToHTTPS("", lns.https.Addr()), log), lns.http, false})
@@ -608,8 +643,16 @@ Create the Secret Token for Entra with:
 	}
 }
 
-// version is the module version when built from a tagged module, else the VCS revision.
+// buildVersion, when set at link time (go build -ldflags "-X main.buildVersion=1.4.2"),
+// is the version scimbox reports, as packagers set it.
+var buildVersion string
+
+// version is buildVersion, else the module version when built from a tagged
+// module, else the VCS revision.
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "dev"

@@ -50,18 +50,22 @@ type listeners struct {
 	plain, https, http net.Listener
 }
 
-// listenAll binds every address cfg's mode needs, or none.
-func listenAll(cfg serveConfig) (*listeners, error) {
+// listenAll gets every listener cfg's mode needs, or none: each one handed
+// over by systemd or by the process being replaced, else bound here.
+func listenAll(cfg serveConfig, h *handover) (*listeners, error) {
 	l := &listeners{}
 	var err error
 	switch cfg.mode() {
 	case modeLocal, modeProxy:
-		l.plain, err = listen("addr", cfg.Addr)
+		l.plain, err = h.listen("addr", socketPlain, cfg.Addr)
 	default:
-		l.https, err = listen("https-addr", cfg.HTTPSAddr)
+		l.https, err = h.listen("https-addr", socketHTTPS, cfg.HTTPSAddr)
 		if err == nil && cfg.HTTPAddr != "" {
-			l.http, err = listen("http-addr", cfg.HTTPAddr)
+			l.http, err = h.listen("http-addr", socketHTTP, cfg.HTTPAddr)
 		}
+	}
+	if err == nil {
+		err = h.unusedSockets(cfg)
 	}
 	if err != nil {
 		l.close()
@@ -247,6 +251,7 @@ func headerList(h http.Header, name string) []string {
 // handshake itself; only a change reads and parses them.
 type certReloader struct {
 	certFile, keyFile string
+	tlsCheck          *tlsChecker
 	log               *slog.Logger
 	health            *certHealth // nil when nobody watches
 
@@ -256,8 +261,8 @@ type certReloader struct {
 }
 
 // newCertReloader loads the pair, returning an error if it cannot be used.
-func newCertReloader(certFile, keyFile string, health *certHealth, log *slog.Logger) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log, health: health}
+func newCertReloader(certFile, keyFile string, health *certHealth, tlsCheck *tlsChecker, log *slog.Logger) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log, health: health, tlsCheck: tlsCheck}
 	cs, err := os.Stat(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("-tls-cert: %w", err)
@@ -293,6 +298,9 @@ func (c *certReloader) load(cs, ks os.FileInfo) error {
 		c.log.Warn("certificate loaded; it expires in less than two weeks: replace the files in time (scimbox reloads them by itself)", attrs...)
 	default:
 		c.log.Info("certificate loaded", attrs...)
+	}
+	if c.tlsCheck != nil {
+		c.tlsCheck.observe(&cert, "")
 	}
 	return nil
 }
@@ -413,6 +421,8 @@ type acmeManager struct {
 	magic   *certmagic.Config
 	issuers []*certmagic.ACMEIssuer
 	cancel  context.CancelFunc
+
+	tlsCheck *tlsChecker // checks each certificate put in use; nil in some tests
 }
 
 // zeroSSLEABEndpoint gives the External Account Binding that ZeroSSL's ACME
@@ -497,8 +507,7 @@ func hostPort(ln net.Listener) (string, int) {
 
 // tlsConfig serves the managed certificate and answers TLS-ALPN-01 challenges.
 func (m *acmeManager) tlsConfig() *tls.Config {
-	tc := m.magic.TLSConfig()
-	tc.MinVersion = tls.VersionTLS12
+	tc := forEntra(m.magic.TLSConfig())
 	tc.NextProtos = []string{"h2", "http/1.1", acmez.ACMETLS1Protocol}
 	return tc
 }
@@ -571,6 +580,9 @@ func (m *acmeManager) onEvent(ctx context.Context, event string, data map[string
 			if cert.Leaf != nil && slices.Equal(cert.Names, sans) {
 				m.health.inUse(cert.Leaf)
 				m.log.Info("certificate in use: HTTPS is ready", "domain", m.domain, "expires", cert.Leaf.NotAfter.Format(time.RFC3339))
+				if m.tlsCheck != nil {
+					m.tlsCheck.observe(&cert.Certificate, m.domain)
+				}
 				return nil
 			}
 		}
