@@ -116,8 +116,12 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 			store.RunSnapshots(ctx, cfg.BackupInterval, cfg.BackupKeep)
 		}})
 	}
+	sender := newWebhookSender(store, log)
+	if cfg.hooks.webhookTimeout > 0 {
+		sender.client.Timeout = cfg.hooks.webhookTimeout
+	}
 	a.workers = append(a.workers,
-		worker{"webhook sender", newWebhookSender(store, log).Run},
+		worker{"webhook sender", sender.Run},
 		worker{"maintenance", func(ctx context.Context) { runMaintenance(ctx, store, log, maintenanceEvery) }},
 		worker{"alerts", alerts.run})
 	return a, nil

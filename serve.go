@@ -79,6 +79,8 @@ type serveHooks struct {
 	// shutdownGrace, if set, replaces shutdownGrace: how long requests in
 	// flight may take to finish once shutdown begins.
 	shutdownGrace time.Duration
+	// webhookTimeout, if set, replaces webhookTimeout for one delivery attempt.
+	webhookTimeout time.Duration
 	// noARI turns ACME Renewal Information off. Pebble v2.10.1 cannot find
 	// the certificate an ARI renewal replaces when its serial number's DER
 	// form has a leading zero byte (it keys certificates by big.Int.Bytes),
