@@ -57,6 +57,7 @@ type app struct {
 	store   *Store
 	server  *server
 	handler http.Handler
+	metrics *metrics // nil unless -metrics-addr is set
 
 	workers []worker
 	running *workerGroup
@@ -90,6 +91,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace}
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace
+	}
+	if cfg.MetricsAddr != "" {
+		a.metrics = newMetrics(store, log)
+		a.server.metrics = a.metrics.requests
 	}
 	a.requests, a.cancelRequests = context.WithCancel(context.WithoutCancel(ctx))
 	a.handler = a.gate.wrap(withHSTS(a.server.handler()))
