@@ -346,3 +346,23 @@ func (h *Health) quarantineAlert(context.Context) (bool, string, error) {
 	}
 	return true, "Quarantine risk: " + string(risk.Level) + ". " + strings.Join(risk.Reasons, " "), nil
 }
+
+// cycleMetrics is what /metrics reports of the newest cycle (in progress, or
+// else the last): its counts, and the failure ratio as a share of Entra's
+// 40 % (1 once Entra's criteria hold). False before the first cycle.
+func (h *Health) cycleMetrics() (cycleMetrics, bool) {
+	snap := h.Snapshot()
+	c := snap.Current
+	if c == nil {
+		c = snap.Last
+	}
+	if c == nil {
+		return cycleMetrics{}, false
+	}
+	risk := min(snap.Risk.FailureRatio/entraFailureRatio, 1)
+	if snap.Risk.Level == RiskQuarantine {
+		risk = 1
+	}
+	return cycleMetrics{Operations: c.Requests, Failures: c.Failures, ReferenceFailures: c.ReferenceFailures,
+		QuarantineRisk: risk, Started: c.FirstCall, LastCall: c.LastCall}, true
+}

@@ -58,6 +58,7 @@ type app struct {
 	store   *Store
 	server  *server
 	handler http.Handler
+	metrics *metrics // nil unless -metrics-addr is set
 
 	workers []worker
 	running *workerGroup
@@ -103,6 +104,11 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace, certs: certs, alerts: alerts}
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace
+	}
+	if cfg.MetricsAddr != "" {
+		a.metrics = newMetrics(store, log)
+		a.metrics.cycleStatsFunc = store.Health().cycleMetrics
+		a.server.metrics = a.metrics.requests
 	}
 	a.requests, a.cancelRequests = context.WithCancel(context.WithoutCancel(ctx))
 	a.handler = a.gate.wrap(a.closeWhenHandingOver(withHSTS(a.server.handler())))

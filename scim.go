@@ -42,10 +42,11 @@ type server struct {
 
 	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
 	limitOnce sync.Once
-	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
-	passwords passwordGate   // bounds concurrent admin password hashes
-	alerts    *alerter       // nil in tests that build a server without newApp
-	tls       *tlsChecker    // the served certificate chain's health (tlsHealth); nil in tests
+	rejected  rejectedTokens  // unknown or revoked bearer tokens per client address, for the Connection page
+	passwords passwordGate    // bounds concurrent admin password hashes
+	alerts    *alerter        // nil in tests that build a server without newApp
+	tls       *tlsChecker     // the served certificate chain's health (tlsHealth); nil in tests
+	metrics   *requestMetrics // nil unless -metrics-addr is set
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.
@@ -611,8 +612,10 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
+		took := time.Since(start)
+		s.metrics.observe(r, ri, rec.status, took)
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"ms", float64(time.Since(start).Microseconds()) / 1000, "op", ri.op}
+			"ms", float64(took.Microseconds()) / 1000, "op", ri.op}
 		if ri.detail != "" {
 			attrs = append(attrs, "detail", ri.detail)
 		}

@@ -62,6 +62,8 @@ type serveConfig struct {
 	AllowFreshDB bool
 
 	Alerts alertFlags
+	// MetricsAddr serves GET /metrics (Prometheus) on a listener of its own; "" turns it off.
+	MetricsAddr string
 
 	hooks serveHooks
 }
@@ -90,9 +92,10 @@ type serveHooks struct {
 
 // boundAddrs are the addresses serve listens on; empty when unused.
 type boundAddrs struct {
-	Plain string // plain HTTP: local trial mode or -behind-proxy
-	HTTPS string
-	HTTP  string // the ACME HTTP-01 challenge and the redirect to HTTPS
+	Plain   string // plain HTTP: local trial mode or -behind-proxy
+	HTTPS   string
+	HTTP    string // the ACME HTTP-01 challenge and the redirect to HTTPS
+	Metrics string // GET /metrics, with -metrics-addr
 }
 
 // serve modes, chosen by mode().
@@ -185,6 +188,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.DurationVar(&cfg.BackupInterval, "backup-interval", 24*time.Hour, "how often to snapshot the database into a backups folder next to it; 0 turns snapshots off")
 	fs.IntVar(&cfg.BackupKeep, "backup-keep", 7, "how many snapshots to keep")
 	fs.BoolVar(&cfg.AllowFreshDB, "allow-fresh-db", false, "start with a new, empty database although a backups or certs folder beside -db shows that one existed (it was deleted or moved: restore it instead)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", `address to serve Prometheus metrics on (GET /metrics, no credential), e.g. 127.0.0.1:9090: bind it to loopback or a private interface; "" turns it off`)
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
 	alertFlagsOn(fs, &cfg.Alerts)
 }
@@ -279,6 +283,9 @@ func (c serveConfig) validate() error {
 		}
 	}
 
+	if err := c.checkMetricsAddr(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Domain != "" {
 		if err := checkDomain(c.Domain, c.ACMECA == ""); err != nil {
 			errs = append(errs, err)
@@ -430,8 +437,17 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		return err
 	}
 	defer lns.close()
+	metricsLn, err := listenMetrics(cfg, handover, log)
+	if err != nil {
+		return err
+	}
+	addrs := lns.addrs()
+	if metricsLn != nil {
+		defer metricsLn.Close()
+		addrs.Metrics = metricsLn.Addr().String()
+	}
 	if cfg.hooks.ready != nil {
-		cfg.hooks.ready(lns.addrs())
+		cfg.hooks.ready(addrs)
 	}
 	servers, acme, host, err := httpServers(cfg, lns, a.handler, a.certs, a.server.tls, log)
 	if err != nil {
@@ -440,17 +456,18 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if acme != nil {
 		defer acme.stop()
 	}
-	printWelcome(stdout, cfg, host, lns.addrs())
+	servers = a.metrics.attach(servers, metricsLn, log)
+	printWelcome(stdout, cfg, host, addrs)
 	adminURL := "https://" + host
 	if cfg.mode() == modeLocal {
-		adminURL = "http://" + lns.addrs().Plain
+		adminURL = "http://" + addrs.Plain
 	}
 	if err := a.server.announceSetup(ctx, adminURL, stdout); err != nil {
 		return a.store.explainDamage(err)
 	}
 
 	a.startWorkers()
-	log.Info("serving", "mode", cfg.mode(), "addrs", lns.addrs().String(), "db", cfg.DB, "version", version(), "pid", os.Getpid())
+	log.Info("serving", "mode", cfg.mode(), "addrs", addrs.String(), "db", cfg.DB, "version", version(), "pid", os.Getpid())
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		a.configure(s.srv)
@@ -581,7 +598,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *
 
 func (a boundAddrs) String() string {
 	var parts []string
-	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}} {
+	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}, {"metrics", a.Metrics}} {
 		if p.addr != "" {
 			parts = append(parts, p.name+"="+p.addr)
 		}

@@ -64,6 +64,7 @@ type Store struct {
 	writes       atomic.Int64
 
 	snapshotResult atomic.Pointer[snapshotResult] // the last automatic snapshot's outcome; nil before the first
+	stats          *writerStats                   // what write measures, for the metrics
 }
 
 // migrations are applied in order and tracked with PRAGMA user_version.
@@ -392,7 +393,8 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, path: path, lock: lock, identity: identity, now: time.Now, log: log, lastUsed: map[string]time.Time{}}
+	s := &Store{w: w, path: path, lock: lock, identity: identity, now: time.Now, log: log, lastUsed: map[string]time.Time{},
+		stats: newWriterStats()}
 	fail := func(err error) (*Store, error) {
 		w.Close()
 		lock.Close()
@@ -509,17 +511,22 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) er
 	if lost := s.lost.Load(); lost != nil {
 		return *lost
 	}
+	s.stats.waiting.Add(1)
 	tx, err := s.w.BeginTx(ctx, nil)
+	s.stats.waiting.Add(-1)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	s.stats.takeEvents() // a rolled-back transaction's
 	if err := fn(tx, s.now().UTC().Truncate(time.Millisecond)); err != nil {
 		return err
 	}
+	events, start := s.stats.takeEvents(), time.Now()
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.stats.committed(time.Since(start), events)
 	s.writes.Add(1)
 	return s.CheckFile()
 }

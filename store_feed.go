@@ -72,6 +72,7 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
+	s.stats.noteEvents(typ, len(data))
 	if !s.hasWebhooks.Load() {
 		return nil
 	}
