@@ -56,15 +56,7 @@ var templateFuncs = template.FuncMap{
 		}
 		return m
 	},
-	"size": func(n int64) string {
-		switch {
-		case n >= 1<<30:
-			return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
-		case n >= 1<<20:
-			return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-		}
-		return fmt.Sprintf("%d kB", (n+1023)/1024)
-	},
+	"size": sizeText,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -75,19 +67,36 @@ var templateFuncs = template.FuncMap{
 		if t.IsZero() {
 			return "never"
 		}
-		d := time.Since(t)
-		switch {
-		case d < time.Minute:
-			return "just now"
-		case d < time.Hour:
-			return fmt.Sprintf("%d min ago", int(d.Minutes()))
-		case d < 48*time.Hour:
-			return fmt.Sprintf("%d h ago", int(d.Hours()))
-		}
-		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+		return agoText(time.Since(t))
 	},
 }
 
+// sizeText is a file or disk size for people: "3.2 GB", "12.0 MB", "4 kB".
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d kB", (n+1023)/1024)
+}
+
+// agoText says how long ago something was, d before now: "just now", "12 min ago", "3 h ago", "4 days ago".
+func agoText(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// newAdmin parses every page of web/ (a template error stops the server at
+// start, not on a page view) for the admin page of s.
 func newAdmin(s *server) *admin {
 	a := &admin{server: s, pages: map[string]*template.Template{}}
 	for _, p := range adminPages {
@@ -152,6 +161,9 @@ type layout struct {
 	// empty and show no navigation, whatever username their form holds.
 	Admin string
 	Flash *flash // what the form that led here has to say, once
+	// Attention is the health line: what needs the admin, shown on every
+	// page of a logged-in admin (never to anonymous visitors).
+	Attention []attention
 }
 
 // layout is the frame of a page for the admin of sess (nil on anonymous pages).
@@ -159,7 +171,8 @@ func (a *admin) layout(r *http.Request, sess *adminSession, title, nav string) l
 	if sess == nil {
 		return layout{Title: title, Nav: nav}
 	}
-	return layout{Title: title, Nav: nav, CSRF: sess.CSRF, Admin: sess.Username, Flash: a.flashes.take(sess.ID, r.URL.Path)}
+	return layout{Title: title, Nav: nav, CSRF: sess.CSRF, Admin: sess.Username, Flash: a.flashes.take(sess.ID, r.URL.Path),
+		Attention: a.attentionLine(r.Context())}
 }
 
 // flash is what a form's POST has to tell the page it redirects to. Every

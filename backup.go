@@ -431,26 +431,49 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 			return
 		case <-time.After(wait):
 		}
-		dest := filepath.Join(filepath.Dir(s.path), backupDir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+".db")
-		if err := s.Snapshot(ctx, dest); err != nil {
+		if err := s.takeSnapshot(ctx, keep); err != nil {
 			if ctx.Err() != nil {
 				return // stopped while copying: not a failure
 			}
-			s.log.Error("automatic snapshot failed", "err", err)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(min(interval, time.Hour)):
 			}
-			continue
-		}
-		s.log.Info("snapshot taken", "path", dest)
-		if snaps, err := s.Snapshots(); err == nil {
-			for _, old := range snaps[min(keep, len(snaps)):] {
-				if err := os.Remove(old.Path); err != nil {
-					s.log.Warn("remove old snapshot", "path", old.Path, "err", err)
-				}
-			}
 		}
 	}
 }
+
+// takeSnapshot takes one automatic snapshot, removes the copies beyond the
+// newest keep, and records the outcome for SnapshotFailure.
+func (s *Store) takeSnapshot(ctx context.Context, keep int) error {
+	dest := filepath.Join(filepath.Dir(s.path), backupDir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+".db")
+	if err := s.Snapshot(ctx, dest); err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("automatic snapshot failed", "err", err)
+			s.snapshotFailed.Store(&SnapshotFailure{At: time.Now(), Err: err})
+		}
+		return err
+	}
+	s.snapshotFailed.Store(nil)
+	s.log.Info("snapshot taken", "path", dest)
+	if snaps, err := s.Snapshots(); err == nil {
+		for _, old := range snaps[min(keep, len(snaps)):] {
+			if err := os.Remove(old.Path); err != nil {
+				s.log.Warn("remove old snapshot", "path", old.Path, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// SnapshotFailure is the latest automatic snapshot's failure.
+type SnapshotFailure struct {
+	At  time.Time
+	Err error
+}
+
+// SnapshotFailure returns the failure of the latest automatic snapshot, or
+// nil when it succeeded or none was tried since the server started. It is
+// kept in memory only: the admin page's health line reads it on every page.
+func (s *Store) SnapshotFailure() *SnapshotFailure { return s.snapshotFailed.Load() }

@@ -62,6 +62,8 @@ type Store struct {
 	lost         atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
 	migratedFrom int                   // the schema version found when opening
 	writes       atomic.Int64
+
+	snapshotFailed atomic.Pointer[SnapshotFailure] // the latest automatic snapshot's failure, nil after a success
 }
 
 // migrations are applied in order and tracked with PRAGMA user_version.
