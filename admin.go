@@ -145,8 +145,13 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/settings/backup", a.downloadBackup)
 	static, _ := fs.Sub(webFS, "web/static")
 	files := http.StripPrefix("/static/", http.FileServerFS(static))
-	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		infoOf(r).op = "static"
+		if fi, err := fs.Stat(static, strings.TrimPrefix(ps.ByName("filepath"), "/")); err != nil || fi.IsDir() {
+			adminHeaders(w)
+			a.fail(w, r, nil, ErrNotFound)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		files.ServeHTTP(w, r)
 	})

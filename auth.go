@@ -37,13 +37,20 @@ type adminSession struct {
 func (a *admin) checkCSRF(h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(sess.CSRF)) != 1 {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprintln(w, "The form has expired or did not come from this page. Go back, reload and try again.")
-			return nil
+			return &scimError{Status: http.StatusForbidden, Detail: "The form has expired or did not come from this page. Go back, reload and try again."}
 		}
 		return h(w, r, ps, sess)
 	}
+}
+
+// crossOriginRefused answers a cross-site request that
+// http.CrossOriginProtection refused, before any session was looked at, with
+// the message page for an anonymous visitor.
+func (a *admin) crossOriginRefused(w http.ResponseWriter, r *http.Request) {
+	infoOf(r).op = "admin " + r.URL.Path
+	adminHeaders(w)
+	a.fail(w, r, nil, &scimError{Status: http.StatusForbidden,
+		Detail: "This form came from another site, so scimbox refused it. Open the admin page yourself and try again there."})
 }
 
 // cookieName is __Host- prefixed over HTTPS; browsers drop such cookies over plain HTTP.

@@ -453,7 +453,9 @@ func (s *server) handler() http.Handler {
 	}
 	// The admin page is for browsers: refuse cross-origin form posts to it. The
 	// SCIM API is for directory clients, which send no browser origin headers.
-	adminSite := http.NewCrossOriginProtection().Handler(rt)
+	crossOrigin := http.NewCrossOriginProtection()
+	crossOrigin.SetDenyHandler(http.HandlerFunc(adm.crossOriginRefused))
+	adminSite := crossOrigin.Handler(rt)
 	return s.logRequests(normalizePath(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, scimBase+"/") || strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/healthz" {
 			rt.ServeHTTP(w, r)
