@@ -73,7 +73,8 @@ const usage = `usage:
   scimbox token create [-db PATH] -name NAME     create a Secret Token for Entra (printed once)
   scimbox token list [-db PATH]                  list tokens (never their secrets)
   scimbox token revoke [-db PATH] ID             revoke a token
-  scimbox admin reset-password [-db PATH]        print a one-time link that sets the admin password
+  scimbox admin reset-password [-db PATH] [-domain NAME | -addr HOST:PORT | -url URL]
+                                                 print a one-time link that sets the admin password
   scimbox backup [-db PATH] DEST                 consistent copy of the database, safe while serving
   scimbox restore [-db PATH] SRC                 replace the database with a checked backup (server stopped)
   scimbox disconnect [-db PATH] -yes             revoke all tokens; directory accounts become manual

@@ -422,11 +422,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		defer acme.stop()
 	}
 	printWelcome(stdout, cfg, host, lns.addrs())
-	adminURL := "https://" + host
-	if cfg.mode() == modeLocal {
-		adminURL = "http://" + lns.addrs().Plain
-	}
-	if err := a.server.announceSetup(ctx, adminURL, stdout); err != nil {
+	if err := a.server.announceSetup(ctx, publicBaseURL(cfg, host, lns.addrs()), stdout); err != nil {
 		return a.store.explainDamage(err)
 	}
 
@@ -546,6 +542,38 @@ func (a boundAddrs) String() string {
 	return strings.Join(parts, " ")
 }
 
+// unknownHost stands for the public name when scimbox cannot know it.
+const unknownHost = "<your host name>"
+
+// publicBaseURL is the address of scimbox for people and for Entra, as far
+// as scimbox can know it: the port is kept unless it is the scheme's
+// default; a plain-HTTP listener on every address is shown as 127.0.0.1 (a
+// browser on the machine can open it); a name scimbox cannot know (behind a
+// proxy, or a certificate without one) is unknownHost, never a broken URL.
+// host is the public name from -domain or the certificate, or "".
+func publicBaseURL(cfg serveConfig, host string, addrs boundAddrs) string {
+	switch cfg.mode() {
+	case modeLocal:
+		h, port, err := net.SplitHostPort(addrs.Plain)
+		if err != nil {
+			return "http://" + addrs.Plain
+		}
+		if ip, err := netip.ParseAddr(h); h == "" || err == nil && ip.IsUnspecified() {
+			h = "127.0.0.1"
+		}
+		return "http://" + net.JoinHostPort(h, port)
+	case modeProxy:
+		return "https://" + unknownHost // the proxy's name and port
+	}
+	if host == "" {
+		host = unknownHost
+	}
+	if _, port, err := net.SplitHostPort(addrs.HTTPS); err == nil && port != "443" {
+		host = net.JoinHostPort(host, port)
+	}
+	return "https://" + host
+}
+
 // printWelcome tells the admin where scimbox is and what to do next; host
 // is the public name clients use, or "" when scimbox cannot know it.
 func printWelcome(w io.Writer, cfg serveConfig, host string, addrs boundAddrs) {
@@ -555,50 +583,48 @@ func printWelcome(w io.Writer, cfg serveConfig, host string, addrs boundAddrs) {
 	}
 	db, _ := filepath.Abs(cfg.DB)
 	token := fmt.Sprintf("%s token create -db %s -name entra", self, cfg.DB)
-	if host == "" {
-		host = "<your host name>"
-	}
+	base := publicBaseURL(cfg, host, addrs)
 	switch cfg.mode() {
 	case modeLocal:
 		fmt.Fprintf(w, `scimbox %s — local trial mode (plain HTTP)
-  SCIM base URL:  http://%s%s
+  SCIM base URL:  %s%s
   Database:       %s
 Microsoft Entra cannot reach this address: it needs a public HTTPS Tenant URL.
 To serve Entra, run on a VM with -domain scim.example.com (see docs/run-on-a-vm.md).
 To try it locally, create a token and query it:
   %s token create -db %s -name trial
-  curl -H "Authorization: Bearer <token>" 'http://%s%s/Users?filter=userName+eq+%%22nobody%%22'
-`, version(), addrs.Plain, scimBase, db, self, cfg.DB, addrs.Plain, scimBase)
+  curl -H "Authorization: Bearer <token>" '%s%s/Users?filter=userName+eq+%%22nobody%%22'
+`, version(), base, scimBase, db, self, cfg.DB, base, scimBase)
 	case modeProxy:
 		fmt.Fprintf(w, `scimbox %s — behind a reverse proxy (plain HTTP on %s)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Trusted proxies: %s (only they may set X-Forwarded-Proto/For)
 Point the proxy's HTTPS site at http://%s, keeping the Host header.
 Create the Secret Token for Entra with:
   %s
-`, version(), addrs.Plain, host, scimBase, db, cfg.TrustedProxies, addrs.Plain, token)
+`, version(), addrs.Plain, base, scimBase, db, cfg.TrustedProxies, addrs.Plain, token)
 	case modeACME:
 		ca := cfg.ACMECA
 		if ca == "" {
 			ca = "Let's Encrypt"
 		}
 		fmt.Fprintf(w, `scimbox %s — HTTPS for %s (certificate from %s, obtained in the background)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Certificates:   %s
   Listening:      %s
 Create the Secret Token for Entra with:
   %s
-`, version(), cfg.Domain, ca, host, scimBase, db, cfg.certDir(), addrs, token)
+`, version(), cfg.Domain, ca, base, scimBase, db, cfg.certDir(), addrs, token)
 	case modeCert:
 		fmt.Fprintf(w, `scimbox %s — HTTPS with the certificate in %s (reloaded when the file changes)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Listening:      %s
 Create the Secret Token for Entra with:
   %s
-`, version(), cfg.TLSCert, host, scimBase, db, addrs, token)
+`, version(), cfg.TLSCert, base, scimBase, db, addrs, token)
 	}
 }
 
