@@ -25,10 +25,10 @@ import (
 var webFS embed.FS
 
 const (
-	sessionLifetime = 12 * time.Hour
-	setupCodeTTL    = 24 * time.Hour
-	minPasswordLen  = 12
-	adminPageSize   = 50
+	sessionLifetime = 12 * time.Hour // how long a login lasts; a new login makes a new session
+	setupCodeTTL    = 24 * time.Hour // how long a printed setup link works
+	minPasswordLen  = 12             // in characters (runes), not bytes
+	adminPageSize   = 50             // rows per page of the admin lists
 	// Wrong passwords allowed within loginWindow per client address at
 	// login, and per admin on Settings → change password.
 	loginAttempts = 10
@@ -47,6 +47,7 @@ type admin struct {
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
 	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html"}
 
+// templateFuncs are the helpers every page template may call.
 var templateFuncs = template.FuncMap{
 	// dict builds a map from key, value pairs, for small fixed lists in templates.
 	"dict": func(kv ...string) map[string]string {
@@ -201,6 +202,7 @@ type flashBox struct {
 	m  map[string]flash
 }
 
+// put keeps f for the session's next view of path, replacing any pending flash, and drops expired ones.
 func (b *flashBox) put(sessionID, path string, f flash) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -263,6 +265,7 @@ func (a *admin) render(w http.ResponseWriter, r *http.Request, status int, page 
 	return nil
 }
 
+// messageData is the data of web/message.html: a heading and a sentence, for errors and confirmations.
 type messageData struct {
 	layout
 	Heading, Text string
@@ -330,6 +333,7 @@ type pager struct {
 	Query              string
 }
 
+// Prev, Next, HasPrev and HasNext are for the page links in web/partials.html.
 func (p pager) Prev() int { return p.Page - 1 }
 func (p pager) Next() int { return p.Page + 1 }
 func (p pager) HasPrev() bool {
@@ -337,12 +341,14 @@ func (p pager) HasPrev() bool {
 }
 func (p pager) HasNext() bool { return p.Page < p.Pages }
 
+// newPager reads ?page and ?q for a list of total rows, clamping the page into range.
 func newPager(r *http.Request, total int) pager {
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	pages := max((total+adminPageSize-1)/adminPageSize, 1)
 	return pager{Page: min(max(page, 1), pages), Pages: pages, Total: total, Query: r.URL.Query().Get("q")}
 }
 
+// pageNumber is ?page, at least 1, for lists whose total is not counted.
 func pageNumber(r *http.Request) int {
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	return max(page, 1)

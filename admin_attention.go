@@ -117,6 +117,7 @@ func attentionItems(f healthFacts) []attention {
 	return out
 }
 
+// latest returns the later of a and b.
 func latest(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b

@@ -23,9 +23,9 @@ import (
 )
 
 const (
-	apiDefaultLimit = 100
-	apiMaxLimit     = 1000
-	apiMaxWait      = 30 * time.Second
+	apiDefaultLimit = 100              // items per page of /api/v1 lists unless ?limit says otherwise
+	apiMaxLimit     = 1000             // the largest ?limit
+	apiMaxWait      = 30 * time.Second // the longest ?wait of a long poll on /api/v1/events
 )
 
 // apiEndpoint is one GET route of the read API.
@@ -95,6 +95,7 @@ func (s *server) writeAPIError(w http.ResponseWriter, r *http.Request, err error
 	writeAPI(w, v.Status, map[string]any{"error": v.Detail})
 }
 
+// writeAPI writes v as the JSON body of an /api/v1 response.
 func writeAPI(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
@@ -137,6 +138,7 @@ func writePage(w http.ResponseWriter, data []any, next int64, full bool) {
 	writeAPI(w, http.StatusOK, out)
 }
 
+// apiUsers serves GET /api/v1/users: effective users in id order, paged by an opaque cursor.
 func (s *server) apiUsers(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	after, limit, err := pageParams(r)
 	if err != nil {
@@ -158,6 +160,7 @@ func (s *server) apiUsers(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	return nil
 }
 
+// appUserWithGroups is appUser with the user's groups, for GET /api/v1/users/:id.
 func appUserWithGroups(u *User, p Policy) map[string]any {
 	d := appUser(u, p)
 	groups := make([]any, len(u.Groups))
@@ -168,6 +171,7 @@ func appUserWithGroups(u *User, p Policy) map[string]any {
 	return d
 }
 
+// apiUser serves GET /api/v1/users/:id.
 func (s *server) apiUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	u, err := s.store.UserByID(r.Context(), ps.ByName("id"))
 	if err != nil {
@@ -181,6 +185,7 @@ func (s *server) apiUser(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	return nil
 }
 
+// apiGroups serves GET /api/v1/groups, without their members.
 func (s *server) apiGroups(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	after, limit, err := pageParams(r)
 	if err != nil {
@@ -198,6 +203,7 @@ func (s *server) apiGroups(w http.ResponseWriter, r *http.Request, _ httprouter.
 	return nil
 }
 
+// apiMembers serves GET /api/v1/groups/:id/members, paged by an opaque member cursor.
 func (s *server) apiMembers(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	limit, err := limitParam(r)
 	if err != nil {
@@ -277,6 +283,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.
 var exportColumns = []string{"id", "userName", "displayName", "givenName", "familyName", "email", "active", "title",
 	"department", "employeeNumber", "manager", "groups", "kind", "lastModified"}
 
+// exportValue is the text of one CSV export column of a rendered user.
 func exportValue(u map[string]any, col string) string {
 	name, _ := u["name"].(map[string]any)
 	ext, _ := u[enterpriseSchema].(map[string]any)
@@ -324,6 +331,7 @@ type csvWriter struct {
 	err error // of the last Flush
 }
 
+// newCSVWriter returns a csvWriter buffering into w.
 func newCSVWriter(w io.Writer) *csvWriter { return &csvWriter{w: bufio.NewWriter(w)} }
 
 // Write writes one record; errors surface from Flush and Error, as with encoding/csv.
@@ -342,8 +350,10 @@ func (c *csvWriter) Write(record []string) error {
 	return c.w.WriteByte('\n')
 }
 
+// Flush writes what is buffered; its error is kept for Error.
 func (c *csvWriter) Flush() { c.err = c.w.Flush() }
 
+// Error returns the error of the last Flush.
 func (c *csvWriter) Error() error { return c.err }
 
 // exportUsers streams every user with effective values, a batch at a time,

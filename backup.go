@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	backupDir = "backups"
+	backupDir = "backups" // beside the database: snapshots and copies kept before migrations and restores
 	// checkpointIdle is how long the database must be idle before the WAL is
 	// folded completely into the main file, so that a copy of it is complete.
 	checkpointIdle = 3 * time.Second
@@ -196,6 +196,7 @@ func checkLeftoverWAL(ctx context.Context, path string, log *slog.Logger) error 
 	return nil
 }
 
+// quickCheck runs PRAGMA quick_check and returns its findings as an error, nil when the file is sound.
 func quickCheck(ctx context.Context, q queryer) error {
 	rows, err := q.QueryContext(ctx, "PRAGMA quick_check")
 	if err != nil {
@@ -269,6 +270,7 @@ func (s *Store) Snapshot(ctx context.Context, dest string) error {
 	return syncFile(filepath.Dir(dest))
 }
 
+// syncFile fsyncs the file (or directory) at path, so that a rename or copy survives a power cut.
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -351,6 +353,7 @@ func restoreDatabase(ctx context.Context, src, dst string, now time.Time) (kept 
 	return kept, syncFile(filepath.Dir(dst))
 }
 
+// copyFile copies src to dst (mode 0600) and fsyncs it.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -415,6 +418,7 @@ type SnapshotInfo struct {
 	Taken time.Time
 }
 
+// snapshotPrefix tells automatic snapshots from the other copies in backups/.
 const snapshotPrefix = "scimbox-"
 
 // RunSnapshots takes a snapshot into backups/ every interval (the first one

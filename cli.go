@@ -1,3 +1,7 @@
+// The command-line tools beside the server: token, admin reset-password,
+// backup, restore, disconnect, export and migrate. They open the database the
+// server uses, never upgrade its schema, and print what an admin needs.
+
 package main
 
 import (

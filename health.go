@@ -47,6 +47,7 @@ const (
 	RiskQuarantine RiskLevel = "quarantine" // Entra's criteria hold: it quarantines (or has quarantined) the job
 )
 
+// rank orders the levels, ok lowest.
 func (l RiskLevel) rank() int {
 	switch l {
 	case RiskWatch:
@@ -139,6 +140,7 @@ func causeKind(c call) string {
 	return "invalid"
 }
 
+// adviceFor explains a cause of failures with causeAdvice, in one summary line.
 func adviceFor(c Cause) Advice {
 	a := causeAdvice[c.Kind]
 	if a.what == "" {
@@ -288,6 +290,7 @@ type healthReport struct {
 	History        []Cycle       `json:"history,omitempty"` // persisted cycles, newest first (API only)
 }
 
+// skippedReport is the skipped members part of a healthReport.
 type skippedReport struct {
 	SkippedSummary
 	Items []SkippedMember `json:"items,omitempty"` // the latest (API only)

@@ -29,6 +29,7 @@ type workerGroup struct {
 	log    *slog.Logger
 }
 
+// newWorkerGroup returns a group whose workers stop when parent ends or Stop is called.
 func newWorkerGroup(parent context.Context, log *slog.Logger) *workerGroup {
 	ctx, cancel := context.WithCancel(parent)
 	return &workerGroup{ctx: ctx, cancel: cancel, log: log}
@@ -161,6 +162,7 @@ func (a *app) close() error {
 // those still running, so that none of them outlives the store.
 type requestGate struct{ mu sync.RWMutex }
 
+// wrap lets requests through to next while the gate is open, and refuses them with 503 after.
 func (g *requestGate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Only a request read in the instant the listeners closed finds the gate shut.

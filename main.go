@@ -13,6 +13,7 @@ import (
 	"syscall"
 )
 
+// main runs the command line until it ends or SIGINT/SIGTERM arrives.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -64,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 }
 
+// usage is the help text of `scimbox help` and of an unknown command.
 const usage = `usage:
   scimbox [serve] [-db PATH] [-addr HOST:PORT]   serve SCIM (default: ./scimbox.db on 127.0.0.1:8080, local trial)
   scimbox serve -domain scim.example.com         HTTPS on :443 with an automatic certificate, :80 redirects

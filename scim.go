@@ -1,3 +1,7 @@
+// The SCIM API's plumbing: the server, its router and middleware (request
+// log, authentication, trailing slashes), list and search parameters, and SCIM
+// error JSON. The resource handlers are in scim_users.go and scim_groups.go.
+
 package main
 
 import (
@@ -21,14 +25,14 @@ import (
 )
 
 const (
-	scimBase = "/scim/v2"
+	scimBase = "/scim/v2" // the path every SCIM endpoint is under
 	// maxBodyBytes caps request bodies; Entra's largest are group PATCHes with member batches.
 	maxBodyBytes = 1 << 20
 	// defaultPageSize and maxPageSize bound list responses (advertised in /ServiceProviderConfig).
 	defaultPageSize = 100
 	maxPageSize     = 1000
-	scimContentType = "application/scim+json; charset=utf-8"
-	maxFilterLen    = 4096
+	scimContentType = "application/scim+json; charset=utf-8" // of every SCIM response (RFC 7644 §3.1)
+	maxFilterLen    = 4096                                   // characters of a filter; longer is 400 invalidFilter
 	// Failed authentications allowed per client address within authWindow
 	// before it gets 429s; a valid token is never throttled.
 	authFailures = 30
@@ -74,8 +78,10 @@ func about(r *http.Request, resourceType, id, target string) {
 	}
 }
 
+// requestInfoKey is the context key of a request's requestInfo.
 type requestInfoKey struct{}
 
+// infoOf returns the request's requestInfo (a throwaway one outside logRequests, as in unit tests).
 func infoOf(r *http.Request) *requestInfo {
 	if ri, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
 		return ri
@@ -105,6 +111,7 @@ func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 	}
 }
 
+// authenticate checks the bearer token; refused tokens are counted per client address and throttled with 429 after authFailures.
 func (s *server) authenticate(r *http.Request) error {
 	auth := r.Header.Get("Authorization")
 	scheme, tok, _ := strings.Cut(auth, " ")
@@ -229,6 +236,7 @@ func writeResource(w http.ResponseWriter, r *http.Request, status int, doc map[s
 	return nil
 }
 
+// projectionOf reads ?attributes and ?excludedAttributes.
 func projectionOf(r *http.Request) (projection, error) {
 	q := r.URL.Query()
 	p, err := parseProjection(q.Get("attributes"), q.Get("excludedAttributes"))
@@ -265,6 +273,7 @@ type searchRequest struct {
 	Count              *int
 }
 
+// parseListParams reads the query parameters of a SCIM list (RFC 7644 §3.4.2).
 func parseListParams(r *http.Request) (listParams, error) {
 	q := r.URL.Query()
 	sr := searchRequest{Filter: q.Get("filter"), SortBy: q.Get("sortBy"), SortOrder: q.Get("sortOrder")}
@@ -291,6 +300,7 @@ func parseListParams(r *http.Request) (listParams, error) {
 	return lp, err
 }
 
+// params checks a SearchRequest body (or query parameters) and turns it into list parameters.
 func (sr searchRequest) params() (listParams, error) {
 	lp := listParams{ListQuery: ListQuery{StartIndex: 1, Count: defaultPageSize, SortBy: strings.TrimSpace(sr.SortBy)}}
 	if len(sr.Filter) > maxFilterLen {
@@ -336,6 +346,7 @@ func invalidFilter(err error) error {
 	return badRequest("invalidFilter", "%s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
 }
 
+// paramsWithProjection is params with attributes and excludedAttributes from the body.
 func (sr searchRequest) paramsWithProjection() (listParams, error) {
 	lp, err := sr.params()
 	if err != nil {
@@ -348,6 +359,7 @@ func (sr searchRequest) paramsWithProjection() (listParams, error) {
 	return lp, nil
 }
 
+// readSearch reads a POST .search body (RFC 7644 §3.4.3).
 func readSearch(r *http.Request) (listParams, error) {
 	body, err := readBody(r)
 	if err != nil {
@@ -360,6 +372,7 @@ func readSearch(r *http.Request) (listParams, error) {
 	return sr.paramsWithProjection()
 }
 
+// writeList writes a ListResponse of docs, the page of total that lp asked for.
 func writeList(w http.ResponseWriter, lp listParams, total int, docs []map[string]any) {
 	resources := make([]any, len(docs))
 	for i, d := range docs {
@@ -523,6 +536,7 @@ func describeGroupPatch(ops []patchOp) string {
 	return "update group"
 }
 
+// healthz serves GET /healthz without a token: 200 once the database answers, 503 when it does not or its file was lost.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	infoOf(r).op = "health"
 	if err := s.store.CheckFile(); err != nil {
@@ -576,6 +590,7 @@ type statusRecorder struct {
 	status int
 }
 
+// WriteHeader records the first status written.
 func (sr *statusRecorder) WriteHeader(code int) {
 	if sr.status == 0 {
 		sr.status = code
@@ -583,6 +598,7 @@ func (sr *statusRecorder) WriteHeader(code int) {
 	sr.ResponseWriter.WriteHeader(code)
 }
 
+// Write records an implicit 200 before the first body byte.
 func (sr *statusRecorder) Write(b []byte) (int, error) {
 	if sr.status == 0 {
 		sr.status = http.StatusOK

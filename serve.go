@@ -1,3 +1,7 @@
+// scimbox serve: the configuration (flags with SCIMBOX_* fallbacks, validated
+// at once), the HTTP servers of each mode, the run from start to shutdown, and
+// the welcome text with the addresses to use.
+
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
+// defaultAddr is where a plain ./scimbox serves: loopback only, for a local trial.
 const defaultAddr = "127.0.0.1:8080"
 
 // serveConfig is the configuration of `scimbox serve`.
@@ -153,6 +158,7 @@ func envDefaultFrom(fs *flag.FlagSet, lookup func(string) (string, bool)) error 
 	return err
 }
 
+// dbFlag defines -db for the commands other than serve.
 func dbFlag(fs *flag.FlagSet) *string {
 	return fs.String("db", "scimbox.db", "path of the SQLite database file (created if missing)")
 }
@@ -179,6 +185,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
 }
 
+// parseServeConfig parses and validates the serve flags with the SCIMBOX_* environment.
 func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	return parseServeConfigEnv(args, stderr, os.LookupEnv)
 }
@@ -338,6 +345,7 @@ func parseTrustedProxies(list string) ([]netip.Prefix, error) {
 	return nets, nil
 }
 
+// newLogger builds the one logger of the process, text or JSON, at level.
 func newLogger(format, level string, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(level))
@@ -385,6 +393,7 @@ type streamingWriter struct {
 // (only a ResponseWriter that is no connection, as in unit tests, has none).
 func (sw *streamingWriter) extend() { sw.rc.SetWriteDeadline(time.Now().Add(serverWriteTimeout)) }
 
+// Write moves the write deadline forward and writes p.
 func (sw *streamingWriter) Write(p []byte) (int, error) {
 	sw.extend()
 	return sw.ResponseWriter.Write(p)
@@ -532,6 +541,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 	return servers, acme, host, nil
 }
 
+// String lists the bound addresses for the log, as http=… https=… http-redirect=….
 func (a boundAddrs) String() string {
 	var parts []string
 	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}} {
