@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -82,7 +83,7 @@ func (s *server) authenticateApp(r *http.Request) error {
 	}
 	err := s.store.AuthenticateAppKey(r.Context(), key)
 	if errors.Is(err, ErrNotFound) {
-		return unauthorized("the app key is not valid: it may have been revoked; create a new one on the Apps page")
+		return s.refuseCredential(r, "the app key is not valid: it may have been revoked; create a new one on the Apps page")
 	}
 	return err
 }
@@ -260,7 +261,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.
 		if err != nil {
 			return err
 		}
-		if len(events) > 0 || !time.Now().Before(deadline) {
+		if len(events) > 0 || !time.Now().Before(deadline) || s.stopping.begun() {
 			data := make([]any, len(events))
 			next := after
 			for i, e := range events {
@@ -272,8 +273,41 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.
 		select {
 		case <-r.Context().Done():
 			return nil
+		case <-s.stopping.done(): // answer with what there is: the server is stopping
 		case <-time.After(250 * time.Millisecond):
 		}
+	}
+}
+
+// shutdownSignal is closed when the server begins to shut down. A long poll
+// would otherwise hold the graceful shutdown up for its whole wait. The zero
+// value is ready to use.
+type shutdownSignal struct {
+	once, closeOnce sync.Once
+	ch              chan struct{}
+}
+
+// done returns a channel that is closed once begin has been called.
+func (sig *shutdownSignal) done() <-chan struct{} { return sig.channel() }
+
+func (sig *shutdownSignal) channel() chan struct{} {
+	sig.once.Do(func() { sig.ch = make(chan struct{}) })
+	return sig.ch
+}
+
+// begin closes the signal; calling it again does nothing.
+func (sig *shutdownSignal) begin() {
+	ch := sig.channel()
+	sig.closeOnce.Do(func() { close(ch) })
+}
+
+// begun reports whether begin has been called.
+func (sig *shutdownSignal) begun() bool {
+	select {
+	case <-sig.done():
+		return true
+	default:
+		return false
 	}
 }
 

@@ -118,9 +118,11 @@ func (a *app) startWorkers() {
 }
 
 // configure makes srv's requests children of a.requests, so that stopHTTP
-// can cancel the ones that outlive the grace period.
+// can cancel the ones that outlive the grace period, and tells long polls
+// when srv begins to shut down.
 func (a *app) configure(srv *http.Server) {
 	srv.BaseContext = func(net.Listener) context.Context { return a.requests }
+	srv.RegisterOnShutdown(a.server.stopping.begin)
 }
 
 // stopHTTP shuts the servers down gracefully: they stop accepting

@@ -47,6 +47,7 @@ type server struct {
 	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
 	limitOnce sync.Once
 	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
+	stopping  shutdownSignal // closed when shutdown begins, so that long polls answer at once
 	passwords passwordGate   // bounds concurrent admin password hashes
 }
 
@@ -120,16 +121,24 @@ func (s *server) authenticate(r *http.Request) error {
 	}
 	_, err := s.store.AuthenticateToken(r.Context(), strings.TrimSpace(tok))
 	if errors.Is(err, ErrNotFound) {
-		s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
-		client, now := clientAddr(r), time.Now()
-		s.rejected.record(client, now)
-		if wait := s.authLimit.blocked(client, now); wait > 0 {
-			return tooManyRequests("too many requests with invalid tokens from this address; try again later", wait)
-		}
-		s.authLimit.fail(client, now)
-		return unauthorized("the bearer token is not valid: it may have been revoked; generate a new Secret Token")
+		s.rejected.record(clientAddr(r), time.Now())
+		return s.refuseCredential(r, "the bearer token is not valid: it may have been revoked; generate a new Secret Token")
 	}
 	return err
+}
+
+// refuseCredential counts a refused bearer credential (a SCIM token or an app
+// key) against the client's address and returns the 401 with detail, or a
+// 429 with Retry-After once the address has failed authFailures times within
+// authWindow. A valid credential never comes here, so it is never throttled.
+func (s *server) refuseCredential(r *http.Request, detail string) error {
+	s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
+	client, now := clientAddr(r), time.Now()
+	if wait := s.authLimit.blocked(client, now); wait > 0 {
+		return tooManyRequests("too many requests with invalid credentials from this address; try again later", wait)
+	}
+	s.authLimit.fail(client, now)
+	return unauthorized(detail)
 }
 
 // writeError renders an error as SCIM error JSON (RFC 7644 §3.12); what the
