@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -284,6 +285,12 @@ func (a *admin) fail(w http.ResponseWriter, r *http.Request, sess *adminSession,
 		text = "There is nothing here. It may have been deleted."
 	case http.StatusInternalServerError:
 		text = "Something went wrong; the details are in the server log."
+	case http.StatusServiceUnavailable:
+		// The admin gets the store's own words: this file's path and the
+		// command that restores it. Anonymous visitors get the verdict's.
+		if lost := a.store.CheckFile(); lost != nil && sess != nil && errors.Is(err, ErrDatabaseLost) {
+			text = sentence(lost.Error()) + " Nothing was changed."
+		}
 	}
 	if rerr := a.render(w, r, v.Status, "message.html", messageData{a.layout(r, sess, "Error", ""), http.StatusText(v.Status), text}); rerr != nil {
 		http.Error(w, text, v.Status)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 const (
@@ -110,11 +112,23 @@ func attentionItems(f healthFacts) []attention {
 			Href: "/settings#backups", Action: "Backups"})
 	}
 	for i := range out {
-		if !strings.HasSuffix(out[i].Text, ".") {
-			out[i].Text += "."
-		}
+		out[i].Text = sentence(out[i].Text)
 	}
 	return out
+}
+
+// sentence makes s, which may be an error's text, read as a sentence: a
+// capital first letter and a full stop.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	r, size := utf8.DecodeRuneInString(s)
+	s = string(unicode.ToUpper(r)) + s[size:]
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
 }
 
 // latest returns the later of a and b.

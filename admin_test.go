@@ -740,3 +740,32 @@ func TestAdminRefusalsAreStyledPages(t *testing.T) {
 		t.Errorf("%d tokens after refused posts, want 1 (the test server's)", len(tokens))
 	}
 }
+
+// TestAdminWriteOnALostDatabase: once the database file is removed under the
+// server, an admin page form answers 503 with the message page saying what
+// happened and the restore command for this file, not a generic error; and
+// the health line says so on every page.
+func TestAdminWriteOnALostDatabase(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	csrf := ac.csrf(t)
+	if err := os.Remove(ts.store.path); err != nil {
+		t.Fatal(err)
+	}
+	status, h, body := ac.post(t, "/connection/tokens", url.Values{"name": {"after"}, "csrf": {csrf}})
+	if status != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Errorf("a form after the file was removed: %d Retry-After=%q, want 503 with Retry-After", status, h.Get("Retry-After"))
+	}
+	for _, want := range []string{"The database file was removed or replaced", "scimbox restore -db " + ts.store.path, "Nothing was changed"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page does not say %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "Something went wrong") {
+		t.Errorf("the page shows the generic error:\n%s", body)
+	}
+	if _, _, page := ac.get(t, "/users"); !strings.Contains(page, `<aside class="attention"`) || !strings.Contains(page, "removed or replaced") {
+		t.Errorf("the health line does not say the file is lost:\n%s", page)
+	}
+}
