@@ -290,7 +290,27 @@ func TestAdminInBrowser(t *testing.T) {
 		chromedp.SendKeys(`input[name=url]`, "https://intranet.example.com/hooks/scimbox", chromedp.ByQuery),
 		chromedp.Click(`form[action="/apps/webhooks"] button`, chromedp.ByQuery), chromedp.WaitVisible(`details.secret`, chromedp.ByQuery))
 	check("apps")
-	run("settings", chromedp.Navigate(ts.URL+"/settings"), chromedp.WaitVisible(`form`, chromedp.ByQuery))
+
+	// The endpoint fails its deliveries and is disabled: the health line says so on every page, with a link to it.
+	hooks, err := ts.store.Webhooks(context.Background())
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("webhooks: %v %v", hooks, err)
+	}
+	if err := ts.store.QueueTestEvent(context.Background(), hooks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := ts.store.NextDelivery(context.Background(), hooks[0].ID); err != nil || d == nil {
+		t.Fatalf("no delivery: %v", err)
+	} else if err := ts.store.RecordAttempt(context.Background(), hooks[0].ID, d, DeliveryAttempt{Error: "connection refused"}, false, time.Now(), 1); err != nil {
+		t.Fatal(err)
+	}
+	var href string
+	run("settings", chromedp.Navigate(ts.URL+"/settings"), chromedp.WaitVisible(`form`, chromedp.ByQuery),
+		chromedp.Text(`aside.attention`, &text, chromedp.ByQuery),
+		chromedp.AttributeValue(`//aside[@class="attention"]//li[contains(., "webhook")]/a`, "href", &href, nil, chromedp.BySearch))
+	if !strings.Contains(text, "The webhook https://intranet.example.com/hooks/scimbox is disabled") || href != "/apps#webhook-"+hooks[0].ID {
+		t.Errorf("health line %q, link %q", text, href)
+	}
 	check("settings")
 	run("preset asks first", chromedp.Click(`//form[input[@name="preset"][@value="local"]]/button`, chromedp.BySearch),
 		chromedp.WaitVisible(`.confirm`, chromedp.ByQuery), chromedp.Text(`.confirm`, &text, chromedp.ByQuery))

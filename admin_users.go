@@ -18,6 +18,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// userRow is a row of the Users list, with effective values.
 type userRow struct {
 	ID, Name, UserName, Email, Kind string
 	Status                          string // active, disabled, or "" when the directory sent neither
@@ -36,6 +37,7 @@ func activeStatus(attrs map[string]any) string {
 	return ""
 }
 
+// usersData is the data of web/users.html.
 type usersData struct {
 	layout
 	Rows  []userRow
@@ -75,6 +77,7 @@ func primaryEmail(attrs map[string]any) string {
 	return first
 }
 
+// users serves GET /users, searched anywhere in the names and emails (store_search.go) and paged.
 func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	var users []*User
 	var total int
@@ -146,6 +149,7 @@ func flatten(prefix string, v any, out *[]attrRow) {
 	}
 }
 
+// userData is the data of web/user.html.
 type userData struct {
 	layout
 	User     *User
@@ -186,6 +190,7 @@ func inputKind(key string) string {
 	return "text"
 }
 
+// managerKey is the form field and policy key of the enterprise manager.
 const managerKey = enterpriseSchema + ":manager"
 
 // userPage shows a user. After a refused save, form holds what was submitted
@@ -275,6 +280,7 @@ func (a *admin) managerByName(ctx context.Context, text string) (string, error) 
 	return "", fmt.Errorf("no user has the user name %q", text)
 }
 
+// user serves GET /users/:id, and /users/new for the manual-account form.
 func (a *admin) user(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	if ps.ByName("id") == "new" {
 		return a.render(w, r, http.StatusOK, "newuser.html", newUserData{layout: a.layout(r, sess, "New user", "users")})
@@ -282,6 +288,7 @@ func (a *admin) user(w http.ResponseWriter, r *http.Request, ps httprouter.Param
 	return a.userPage(w, r, sess, ps.ByName("id"), http.StatusOK, "", nil, nil)
 }
 
+// newUserData is the data of web/newuser.html.
 type newUserData struct {
 	layout
 	UserName, DisplayName, GivenName, FamilyName, Email, Error string

@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCSVExportNeutralisesFormulas checks OWASP's CSV-injection advice on
@@ -145,5 +148,107 @@ func addMembersByPatch(t testing.TB, ts *testServer, groupID string, ids ...stri
 	status, _, doc := ts.do(t, "PATCH", "/Groups/"+groupID, patchBody(map[string]any{"op": "Add", "path": "members", "value": values}))
 	if status != http.StatusNoContent && status != http.StatusOK {
 		t.Fatalf("add members: %d %v", status, doc)
+	}
+}
+
+// TestInvalidAppKeysAreRateLimited: failed app keys are throttled per client
+// address like failed SCIM tokens (429 with Retry-After), and a valid key
+// from the same address never is.
+func TestInvalidAppKeysAreRateLimited(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	key, _, err := ts.store.CreateAppKey(context.Background(), "intranet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(key string) (int, http.Header) {
+		req, _ := http.NewRequest("GET", ts.URL+"/api/v1/users", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	wrong := appKeyPrefix + "wrong"
+	for i := range authFailures {
+		if status, _ := get(wrong); status != http.StatusUnauthorized {
+			t.Fatalf("invalid app key %d: %d, want 401", i+1, status)
+		}
+	}
+	if status, h := get(wrong); status != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Errorf("after %d invalid app keys: %d Retry-After=%q, want 429 with Retry-After", authFailures, status, h.Get("Retry-After"))
+	}
+	if status, _ := get(key); status != http.StatusOK {
+		t.Errorf("the valid key after the flood: %d, want 200", status)
+	}
+}
+
+// TestLongPollEndsOnShutdown: a long poll of the change feed answers (with
+// what there is) as soon as the server begins to shut down, instead of
+// holding the shutdown up for its wait; an idle server stops at once.
+func TestLongPollEndsOnShutdown(t *testing.T) {
+	t.Parallel()
+	cfg, _ := testServeConfig(t)
+	cfg.Addr = "127.0.0.1:0"
+	// Longer than the test's patience, shorter than the poll's 30 s: a poll
+	// that holds the shutdown is cancelled, and the log says so.
+	cfg.hooks.shutdownGrace = 10 * time.Second
+	s := openStoreAt(t, cfg.DB)
+	key, _, err := s.CreateAppKey(context.Background(), "poller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	addrs, logs, stop, done := runServe(t, cfg)
+
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+addrs.Plain+"/api/v1/events?wait=30", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		answered <- answer{resp.StatusCode, string(body), err}
+	}()
+	// The key's first use is written before the handler starts to wait: once
+	// it is in the file, the poll is in flight.
+	raw, err := sql.Open("sqlite", "file:"+cfg.DB+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for {
+		var used string
+		if err := raw.QueryRow("SELECT coalesce(last_used, '') FROM app_keys").Scan(&used); err != nil {
+			t.Fatal(err)
+		}
+		if used != "" {
+			break
+		}
+		select {
+		case a := <-answered:
+			t.Fatalf("the poll ended before shutdown: %+v", a)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stop()
+	a := <-answered
+	if a.err != nil || a.status != http.StatusOK || !strings.Contains(a.body, `"data":[]`) {
+		t.Errorf("the long poll during shutdown: %d %q %v, want 200 with an empty page", a.status, a.body, a.err)
+	}
+	waitServe(t, done, logs)
+	if strings.Contains(logs.String(), "requests still running after the shutdown grace period") {
+		t.Errorf("the long poll held the shutdown up:\n%s", logs)
 	}
 }

@@ -48,6 +48,7 @@ const (
 	RiskQuarantine RiskLevel = "quarantine" // Entra's criteria hold: it quarantines (or has quarantined) the job
 )
 
+// rank orders the levels, ok lowest.
 func (l RiskLevel) rank() int {
 	switch l {
 	case RiskWatch:
@@ -140,6 +141,7 @@ func causeKind(c call) string {
 	return "invalid"
 }
 
+// adviceFor explains a cause of failures with causeAdvice, in one summary line.
 func adviceFor(c Cause) Advice {
 	a := causeAdvice[c.Kind]
 	if a.what == "" {
@@ -289,6 +291,7 @@ type healthReport struct {
 	History        []Cycle       `json:"history,omitempty"` // persisted cycles, newest first (API only)
 }
 
+// skippedReport is the skipped members part of a healthReport.
 type skippedReport struct {
 	SkippedSummary
 	Items []SkippedMember `json:"items,omitempty"` // the latest (API only)

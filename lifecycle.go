@@ -30,6 +30,7 @@ type workerGroup struct {
 	log    *slog.Logger
 }
 
+// newWorkerGroup returns a group whose workers stop when parent ends or Stop is called.
 func newWorkerGroup(parent context.Context, log *slog.Logger) *workerGroup {
 	ctx, cancel := context.WithCancel(parent)
 	return &workerGroup{ctx: ctx, cancel: cancel, log: log}
@@ -100,7 +101,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	alerts := newAlerter(store, log, cfg.Alerts, alertSources{certs: certs, tls: cfg.mode() == modeACME || cfg.mode() == modeCert, snapshots: cfg.BackupInterval > 0})
 	// Features that watch something register their alert conditions here.
 	alerts.register(quarantineRiskCondition(store.Health().quarantineAlert))
-	a := &app{log: log, store: store, server: &server{store: store, log: log, alerts: alerts, tls: newTLSChecker(log)}, checked: make(chan error, 1),
+	a := &app{log: log, store: store, server: &server{store: store, log: log, alerts: alerts, tls: newTLSChecker(log), certs: certs}, checked: make(chan error, 1),
 		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace, certs: certs, alerts: alerts}
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace
@@ -141,10 +142,11 @@ func (a *app) startWorkers() {
 }
 
 // configure makes srv's requests children of a.requests, so that stopHTTP
-// can cancel the ones that outlive the grace period, and counts srv's
-// connections for handOver.
+// can cancel the ones that outlive the grace period, tells long polls when
+// srv begins to shut down, and counts srv's connections for handOver.
 func (a *app) configure(srv *http.Server) {
 	srv.BaseContext = func(net.Listener) context.Context { return a.requests }
+	srv.RegisterOnShutdown(a.server.stopping.begin)
 	srv.ConnState = func(_ net.Conn, state http.ConnState) {
 		switch state {
 		case http.StateNew:
@@ -225,6 +227,7 @@ func (a *app) close() error {
 // those still running, so that none of them outlives the store.
 type requestGate struct{ mu sync.RWMutex }
 
+// wrap lets requests through to next while the gate is open, and refuses them with 503 after.
 func (g *requestGate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Only a request read in the instant the listeners closed finds the gate shut.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 )
 
+// main runs the command line until it ends or SIGINT/SIGTERM arrives.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := runProcess(ctx, os.Args[1:], os.Stdout, os.Stderr, true)
@@ -71,6 +72,7 @@ func runProcess(ctx context.Context, args []string, stdout, stderr io.Writer, ow
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 }
 
+// usage is the help text of `scimbox help` and of an unknown command.
 const usage = `usage:
   scimbox [serve] [-db PATH] [-addr HOST:PORT]   serve SCIM (default: ./scimbox.db on 127.0.0.1:8080, local trial)
   scimbox serve -domain scim.example.com         HTTPS on :443 with an automatic certificate, :80 redirects
@@ -80,7 +82,8 @@ const usage = `usage:
   scimbox token create [-db PATH] -name NAME     create a Secret Token for Entra (printed once)
   scimbox token list [-db PATH]                  list tokens (never their secrets)
   scimbox token revoke [-db PATH] ID             revoke a token
-  scimbox admin reset-password [-db PATH]        print a one-time link that sets the admin password
+  scimbox admin reset-password [-db PATH] [-domain NAME | -addr HOST:PORT | -url URL]
+                                                 print a one-time link that sets the admin password
   scimbox backup [-db PATH] DEST                 consistent copy of the database, safe while serving
   scimbox restore [-db PATH] SRC                 replace the database with a checked backup (server stopped)
   scimbox disconnect [-db PATH] -yes             revoke all tokens; directory accounts become manual

@@ -203,6 +203,7 @@ func cloneJSON(m map[string]any) map[string]any {
 	return out
 }
 
+// cloneValue deep-copies a JSON value, so that an override never aliases the stored attributes.
 func cloneValue(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
@@ -255,6 +256,7 @@ func CanEdit(kind string, p Policy, key string) (bool, string) {
 // ErrReadOnlyField is returned for an edit the policy does not allow.
 type ErrReadOnlyField struct{ Key, Why string }
 
+// Error says which field is read-only and why.
 func (e *ErrReadOnlyField) Error() string {
 	return fmt.Sprintf("%s cannot be edited: %s", e.Key, e.Why)
 }
@@ -314,6 +316,7 @@ func Claimed(manual, directory map[string]any, p Policy, now time.Time) map[stri
 	return overrides
 }
 
+// jsonEqual compares JSON values by their encoding, so json.Number 1 equals float64 1.
 func jsonEqual(a, b any) bool {
 	if reflect.DeepEqual(a, b) {
 		return true

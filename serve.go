@@ -1,3 +1,7 @@
+// scimbox serve: the configuration (flags with SCIMBOX_* fallbacks, validated
+// at once), the HTTP servers of each mode, the run from start to shutdown, and
+// the welcome text with the addresses to use.
+
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
+// defaultAddr is where a plain ./scimbox serves: loopback only, for a local trial.
 const defaultAddr = "127.0.0.1:8080"
 
 // serveConfig is the configuration of `scimbox serve`.
@@ -165,6 +170,7 @@ func envDefaultFrom(fs *flag.FlagSet, lookup func(string) (string, bool)) error 
 	return err
 }
 
+// dbFlag defines -db for the commands other than serve.
 func dbFlag(fs *flag.FlagSet) *string {
 	return fs.String("db", "scimbox.db", "path of the SQLite database file (created if missing)")
 }
@@ -193,6 +199,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	alertFlagsOn(fs, &cfg.Alerts)
 }
 
+// parseServeConfig parses and validates the serve flags with the SCIMBOX_* environment.
 func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	return parseServeConfigEnv(args, stderr, os.LookupEnv)
 }
@@ -356,6 +363,7 @@ func parseTrustedProxies(list string) ([]netip.Prefix, error) {
 	return nets, nil
 }
 
+// newLogger builds the one logger of the process, text or JSON, at level.
 func newLogger(format, level string, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(level))
@@ -403,6 +411,7 @@ type streamingWriter struct {
 // (only a ResponseWriter that is no connection, as in unit tests, has none).
 func (sw *streamingWriter) extend() { sw.rc.SetWriteDeadline(time.Now().Add(serverWriteTimeout)) }
 
+// Write moves the write deadline forward and writes p.
 func (sw *streamingWriter) Write(p []byte) (int, error) {
 	sw.extend()
 	return sw.ResponseWriter.Write(p)
@@ -458,11 +467,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	}
 	servers = a.metrics.attach(servers, metricsLn, log)
 	printWelcome(stdout, cfg, host, addrs)
-	adminURL := "https://" + host
-	if cfg.mode() == modeLocal {
-		adminURL = "http://" + addrs.Plain
-	}
-	if err := a.server.announceSetup(ctx, adminURL, stdout); err != nil {
+	if err := a.server.announceSetup(ctx, publicBaseURL(cfg, host, addrs), stdout); err != nil {
 		return a.store.explainDamage(err)
 	}
 
@@ -596,6 +601,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *
 	return servers, acme, host, nil
 }
 
+// String lists the bound addresses for the log, as http=… https=… http-redirect=….
 func (a boundAddrs) String() string {
 	var parts []string
 	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}, {"metrics", a.Metrics}} {
@@ -604,6 +610,38 @@ func (a boundAddrs) String() string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// unknownHost stands for the public name when scimbox cannot know it.
+const unknownHost = "<your host name>"
+
+// publicBaseURL is the address of scimbox for people and for Entra, as far
+// as scimbox can know it: the port is kept unless it is the scheme's
+// default; a plain-HTTP listener on every address is shown as 127.0.0.1 (a
+// browser on the machine can open it); a name scimbox cannot know (behind a
+// proxy, or a certificate without one) is unknownHost, never a broken URL.
+// host is the public name from -domain or the certificate, or "".
+func publicBaseURL(cfg serveConfig, host string, addrs boundAddrs) string {
+	switch cfg.mode() {
+	case modeLocal:
+		h, port, err := net.SplitHostPort(addrs.Plain)
+		if err != nil {
+			return "http://" + addrs.Plain
+		}
+		if ip, err := netip.ParseAddr(h); h == "" || err == nil && ip.IsUnspecified() {
+			h = "127.0.0.1"
+		}
+		return "http://" + net.JoinHostPort(h, port)
+	case modeProxy:
+		return "https://" + unknownHost // the proxy's name and port
+	}
+	if host == "" {
+		host = unknownHost
+	}
+	if _, port, err := net.SplitHostPort(addrs.HTTPS); err == nil && port != "443" {
+		host = net.JoinHostPort(host, port)
+	}
+	return "https://" + host
 }
 
 // printWelcome tells the admin where scimbox is and what to do next; host
@@ -615,50 +653,48 @@ func printWelcome(w io.Writer, cfg serveConfig, host string, addrs boundAddrs) {
 	}
 	db, _ := filepath.Abs(cfg.DB)
 	token := fmt.Sprintf("%s token create -db %s -name entra", self, cfg.DB)
-	if host == "" {
-		host = "<your host name>"
-	}
+	base := publicBaseURL(cfg, host, addrs)
 	switch cfg.mode() {
 	case modeLocal:
 		fmt.Fprintf(w, `scimbox %s — local trial mode (plain HTTP)
-  SCIM base URL:  http://%s%s
+  SCIM base URL:  %s%s
   Database:       %s
 Microsoft Entra cannot reach this address: it needs a public HTTPS Tenant URL.
 To serve Entra, run on a VM with -domain scim.example.com (see docs/run-on-a-vm.md).
 To try it locally, create a token and query it:
   %s token create -db %s -name trial
-  curl -H "Authorization: Bearer <token>" 'http://%s%s/Users?filter=userName+eq+%%22nobody%%22'
-`, version(), addrs.Plain, scimBase, db, self, cfg.DB, addrs.Plain, scimBase)
+  curl -H "Authorization: Bearer <token>" '%s%s/Users?filter=userName+eq+%%22nobody%%22'
+`, version(), base, scimBase, db, self, cfg.DB, base, scimBase)
 	case modeProxy:
 		fmt.Fprintf(w, `scimbox %s — behind a reverse proxy (plain HTTP on %s)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Trusted proxies: %s (only they may set X-Forwarded-Proto/For)
 Point the proxy's HTTPS site at http://%s, keeping the Host header.
 Create the Secret Token for Entra with:
   %s
-`, version(), addrs.Plain, host, scimBase, db, cfg.TrustedProxies, addrs.Plain, token)
+`, version(), addrs.Plain, base, scimBase, db, cfg.TrustedProxies, addrs.Plain, token)
 	case modeACME:
 		ca := cfg.ACMECA
 		if ca == "" {
 			ca = "Let's Encrypt"
 		}
 		fmt.Fprintf(w, `scimbox %s — HTTPS for %s (certificate from %s, obtained in the background)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Certificates:   %s
   Listening:      %s
 Create the Secret Token for Entra with:
   %s
-`, version(), cfg.Domain, ca, host, scimBase, db, cfg.certDir(), addrs, token)
+`, version(), cfg.Domain, ca, base, scimBase, db, cfg.certDir(), addrs, token)
 	case modeCert:
 		fmt.Fprintf(w, `scimbox %s — HTTPS with the certificate in %s (reloaded when the file changes)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Listening:      %s
 Create the Secret Token for Entra with:
   %s
-`, version(), cfg.TLSCert, host, scimBase, db, addrs, token)
+`, version(), cfg.TLSCert, base, scimBase, db, addrs, token)
 	}
 }
 

@@ -1,3 +1,7 @@
+// The store: one SQLite file behind a read pool and a single-writer pool,
+// the append-only migrations, write transactions and the translation of
+// SQLite errors. Each concern's queries are in a store_<concern>.go of its own.
+
 package main
 
 import (
@@ -349,6 +353,7 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	return openStore(ctx, path, log, storeOptions{migrate: true})
 }
 
+// openStore is OpenStore with options: whether to migrate (the server and scimbox migrate) and to start a fresh database where one evidently existed.
 func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOptions) (*Store, error) {
 	if path == "" || strings.Contains(path, ":memory:") {
 		return nil, fmt.Errorf("open store: a database file path is required")
@@ -583,11 +588,13 @@ func newID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
+// parseTime reads a time stored by formatTime; the zero time for "" or garbage.
 func parseTime(s string) time.Time {
 	t, _ := time.Parse(timeLayout, s)
 	return t
 }
 
+// decodeAttrs decodes stored attributes, keeping numbers as json.Number so that they round-trip exactly.
 func decodeAttrs(raw string) (map[string]any, error) {
 	dec := json.NewDecoder(strings.NewReader(raw))
 	dec.UseNumber()
@@ -598,6 +605,7 @@ func decodeAttrs(raw string) (map[string]any, error) {
 	return m, nil
 }
 
+// nullString stores "" as NULL, so that unique indexes ignore absent values.
 func nullString(s string) any {
 	if s == "" {
 		return nil
@@ -605,6 +613,7 @@ func nullString(s string) any {
 	return s
 }
 
+// stringAttr returns a top-level string attribute, "" when absent or not a string.
 func stringAttr(attrs map[string]any, name string) string {
 	s, _ := attrs[name].(string)
 	return s

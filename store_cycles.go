@@ -94,6 +94,7 @@ func (s *Store) RecentCycles(ctx context.Context, limit int) ([]Cycle, error) {
 	return cycles, err
 }
 
+// recentCycles reads the latest limit persisted cycles, newest first.
 func recentCycles(ctx context.Context, q queryer, limit int) ([]Cycle, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id, first_call, last_call, requests, events, failures, reference_failures,
 		skipped_members, probe, first_op, first_status, causes FROM cycles ORDER BY id DESC LIMIT ?`, limit)

@@ -103,6 +103,7 @@ func (s *Store) policyIn(ctx context.Context, q queryer) (Policy, error) {
 	return p, nil
 }
 
+// eventsAfterSQL reads a page of the change feed after a cursor.
 const eventsAfterSQL = `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
 	WHERE cursor > ? ORDER BY cursor LIMIT ?`
 

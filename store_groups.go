@@ -45,6 +45,7 @@ type MemberChange struct {
 	Filter filterExpr // for removeMatching: a filter over member attributes
 }
 
+// memberChangeKind is what a memberChange does to a group's members.
 type memberChangeKind int
 
 const (
@@ -55,6 +56,7 @@ const (
 	membersRemoveMatching
 )
 
+// groupColumns are the group attributes a filter can answer from indexed columns.
 var groupColumns = map[string]sqlColumn{
 	schemaKey:           {expr: groupSchema},
 	"id":                {expr: "groups.id", kind: colExact},
@@ -66,13 +68,16 @@ var groupColumns = map[string]sqlColumn{
 	"members":           {expr: "groups.id IN (SELECT group_id FROM members WHERE member_id = ?)", kind: colExistsEq},
 }
 
+// groupSortColumns are the group attributes sortBy pages through indexes.
 var groupSortColumns = map[string]string{
 	"id": "groups.id", "displayname": "groups.display_name_key", "externalid": "groups.external_id",
 	"meta.created": "groups.created", "meta.lastmodified": "groups.modified",
 }
 
+// groupSelect is the column list scanGroup reads.
 const groupSelect = "SELECT groups.id, groups.attrs, groups.created, groups.modified, groups.version FROM groups"
 
+// scanGroup reads a row of groupSelect, without members.
 func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
 	var g Group
 	var attrs, created, modified string
@@ -87,6 +92,7 @@ func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
 	return &g, nil
 }
 
+// putGroup inserts or updates g's row (not its members); ErrConflict when its displayName is taken.
 func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
 	raw, err := json.Marshal(g.Attrs)
 	if err != nil {
@@ -180,6 +186,7 @@ func groupMembers(ctx context.Context, q queryer, groupID string) ([]Member, err
 // naming itself. (Ids that no user or group has are skipped instead.)
 type UnknownMembersError struct{ IDs []string }
 
+// Error lists the unknown member ids.
 func (e *UnknownMembersError) Error() string {
 	return "no user or group has the id " + strings.Join(e.IDs, ", ")
 }

@@ -60,6 +60,7 @@ type listTable struct {
 }
 
 var (
+	// usersTable and groupsTable are what the list queries know of each table.
 	usersTable  = listTable{"users", userSelect, userColumns, userSortColumns}
 	groupsTable = listTable{"groups", groupSelect, groupColumns, groupSortColumns}
 )
@@ -85,6 +86,7 @@ const unindexedSortWindow = 10_000
 // by an attribute without an index.
 type SortWindowError struct{ SortBy string }
 
+// Error says how deep an unindexed sort may page.
 func (e *SortWindowError) Error() string {
 	return fmt.Sprintf("sorting by %s reaches only the first %d results; sort by an indexed attribute "+
 		"(id, userName, displayName, externalId, meta.created, meta.lastModified) or narrow the filter", e.SortBy, unindexedSortWindow)
@@ -314,6 +316,7 @@ type sortedHits struct {
 	hits       []sortHit
 }
 
+// add keeps h, trimming to the best keep once twice as many are held: memory stays bounded by the window.
 func (b *sortedHits) add(h sortHit) {
 	b.hits = append(b.hits, h)
 	if len(b.hits) >= 2*b.keep {
@@ -444,6 +447,7 @@ func rowsAfter[T any](ctx context.Context, q queryer, selectSQL, table string, a
 	return out, next, rows.Err()
 }
 
+// membersAfterSQL reads a page of a group's members with their names, in member id order.
 const membersAfterSQL = `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
 	FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
 		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id

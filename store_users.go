@@ -56,13 +56,16 @@ var emailColumn = sqlColumn{
 	prefixExpr: "users.id IN (SELECT user_id FROM user_emails WHERE value_key >= ? AND value_key < ?)",
 }
 
+// userSortColumns are the user attributes sortBy pages through indexes.
 var userSortColumns = map[string]string{
 	"id": "users.id", "username": "users.user_name_key", "externalid": "users.external_id",
 	"displayname": "users.display_name_key", "meta.created": "users.created", "meta.lastmodified": "users.modified",
 }
 
+// userSelect is the column list scanUser reads.
 const userSelect = "SELECT users.id, users.attrs, users.created, users.modified, users.version, users.kind, users.overrides FROM users"
 
+// scanUser reads a row of userSelect, without groups.
 func scanUser(rows interface{ Scan(...any) error }) (*User, error) {
 	var u User
 	var attrs, created, modified, overrides string
@@ -248,6 +251,7 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 	return nil
 }
 
+// userByIDSQL reads one user by id.
 const userByIDSQL = userSelect + " WHERE users.id = ?"
 
 // UserByID returns the user with its groups, or ErrNotFound.

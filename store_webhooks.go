@@ -175,6 +175,7 @@ func (s *Store) RecordAttempt(ctx context.Context, webhookID string, d *Delivery
 	})
 }
 
+// attemptOutcome says how an attempt failed: its error, or its HTTP status.
 func attemptOutcome(a DeliveryAttempt) string {
 	if a.Error != "" {
 		return a.Error

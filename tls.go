@@ -1,3 +1,7 @@
+// Reaching scimbox: listeners, HTTPS with automatic certificates (certmagic)
+// or the admin's own (reloaded when the files change), the :80 redirect,
+// trusted reverse proxies and HSTS.
+
 package main
 
 import (
@@ -74,6 +78,7 @@ func listenAll(cfg serveConfig, h *handover) (*listeners, error) {
 	return l, nil
 }
 
+// addrs returns the addresses actually bound (port 0 resolved).
 func (l *listeners) addrs() boundAddrs {
 	addr := func(ln net.Listener) string {
 		if ln == nil {
@@ -93,6 +98,7 @@ func (l *listeners) close() {
 	}
 }
 
+// listen binds addr for flag, explaining a failure with listenError.
 func listen(flag, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -140,11 +146,13 @@ func serverErrorLog(log *slog.Logger) *log.Logger {
 // lineWriter is an io.Writer that hands each write to a function, as one line.
 type lineWriter func(string)
 
+// Write passes p to f without its trailing newline.
 func (f lineWriter) Write(p []byte) (int, error) {
 	f(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
+// newStdLogger returns a *log.Logger (as http.Server wants) whose lines go to f.
 func newStdLogger(f func(string)) *log.Logger { return log.New(lineWriter(f), "", 0) }
 
 // ---- :80: challenges and the redirect ----
@@ -277,6 +285,7 @@ func newCertReloader(certFile, keyFile string, health *certHealth, tlsCheck *tls
 	return c, nil
 }
 
+// load reads the pair whose files have the stats cs and ks, and logs its names and expiry.
 func (c *certReloader) load(cs, ks os.FileInfo) error {
 	c.certStat, c.keyStat = cs, ks
 	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
@@ -330,6 +339,7 @@ func (c *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return c.cert, nil
 }
 
+// fileChanged reports whether cur is another file than old, or the same file rewritten.
 func fileChanged(old, cur os.FileInfo) bool {
 	return old == nil || !os.SameFile(old, cur) || !old.ModTime().Equal(cur.ModTime()) || old.Size() != cur.Size()
 }
@@ -700,6 +710,7 @@ type slogCore struct {
 	fields []zapcore.Field
 }
 
+// slogLevel maps zap's levels to slog's; certmagic's info lines become debug (onEvent says what matters).
 func slogLevel(l zapcore.Level) slog.Level {
 	switch {
 	case l >= zapcore.ErrorLevel:
@@ -710,6 +721,7 @@ func slogLevel(l zapcore.Level) slog.Level {
 	return slog.LevelDebug
 }
 
+// Enabled, With, Check, Write and Sync implement zapcore.Core on a slog.Handler.
 func (c slogCore) Enabled(l zapcore.Level) bool {
 	return c.h.Enabled(context.Background(), slogLevel(l))
 }

@@ -382,7 +382,7 @@ func TestACMEHTTP01(t *testing.T) {
 			t.Errorf("GET http://…%s: %d to %q, want 308 to %q", path, resp.StatusCode, got, want)
 		}
 	}
-	if !strings.Contains(s.out.String(), "Tenant URL:     https://localhost/scim/v2") {
+	if !strings.Contains(s.out.String(), "Tenant URL:     "+base+"/scim/v2") { // the port is not 443: it is kept
 		t.Errorf("welcome text without the Tenant URL:\n%s", s.out)
 	}
 }

@@ -43,6 +43,7 @@ type webhookSender struct {
 	runs    sync.WaitGroup  // the delivery runs in progress
 }
 
+// newWebhookSender returns a sender that disables an endpoint after 20 failures in a row.
 func newWebhookSender(store *Store, log *slog.Logger) *webhookSender {
 	return &webhookSender{
 		store: store, log: log, tick: time.Second, maxFailures: 20, sending: map[string]bool{},
