@@ -87,7 +87,7 @@ func decisionText(done []Hold, action string) string {
 			approved++
 		}
 	}
-	text := fmt.Sprintf("%d change(s) rejected: apps keep the previous state, shown below as drift.", len(done))
+	text := fmt.Sprintf("%d change(s) rejected: apps keep the previous state, and the change stays listed as kept against the directory.", len(done))
 	if action == "approve" {
 		text = fmt.Sprintf("%d change(s) approved: apps see them now, and their events went out in order.", approved)
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -591,5 +593,49 @@ func TestHoldSettingsForm(t *testing.T) {
 	hs, err := ts.store.HoldSettings(context.Background())
 	if want := (HoldSettings{Percent: 5, Minimum: 50, Window: 30 * time.Minute}); err != nil || hs != want {
 		t.Errorf("settings %+v, want %+v", hs, want)
+	}
+}
+
+// `scimbox holds` lists, approves and rejects on the server's database while it runs.
+func TestHoldsCommand(t *testing.T) {
+	t.Parallel()
+	rs := newRailsServer(t, 1)
+	ctx := context.Background()
+	ids := usersNamed(t, rs, "cli", 4)
+	for _, id := range ids {
+		rs.disable(t, id)
+	}
+	cli := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(ctx, append([]string{"holds", args[0], "-db", rs.store.path}, args[1:]...), &out, io.Discard)
+		return out.String(), err
+	}
+	out, err := cli("list")
+	if err != nil || strings.Count(out, "held") != 3 || !strings.Contains(out, "disable cli1@example.com") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	held, _, _ := rs.store.Holds(ctx, HoldQuery{States: []string{holdHeld}, Limit: 10})
+	for _, bad := range [][]string{{"approve"}, {"approve", "-all", "3"}, {"reject", "x"}, {"hold"}} {
+		if _, err := cli(bad...); err == nil {
+			t.Errorf("holds %v succeeded", bad)
+		}
+	}
+	_, cursor := eventsSince(t, rs.store, 0)
+	if out, err := cli("approve", fmt.Sprint(held[0].ID), fmt.Sprint(held[2].ID)); err != nil || !strings.Contains(out, "2 change(s) approved") {
+		t.Fatalf("approve: %v %s", err, out)
+	}
+	got, _ := eventsSince(t, rs.store, cursor)
+	if want := []string{evUserDisabled + " " + ids[1], evUserDisabled + " " + ids[3]}; !slices.Equal(got, want) {
+		t.Errorf("approval from the command line released %q, want %q", got, want)
+	}
+	if out, err := cli("reject", "-all"); err != nil || !strings.Contains(out, "1 change(s) rejected") {
+		t.Fatalf("reject: %v %s", err, out)
+	}
+	if out, _ := cli("list"); strings.Count(out, "rejected") != 1 || strings.Contains(out, "approved") {
+		t.Errorf("list after the decisions:\n%s", out)
+	}
+	entries, _ := rs.store.ListLog(ctx, LogQuery{ResourceID: ids[2], Limit: 5})
+	if len(entries) == 0 || entries[0].Op != "reject held disable" || !strings.Contains(entries[0].Detail, "from the command line") {
+		t.Errorf("log: %+v", entries)
 	}
 }
