@@ -50,14 +50,6 @@ const (
 	classMembers = "members" // membership removals
 )
 
-// classOf returns the removal class of a hold kind.
-func classOf(kind string) string {
-	if kind == holdMemberRemove {
-		return classMembers
-	}
-	return classUsers
-}
-
 // Settings of the mass-change hold.
 const (
 	settingHoldOff     = "hold_off" // "true" turns the mass-change hold off

@@ -385,6 +385,10 @@ func TestProtectedAccountSurvivesTheDirectory(t *testing.T) {
 	if got := rs.apiActive(t, id); got != true {
 		t.Errorf("API after a directory disable of a protected account: active %v", got)
 	}
+	rs.do(t, "PATCH", "/Groups/"+gid, patchBody(map[string]any{"op": "Remove", "path": `members[value eq "` + id + `"]`}))
+	if got := rs.memberIDsOfGroup(t, gid); len(got) != 0 {
+		t.Errorf("SCIM members after the removal: %v", got)
+	}
 	if status, _, _ := rs.do(t, "DELETE", "/Users/"+id, nil); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d", status)
 	}
