@@ -28,6 +28,7 @@ type settingsData struct {
 	Claim           bool
 	Deprovision     string
 	PurgeDays       int
+	Holds           HoldSettings // the mass-change hold (admin_holds.go)
 	// Errors are problems with the submitted form, by the name of the field they concern.
 	Errors map[string]string
 	// Confirm is a preset waiting for the admin's confirmation, with what it would change.
@@ -116,6 +117,9 @@ func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData,
 		return d, err
 	}
 	d.PurgeDays, _ = strconv.Atoi(purge)
+	if d.Holds, err = a.store.HoldSettings(r.Context()); err != nil {
+		return d, err
+	}
 	v, err := a.store.Setting(r.Context(), logRetentionDays)
 	if err != nil {
 		return d, err

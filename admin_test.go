@@ -573,8 +573,9 @@ func TestAdminUserForm(t *testing.T) {
 	}
 	id := created["id"].(string)
 	_, _, page := ac.get(t, "/users/"+id)
-	if got := strings.Count(page, `type="submit"`) - strings.Count(page, `form="revert"`) - strings.Count(page, "/logout"); got != 1 {
-		t.Errorf("the user page has %d submit buttons besides Revert and Log out, want one Save", got)
+	if got := strings.Count(page, `type="submit"`) - strings.Count(page, `form="revert"`) - strings.Count(page, "/logout") -
+		strings.Count(page, "Protect this account"); got != 1 {
+		t.Errorf("the user page has %d submit buttons besides Revert, Protect and Log out, want one Save", got)
 	}
 	if !strings.Contains(page, `<a href="/users/`+boss["id"].(string)+`">The Boss</a>`) {
 		t.Error("the manager is not shown by name with a link")

@@ -100,7 +100,7 @@ func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 		attrs := Effective(u.Attrs, u.Overrides, p)
 		row := userRow{ID: u.ID, Name: displayNameOf(attrs), UserName: stringAttr(attrs, "userName"), Email: primaryEmail(attrs),
 			Kind: u.Kind, Status: activeStatus(attrs), Modified: u.Modified}
-		for _, g := range u.Groups {
+		for _, g := range effectiveGroups(u) {
 			row.Groups = append(row.Groups, g.Display)
 		}
 		d.Rows = append(d.Rows, row)
@@ -160,6 +160,10 @@ type userData struct {
 	Attrs    []attrRow
 	History  []logRow
 	Error    string
+	// Safety rails (admin_holds.go): whether the account is protected, and
+	// the directory's disables and deletes of it that apps did not get.
+	Protection *Protection
+	Attempts   []Hold
 }
 
 // fieldRow is one policy field of a user as the detail page shows it.
@@ -216,6 +220,12 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 	eff := Effective(u.Attrs, u.Overrides, p)
 	d := userData{layout: a.layout(r, sess, stringAttr(eff, "userName"), "users"), User: u, Name: displayNameOf(eff),
 		Status: activeStatus(eff), History: history, Error: problem}
+	if d.Protection, err = a.store.UserProtection(ctx, u.ID); err != nil {
+		return err
+	}
+	if d.Attempts, _, err = a.store.Holds(ctx, HoldQuery{UserID: u.ID, Limit: 20}); err != nil {
+		return err
+	}
 	for _, f := range policyFields {
 		editable, why := CanEdit(u.Kind, p, f.Key)
 		row := fieldRow{Key: f.Key, Label: f.Label, Origin: Origin(u.Kind, u.Overrides, p, f.Key), Editable: editable,
@@ -238,7 +248,7 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 		}
 		if o, ok := u.Overrides[f.Key]; ok {
 			row.Override = &o
-			row.Reverted = p.Source(f.Key) != FromLocal
+			row.Reverted = p.Source(f.Key) != FromLocal && o.Hold == 0
 		}
 		d.Editable = d.Editable || editable
 		d.Fields = append(d.Fields, row)
@@ -367,13 +377,18 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 		action = "save"
 	}
 	switch action {
+	case "protect", "unprotect":
+		if u.Kind == accountManual {
+			return a.userPage(w, r, sess, id, http.StatusConflict, "Only accounts the directory manages can be protected from it.", nil, nil)
+		}
+		return a.protectUser(w, r, sess, u, action == "protect", userName)
 	case "delete":
-		if u.Kind == accountDirectory {
+		if directoryManaged(u.Kind) {
 			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.", nil, nil)
 		}
 		// Checked again in the deleting transaction: a claim may have made it a directory account since.
 		err = a.store.DeleteUser(ctx, id, func(u *User) error {
-			if u.Kind == accountDirectory {
+			if directoryManaged(u.Kind) {
 				return errDirectoryManaged
 			}
 			return nil
@@ -395,9 +410,15 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 			return a.userPage(w, r, sess, id, http.StatusBadRequest, "Unknown field.", nil, nil)
 		}
 		if _, err = a.store.UpdateUser(ctx, id, func(u *User) error {
+			if u.Overrides[key].Hold != 0 {
+				return errHeldValue
+			}
 			u.Overrides = Revert(u.Overrides, key)
 			return nil
-		}); err != nil {
+		}); errors.Is(err, errHeldValue) {
+			return a.userPage(w, r, sess, id, http.StatusConflict, errHeldValue.Error()+".", nil, nil)
+		}
+		if err != nil {
 			return err
 		}
 		if err := logDone("local revert "+key, http.StatusOK); err != nil {

@@ -164,9 +164,9 @@ func (s *server) apiUsers(w http.ResponseWriter, r *http.Request, _ httprouter.P
 // appUserWithGroups is appUser with the user's groups, for GET /api/v1/users/:id.
 func appUserWithGroups(u *User, p Policy) map[string]any {
 	d := appUser(u, p)
-	groups := make([]any, len(u.Groups))
-	for i, g := range u.Groups {
-		groups[i] = map[string]any{"id": g.ID, "displayName": g.Display}
+	groups := make([]any, 0, len(u.Groups))
+	for _, g := range effectiveGroups(u) {
+		groups = append(groups, map[string]any{"id": g.ID, "displayName": g.Display})
 	}
 	d["groups"] = groups
 	return d

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -304,5 +305,75 @@ func migrateCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return nil
 	}
 	fmt.Fprintf(stdout, "Upgraded %s from schema version %d to %d. Start this version's server on it.\n", *db, store.migratedFrom, len(migrations))
+	return nil
+}
+
+// holdsCommand runs `scimbox holds list|approve|reject [-db PATH] [-all | ID…]`:
+// the Holds page for an admin at the shell (holds.go). list shows what waits
+// for review and what is kept against the directory; -all lists every
+// decision too.
+func holdsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("holds: say list, approve or reject")
+	}
+	sub := args[0]
+	if sub != "list" && sub != "approve" && sub != "reject" {
+		return fmt.Errorf("holds: unknown subcommand %q (list, approve or reject)", sub)
+	}
+	fs := newFlagSet("holds "+sub, stderr)
+	db := dbFlag(fs)
+	all := fs.Bool("all", false, "approve or reject every held change; list every decision too")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	var ids []int64
+	for _, a := range fs.Args() {
+		id, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			return fmt.Errorf("holds %s: %q is not a held change's ID (see scimbox holds list)", sub, a)
+		}
+		ids = append(ids, id)
+	}
+	if sub != "list" && *all == (len(ids) > 0) {
+		return fmt.Errorf("holds %s: give the IDs of the changes (see scimbox holds list), or -all", sub)
+	}
+	store, err := openCLIStore(ctx, *db, stderr, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var done []Hold
+	switch sub {
+	case "list":
+		q := HoldQuery{States: []string{holdHeld, holdRejected, holdProtected}, Limit: 100_000}
+		if *all {
+			q.States = nil
+		}
+		holds, _, err := store.Holds(ctx, q)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tWHEN\tCHANGE\tREQUEST")
+		for _, h := range holds {
+			change := h.What()
+			if h.Memberships > 0 {
+				change += fmt.Sprintf(" (and %d memberships)", h.Memberships)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", h.ID, h.State, h.At.Format(time.RFC3339), change, h.Request)
+		}
+		return tw.Flush()
+	case "approve":
+		done, err = store.ApproveHolds(ctx, ids, *all, "command line")
+	case "reject":
+		done, err = store.RejectHolds(ctx, ids, *all, "command line")
+	}
+	if err != nil {
+		return err
+	}
+	if err := logDecisions(ctx, store, done, "from the command line"); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, decisionText(done, sub))
 	return nil
 }

@@ -34,6 +34,9 @@ func appUser(u *User, p Policy) map[string]any {
 	d := maps.Clone(userType.visible(Effective(u.Attrs, u.Overrides, p)))
 	d["id"] = u.ID
 	d["kind"] = orDefault(u.Kind, accountDirectory)
+	if u.Kind == accountRetained {
+		d["kind"] = accountDirectory // apps see the account as it was until the delete is approved
+	}
 	d["created"] = formatTime(u.Created)
 	d["lastModified"] = formatTime(u.Modified)
 	return d

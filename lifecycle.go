@@ -101,6 +101,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	alerts := newAlerter(store, log, cfg.Alerts, alertSources{certs: certs, tls: cfg.mode() == modeACME || cfg.mode() == modeCert, snapshots: cfg.BackupInterval > 0})
 	// Features that watch something register their alert conditions here.
 	alerts.register(quarantineRiskCondition(store.Health().quarantineAlert))
+	alerts.register(massChangeHeldCondition(store.heldChangesAlert))
 	a := &app{log: log, store: store, server: &server{store: store, log: log, alerts: alerts, tls: newTLSChecker(log), certs: certs}, checked: make(chan error, 1),
 		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace, certs: certs, alerts: alerts}
 	if cfg.hooks.shutdownGrace > 0 {

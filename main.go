@@ -62,6 +62,8 @@ func runProcess(ctx context.Context, args []string, stdout, stderr io.Writer, ow
 		return exportCommand(ctx, args, stdout, stderr)
 	case "migrate":
 		return migrateCommand(ctx, args, stdout, stderr)
+	case "holds":
+		return holdsCommand(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "scimbox", version())
 		return nil
@@ -89,6 +91,7 @@ const usage = `usage:
   scimbox disconnect [-db PATH] -yes             revoke all tokens; directory accounts become manual
   scimbox export [-db PATH] [-format csv|json] [-groups]   users (or groups) with effective values
   scimbox migrate [-db PATH]                     upgrade the database for this version (server stopped; serve does it too)
+  scimbox holds list|approve|reject [-db PATH] [-all | ID…]   directory changes held by the mass-change hold
   scimbox version                                (or serve -version)
 Every flag can also be set in the environment as SCIMBOX_<FLAG>, e.g. SCIMBOX_DB, SCIMBOX_DOMAIN.
 See scimbox serve -h for all serve flags.

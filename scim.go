@@ -110,8 +110,13 @@ func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 		if id := ps.ByName("id"); id != "" {
 			ri.resourceID = id
 		}
-		if err := h(w, r, ps); err != nil {
+		// The directory's writes meet the safety rails (holds.go); what they
+		// did goes into the request's provisioning log entry.
+		ctx, dw := withDirectoryWrite(r.Context(), r.Method+" "+r.URL.Path)
+		if err := h(w, r.WithContext(ctx), ps); err != nil {
 			s.writeError(w, r, err)
+		} else if note := dw.summary(); note != "" {
+			ri.detail = strings.TrimPrefix(ri.detail+"; "+note, "; ")
 		}
 	}
 }

@@ -185,6 +185,8 @@ func (s *server) claim(r *http.Request, attrs map[string]any, conflict error) (*
 		case u.Kind == accountDeprovisioned:
 			infoOf(r).op = "reprovision user"
 			u.Overrides = nil
+		case u.Kind == accountRetained: // its delete was kept by a safety rail: apps never lost it
+			infoOf(r).op = "reprovision user"
 		case allow == "true":
 			infoOf(r).op = "claim manual account"
 			u.Overrides = Claimed(u.Attrs, attrs, p, now)

@@ -314,6 +314,54 @@ var migrations = []string{
 		PRIMARY KEY (condition, channel)
 	) STRICT, WITHOUT ROWID;
 	CREATE INDEX provisioning_log_outcome_at ON provisioning_log(outcome, at);`,
+	// Safety rails (store_holds.go): directory changes the effective view
+	// does not take (held for review, rejected, refused for a protected
+	// account), the directory's removals per class for the mass-change
+	// window, and protected accounts. A member-remove hold in a kept state
+	// is a membership the effective view still has: effective_members is
+	// the membership apps see.
+	`CREATE TABLE holds (
+		id INTEGER PRIMARY KEY,
+		at TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		state TEXT NOT NULL,
+		resource_type TEXT NOT NULL,
+		resource_id TEXT NOT NULL,
+		member_id TEXT NOT NULL DEFAULT '',
+		member_type TEXT NOT NULL DEFAULT '',
+		target TEXT NOT NULL,
+		member_name TEXT NOT NULL DEFAULT '',
+		parent INTEGER,
+		request TEXT NOT NULL,
+		before TEXT NOT NULL,
+		mode TEXT NOT NULL DEFAULT '',
+		decided_at TEXT,
+		decided_by TEXT NOT NULL DEFAULT ''
+	) STRICT;
+	CREATE INDEX holds_state ON holds(state, kind, id);
+	CREATE INDEX holds_resource ON holds(resource_id, id);
+	CREATE INDEX holds_parent ON holds(parent) WHERE parent IS NOT NULL;
+	CREATE INDEX holds_kept_members ON holds(resource_id, member_id)
+		WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');
+	CREATE INDEX holds_kept_memberships ON holds(member_id)
+		WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');
+	CREATE TABLE directory_removals (
+		id INTEGER PRIMARY KEY,
+		at TEXT NOT NULL,
+		class TEXT NOT NULL,
+		n INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX directory_removals_window ON directory_removals(class, at, n);
+	CREATE TABLE protected_users (
+		user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+		by TEXT NOT NULL,
+		at TEXT NOT NULL
+	) STRICT;
+	CREATE VIEW effective_members (group_id, member_id, member_type) AS
+		SELECT group_id, member_id, member_type FROM members
+		UNION ALL
+		SELECT resource_id, member_id, member_type FROM holds
+			WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');`,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the

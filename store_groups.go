@@ -445,6 +445,11 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 			if err := putGroup(ctx, tx, g, false); err != nil {
 				return err
 			}
+			// The SCIM view took every change; apps get the ones the safety rails let through.
+			added, removed, err := s.railMemberChanges(ctx, tx, now, g, added, removed)
+			if err != nil {
+				return err
+			}
 			if err := s.groupEvents(ctx, tx, now, before, g, added, removed); err != nil {
 				return err
 			}
@@ -476,6 +481,9 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 			}
 		}
 		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			return err
+		}
+		if err := mootGroupHolds(ctx, tx, now, id); err != nil {
 			return err
 		}
 		if _, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id); err != nil {

@@ -155,7 +155,7 @@ func (t listTable) listStatements(q ListQuery, kindFilter bool) listSQL {
 }
 
 // nonDirectoryCountSQL counts the accounts SCIM does not see, before every SCIM list.
-const nonDirectoryCountSQL = "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned')"
+const nonDirectoryCountSQL = "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned', 'retained')"
 
 // list pages through a resource table. Filters that translate exactly to SQL
 // (the hot path: eq on indexed attributes) are answered with COUNT and
@@ -447,13 +447,21 @@ func rowsAfter[T any](ctx context.Context, q queryer, selectSQL, table string, a
 	return out, next, rows.Err()
 }
 
-// membersAfterSQL reads a page of a group's members with their names, in member id order.
+// membersAfterSQL pages through the effective members: the directory's, and
+// the ones a safety rail keeps (holds.go), both read in member id order from
+// their indexes and merged.
 const membersAfterSQL = `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
-	FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+	FROM (SELECT member_id, member_type FROM members WHERE group_id = ?1 AND member_id > ?2
+		UNION ALL
+		SELECT member_id, member_type FROM holds WHERE kind = 'member-remove' AND state IN ` + keptStatesSQL + `
+			AND resource_id = ?1 AND member_id > ?2
+		ORDER BY 1 LIMIT ?3) m
+		LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
 		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
-	WHERE m.group_id = ? AND m.member_id > ? ORDER BY m.member_id LIMIT ?`
+	ORDER BY m.member_id`
 
-// MembersAfter returns up to limit members of a group after the member id cursor.
+// MembersAfter returns up to limit members of a group after the member id
+// cursor, as apps see them (with the memberships a safety rail keeps).
 func (s *Store) MembersAfter(ctx context.Context, groupID, after string, limit int) ([]Member, error) {
 	var n int
 	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM groups WHERE id = ?", groupID).Scan(&n); err != nil || n == 0 {

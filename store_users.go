@@ -29,6 +29,9 @@ type User struct {
 	Kind string
 	// Overrides are local edits of a directory account; Attrs stay what the directory wrote.
 	Overrides map[string]Override
+	// HeldGroups are memberships the directory removed that a safety rail
+	// keeps in the effective view (holds.go); filled on read, never shown to SCIM.
+	HeldGroups []GroupRef
 }
 
 // userColumns maps filterable user attributes to indexed columns.
@@ -288,6 +291,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 		if err := fn(u); err != nil {
 			return err
 		}
+		if err := s.railUserChange(ctx, tx, now, prev, u); err != nil {
+			return err
+		}
 		if userState(u) != before {
 			if err := checkNewUserName(prev, u); err != nil {
 				return err
@@ -340,6 +346,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check func(u *User) e
 				return err
 			}
 		}
+		if retained, err := s.retainDirectoryDelete(ctx, tx, now, u, deprovisionDelete); err != nil || retained {
+			return err
+		}
 		return s.deleteUserIn(ctx, tx, now, u)
 	})
 	if err != nil {
@@ -388,7 +397,7 @@ func (s *Store) removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id strin
 			return err
 		}
 	}
-	return nil
+	return s.releaseKept(ctx, tx, now, id)
 }
 
 // userGroupsSQL reads the groups of n users.
@@ -406,7 +415,7 @@ func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
 	args := make([]any, len(users))
 	for i, u := range users {
 		byID[u.ID], args[i] = u, u.ID
-		u.Groups = nil
+		u.Groups, u.HeldGroups = nil, nil
 	}
 	rows, err := q.QueryContext(ctx, userGroupsSQL(len(users)), args...)
 	if err != nil {
@@ -421,5 +430,8 @@ func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
 		}
 		byID[uid].Groups = append(byID[uid].Groups, g)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("user groups: %w", err)
+	}
+	return fillHeldGroups(ctx, q, byID, args)
 }
