@@ -275,7 +275,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.
 
 // exportColumns are the CSV columns that can be chosen, in their default order.
 var exportColumns = []string{"id", "userName", "displayName", "givenName", "familyName", "email", "active", "title",
-	"department", "employeeNumber", "manager", "groups", "kind", "lastModified"}
+	"department", "employeeNumber", "manager", "groups", "roles", "kind", "lastModified"}
 
 func exportValue(u map[string]any, col string) string {
 	name, _ := u["name"].(map[string]any)
@@ -302,6 +302,9 @@ func exportValue(u map[string]any, col string) string {
 			}
 		}
 		return strings.Join(names, "; ")
+	case "roles":
+		roles, _ := u["roles"].([]string)
+		return strings.Join(roles, "; ")
 	case "active":
 		if b, ok := u["active"].(bool); ok {
 			return strconv.FormatBool(b)

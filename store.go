@@ -295,12 +295,14 @@ var migrations = []string{
 		count INTEGER NOT NULL,
 		PRIMARY KEY (group_id, member_id)
 	) STRICT, WITHOUT ROWID;`,
+	rolesMigration,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the
 // entry's text names the step, which runs in the migration's transaction.
 var goMigrations = map[string]func(s *Store, ctx context.Context, tx *sql.Tx) error{
 	rekeyUserNamesMigration: (*Store).rekeyUserNames,
+	rolesMigration:          (*Store).createRoles,
 }
 
 // stripPasswordsMigration removes the passwords that PATCH used to store in

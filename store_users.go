@@ -29,6 +29,9 @@ type User struct {
 	Kind string
 	// Overrides are local edits of a directory account; Attrs stay what the directory wrote.
 	Overrides map[string]Override
+	// Roles are the effective roles (store_roles.go), sorted; filled on read
+	// where apps or the admin page see them.
+	Roles []string
 }
 
 // userColumns maps filterable user attributes to indexed columns.
@@ -147,7 +150,7 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 			return err
 		}
 	}
-	return nil
+	return putAppRoleKeys(ctx, tx, u, insert)
 }
 
 // checkNewUserName refuses a userName holding an invisible character when
@@ -260,6 +263,9 @@ func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 		return nil, fmt.Errorf("user %q: %w", id, err)
 	}
 	if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+		return nil, err
+	}
+	if err := fillUserRoles(ctx, s.r, []*User{u}); err != nil {
 		return nil, err
 	}
 	return u, nil
