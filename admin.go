@@ -45,7 +45,7 @@ type admin struct {
 // adminPages are the templates in web/, each rendered inside web/layout.html
 // with the shared pieces of web/partials*.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
-	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html"}
+	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "roles.html"}
 
 var templateFuncs = template.FuncMap{
 	// dict builds a map from key, value pairs, for small fixed lists in templates.
@@ -134,6 +134,8 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/settings/password", a.changePassword)
 	post("/settings/log", a.changeLogRetention)
 	post("/settings/backup", a.downloadBackup)
+	get("/settings/roles", a.rolesPage)
+	post("/settings/roles", a.rolesAction)
 	static, _ := fs.Sub(webFS, "web/static")
 	files := http.StripPrefix("/static/", http.FileServerFS(static))
 	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -22,6 +22,7 @@ type userRow struct {
 	ID, Name, UserName, Email, Kind string
 	Status                          string // active, disabled, or "" when the directory sent neither
 	Groups                          []string
+	Roles                           []string // effective roles
 	Modified                        time.Time
 }
 
@@ -96,7 +97,7 @@ func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	for _, u := range users {
 		attrs := Effective(u.Attrs, u.Overrides, p)
 		row := userRow{ID: u.ID, Name: displayNameOf(attrs), UserName: stringAttr(attrs, "userName"), Email: primaryEmail(attrs),
-			Kind: u.Kind, Status: activeStatus(attrs), Modified: u.Modified}
+			Kind: u.Kind, Status: activeStatus(attrs), Roles: u.Roles, Modified: u.Modified}
 		for _, g := range u.Groups {
 			row.Groups = append(row.Groups, g.Display)
 		}
@@ -156,6 +157,7 @@ type userData struct {
 	Attrs    []attrRow
 	History  []logRow
 	Error    string
+	Roles    userRoles
 }
 
 // fieldRow is one policy field of a user as the detail page shows it.
@@ -239,6 +241,9 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 		d.Fields = append(d.Fields, row)
 	}
 	flatten("", userType.visible(u.Attrs), &d.Attrs)
+	if d.Roles, err = a.userRolesCard(ctx, u); err != nil {
+		return err
+	}
 	return a.render(w, r, status, "user.html", d)
 }
 
@@ -360,6 +365,8 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 		action = "save"
 	}
 	switch action {
+	case "grant-role", "revoke-role":
+		return a.roleGrantAction(w, r, sess, id, userName, action)
 	case "delete":
 		if u.Kind == accountDirectory {
 			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.", nil, nil)
