@@ -151,7 +151,7 @@ func (s *Store) groupEvents(ctx context.Context, tx *sql.Tx, now time.Time, befo
 	if err := s.groupValueEvents(ctx, tx, now, before, after, added, removed); err != nil {
 		return err
 	}
-	return s.membershipRoles(ctx, tx, now, slices.Concat(added, removed))
+	return s.membershipRoles(ctx, tx, now, after.ID, slices.Concat(added, removed))
 }
 
 // groupValueEvents records a group's creation (before nil), update and membership changes.

@@ -469,7 +469,7 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 			}
 		}
 		// The users under the group, while its memberships are there to say who.
-		affected, err := usersUnder(ctx, tx, []string{id})
+		affected, err := usersUnder(ctx, tx, id, []string{id})
 		if err != nil {
 			return err
 		}

@@ -420,26 +420,37 @@ func (s *Store) updateRoles(ctx context.Context, tx *sql.Tx, now time.Time, ids 
 	return len(rc.changed()), s.roleEvents(ctx, tx, now, rc)
 }
 
-// usersUnder returns the users whose roles a membership change of the given
-// users and groups may change (usersUnderSQL); none when no role exists.
-func usersUnder(ctx context.Context, tx *sql.Tx, ids []string) ([]string, error) {
-	if len(ids) == 0 {
+// groupGrantsSQL says whether a rule names the group ?1 or a group it is
+// nested in, at any depth: only then can a change of its members change roles.
+const groupGrantsSQL = `WITH RECURSIVE up(id) AS (
+		SELECT ?1
+		UNION
+		SELECT m.group_id FROM up CROSS JOIN members m ON m.member_id = up.id)
+	SELECT EXISTS (SELECT 1 FROM up CROSS JOIN role_rules r ON r.group_id = up.id)`
+
+// usersUnder returns the users whose roles a change of the group's members
+// (the users and groups in members, added or removed) may change
+// (usersUnderSQL): none unless a rule names the group or a group above it,
+// so that Entra's churn in groups no rule names costs one lookup.
+func usersUnder(ctx context.Context, tx *sql.Tx, groupID string, members []string) ([]string, error) {
+	if len(members) == 0 {
 		return nil, nil
 	}
-	if inUse, err := rolesInUse(ctx, tx); err != nil || !inUse {
+	var grants bool
+	if err := tx.QueryRowContext(ctx, groupGrantsSQL, groupID).Scan(&grants); err != nil || !grants {
 		return nil, err
 	}
-	users, err := queryStrings(ctx, tx, usersUnderSQL, idList(ids))
+	users, err := queryStrings(ctx, tx, usersUnderSQL, idList(members))
 	if err != nil {
-		return nil, fmt.Errorf("users under %d members: %w", len(ids), err)
+		return nil, fmt.Errorf("users under %d members: %w", len(members), err)
 	}
 	return users, nil
 }
 
-// membershipRoles updates the roles of the users under the members a group
-// change added or removed (usersUnder), with their events.
-func (s *Store) membershipRoles(ctx context.Context, tx *sql.Tx, now time.Time, members []string) error {
-	users, err := usersUnder(ctx, tx, members)
+// membershipRoles updates the roles of the users under the members a change
+// of a group added or removed (usersUnder), with their events.
+func (s *Store) membershipRoles(ctx context.Context, tx *sql.Tx, now time.Time, groupID string, members []string) error {
+	users, err := usersUnder(ctx, tx, groupID, members)
 	if err == nil {
 		_, err = s.updateRoles(ctx, tx, now, users)
 	}
