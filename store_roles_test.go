@@ -412,7 +412,7 @@ func TestRoleGrantsOnManualAccounts(t *testing.T) {
 	if err := s.Deprovision(ctx, directory.ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	cursor = checkRoleEvents(t, s, cursor, "deprovisioned", roleEvent{directory.ID, []string{"support"}, nil})
+	checkRoleEvents(t, s, cursor, "deprovisioned", roleEvent{directory.ID, []string{"support"}, nil})
 
 	if err := s.GrantRole(ctx, manual.ID, "support", "root"); err != nil {
 		t.Fatal(err)
