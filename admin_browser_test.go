@@ -319,6 +319,17 @@ func TestAdminInBrowser(t *testing.T) {
 	}
 	check("settings-preset-confirm")
 	run("preset applied", chromedp.Click(`.confirm button`, chromedp.ByQuery), chromedp.WaitVisible(`p.notice`, chromedp.ByQuery))
+	run("roles", chromedp.Navigate(ts.URL+"/settings"), chromedp.Click(`a[href="/settings/roles"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`input[name=name]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=name]`, "Sales <i>lead</i>", chromedp.ByQuery),
+		chromedp.Click(`//form[input[@value="create"]]//button`, chromedp.BySearch), chromedp.WaitVisible(`p.notice`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=group]`, "Sales <b>team</b>", chromedp.ByQuery),
+		chromedp.Click(`//form[input[@value="add-group-rule"]]//button`, chromedp.BySearch), chromedp.WaitVisible(`ul.rules`, chromedp.ByQuery),
+		chromedp.Text(`p.notice`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, "1 user gained it") {
+		t.Errorf("the roles page after adding a group rule says %q", text)
+	}
+	check("roles")
 	run("not found", chromedp.Navigate(ts.URL+"/users/no-such-user"), chromedp.WaitVisible(`h1`, chromedp.ByQuery))
 	check("not-found")
 

@@ -23,6 +23,7 @@ type userRow struct {
 	ID, Name, UserName, Email, Kind string
 	Status                          string // active, disabled, or "" when the directory sent neither
 	Groups                          []string
+	Roles                           []string // effective roles
 	Modified                        time.Time
 }
 
@@ -99,7 +100,7 @@ func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	for _, u := range users {
 		attrs := Effective(u.Attrs, u.Overrides, p)
 		row := userRow{ID: u.ID, Name: displayNameOf(attrs), UserName: stringAttr(attrs, "userName"), Email: primaryEmail(attrs),
-			Kind: u.Kind, Status: activeStatus(attrs), Modified: u.Modified}
+			Kind: u.Kind, Status: activeStatus(attrs), Roles: u.Roles, Modified: u.Modified}
 		for _, g := range effectiveGroups(u) {
 			row.Groups = append(row.Groups, g.Display)
 		}
@@ -164,6 +165,7 @@ type userData struct {
 	// the directory's disables and deletes of it that apps did not get.
 	Protection *Protection
 	Attempts   []Hold
+	Roles      userRoles
 }
 
 // fieldRow is one policy field of a user as the detail page shows it.
@@ -254,6 +256,9 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 		d.Fields = append(d.Fields, row)
 	}
 	flatten("", userType.visible(u.Attrs), &d.Attrs)
+	if d.Roles, err = a.userRolesCard(ctx, u); err != nil {
+		return err
+	}
 	return a.render(w, r, status, "user.html", d)
 }
 
@@ -382,6 +387,8 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 			return a.userPage(w, r, sess, id, http.StatusConflict, "Only accounts the directory manages can be protected from it.", nil, nil)
 		}
 		return a.protectUser(w, r, sess, u, action == "protect", userName)
+	case "grant-role", "revoke-role":
+		return a.roleGrantAction(w, r, sess, id, userName, action)
 	case "delete":
 		if directoryManaged(u.Kind) {
 			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.", nil, nil)

@@ -315,7 +315,7 @@ func (sig *shutdownSignal) begun() bool {
 
 // exportColumns are the CSV columns that can be chosen, in their default order.
 var exportColumns = []string{"id", "userName", "displayName", "givenName", "familyName", "email", "active", "title",
-	"department", "employeeNumber", "manager", "groups", "kind", "lastModified"}
+	"department", "employeeNumber", "manager", "groups", "roles", "kind", "lastModified"}
 
 // exportValue is the text of one CSV export column of a rendered user.
 func exportValue(u map[string]any, col string) string {
@@ -343,6 +343,9 @@ func exportValue(u map[string]any, col string) string {
 			}
 		}
 		return strings.Join(names, "; ")
+	case "roles":
+		roles, _ := u["roles"].([]string)
+		return strings.Join(roles, "; ")
 	case "active":
 		if b, ok := u["active"].(bool); ok {
 			return strconv.FormatBool(b)

@@ -297,6 +297,8 @@ func (fx *matrixFixture) cases() map[string]matrixCase {
 		"GET /holds":                         {path: "/holds"},
 		"POST /holds":                        {path: "/holds", form: url.Values{"action": {"approve-all"}}},
 		"POST /settings/holds":               {path: "/settings/holds", form: url.Values{"hold_percent": {"0"}, "hold_minimum": {"0"}, "hold_window": {"1"}}},
+		"GET /settings/roles":                {path: "/settings/roles"},
+		"POST /settings/roles":               {path: "/settings/roles", form: url.Values{"action": {"create"}, "name": {"intruders"}}},
 		"GET /static/*filepath":              {path: "/static/app.js"},
 		"GET /api/v1/users":                  {path: "/api/v1/users"},
 		"GET /api/v1/users/:id":              {path: "/api/v1/users/" + fx.userID},
@@ -396,6 +398,7 @@ func (fx *matrixFixture) fingerprint(t *testing.T) map[string]string {
 		"settings":           "SELECT coalesce(group_concat(key || '=' || value), '') FROM (SELECT key, value FROM settings ORDER BY key)",
 		"webhooks":           "SELECT count(*) || ' ' || coalesce(group_concat(id || disabled_reason), '') FROM webhooks",
 		"webhook deliveries": "SELECT count(*) FROM deliveries",
+		"roles":              "SELECT (SELECT count(*) FROM roles) || ' ' || (SELECT count(*) FROM role_rules) || ' ' || (SELECT count(*) FROM role_grants)",
 	} {
 		var v string
 		if err := fx.ts.store.r.QueryRowContext(context.Background(), query).Scan(&v); err != nil {

@@ -362,12 +362,14 @@ var migrations = []string{
 		UNION ALL
 		SELECT resource_id, member_id, member_type FROM holds
 			WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');`,
+	rolesMigration,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the
 // entry's text names the step, which runs in the migration's transaction.
 var goMigrations = map[string]func(s *Store, ctx context.Context, tx *sql.Tx) error{
 	rekeyUserNamesMigration: (*Store).rekeyUserNames,
+	rolesMigration:          (*Store).createRoles,
 }
 
 // stripPasswordsMigration removes the passwords that PATCH used to store in

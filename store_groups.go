@@ -480,6 +480,11 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 				return err
 			}
 		}
+		// The users under the group, while its memberships are there to say who.
+		affected, err := usersUnder(ctx, tx, id, []string{id})
+		if err != nil {
+			return err
+		}
 		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
 			return err
 		}
@@ -489,7 +494,11 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 		if _, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id); err != nil {
 			return err
 		}
-		return s.emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id})
+		if err := s.emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id}); err != nil {
+			return err
+		}
+		_, err = s.updateRoles(ctx, tx, now, affected)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete group: %w", err)

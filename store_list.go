@@ -49,6 +49,9 @@ func (s *Store) ListUsers(ctx context.Context, q ListQuery) ([]*User, int, error
 	if err := fillUserGroups(ctx, s.r, users); err != nil {
 		return nil, 0, err
 	}
+	if err := fillUserRoles(ctx, s.r, users); err != nil {
+		return nil, 0, err
+	}
 	return users, total, nil
 }
 
@@ -417,7 +420,10 @@ func (s *Store) UsersAfter(ctx context.Context, after int64, limit int) ([]*User
 	if err != nil {
 		return nil, 0, err
 	}
-	return users, next, fillUserGroups(ctx, s.r, users)
+	if err := fillUserGroups(ctx, s.r, users); err != nil {
+		return nil, 0, err
+	}
+	return users, next, fillUserRoles(ctx, s.r, users)
 }
 
 // GroupsAfter is UsersAfter for groups (without members).

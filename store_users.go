@@ -32,6 +32,9 @@ type User struct {
 	// HeldGroups are memberships the directory removed that a safety rail
 	// keeps in the effective view (holds.go); filled on read, never shown to SCIM.
 	HeldGroups []GroupRef
+	// Roles are the effective roles (store_roles.go), sorted; filled on read
+	// where apps or the admin page see them.
+	Roles []string
 }
 
 // userColumns maps filterable user attributes to indexed columns.
@@ -153,7 +156,7 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 			return err
 		}
 	}
-	return nil
+	return putAppRoleKeys(ctx, tx, u, insert)
 }
 
 // checkNewUserName refuses a userName holding an invisible character when
@@ -267,6 +270,9 @@ func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 		return nil, fmt.Errorf("user %q: %w", id, err)
 	}
 	if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+		return nil, err
+	}
+	if err := fillUserRoles(ctx, s.r, []*User{u}); err != nil {
 		return nil, err
 	}
 	return u, nil
