@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -43,7 +44,13 @@ func (s *Store) cycleWriter(ctx context.Context) {
 		if len(cycles) == 0 {
 			return
 		}
-		if err := s.saveCycles(context.Background(), cycles); err != nil {
+		err := s.saveCycles(context.Background(), cycles)
+		if errors.Is(err, ErrDatabaseLost) {
+			// Already reported once, where it was noticed; nothing can be
+			// written until the admin restores and restarts.
+			return
+		}
+		if err != nil {
 			s.health.markDirty(cycles)
 			s.log.Error("write provisioning cycles", "cycles", len(cycles), "err", err)
 		}

@@ -192,6 +192,9 @@ func (ws *webhookSender) send(ctx context.Context, w Webhook, d *Delivery) bool 
 	}
 	retryAt := now.Add(ws.backoff(d.Attempts))
 	if err := ws.store.RecordAttempt(context.WithoutCancel(ctx), w.ID, d, a, ok, retryAt, ws.maxFailures); err != nil {
+		if errors.Is(err, ErrDatabaseLost) {
+			return false // reported once, where it was noticed
+		}
 		ws.log.Error("record webhook attempt", "webhook", w.ID, "err", err)
 		return false
 	}
