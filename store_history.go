@@ -23,7 +23,10 @@ const docEventTypes = `'user.created', 'user.updated', 'user.enabled', 'user.dis
 
 // RequestChanges returns, by log entry id, the events each successful entry's
 // request wrote: entries are stamped when their request arrived, so these are
-// the events of its resource from then until the resource's next log entry.
+// the events of its resource from then until the resource's next log entry in
+// arrival order. Not in id order: a SCIM request's entry is written by the
+// batching log writer after the request, so an admin's entry written at once
+// can get a lower id than the entry of a request that arrived before it.
 // Entries without a resource are left out.
 func (s *Store) RequestChanges(ctx context.Context, entries []LogEntry) (map[int64]*RequestEvents, error) {
 	var page [][3]any
@@ -44,7 +47,7 @@ func (s *Store) RequestChanges(ctx context.Context, entries []LogEntry) (map[int
 			SELECT value->>0, value->>1, value->>2 FROM json_each(?)
 		), win AS (
 			SELECT entry, rid, upto AS since, coalesce((SELECT min(l.at) FROM provisioning_log l
-				WHERE l.resource_id = page.rid AND l.id > page.entry), '9') AS upto FROM page
+				WHERE l.resource_id = page.rid AND (l.at > page.upto OR l.at = page.upto AND l.id > page.entry)), '9') AS upto FROM page
 		)
 		SELECT win.entry, 0, e.cursor, e.id, e.at, e.type, e.resource_type, e.resource_id, e.data
 			FROM win JOIN events e ON e.resource_id = win.rid AND e.at >= win.since AND e.at < win.upto
