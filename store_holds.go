@@ -562,6 +562,9 @@ func (s *Store) ApproveHolds(ctx context.Context, ids []int64, all bool, by stri
 		if err != nil {
 			return err
 		}
+		// Roles follow the effective memberships: those released take their
+		// roles once every release is recorded, after the events released.
+		removedFrom := map[string][]string{}
 		for _, h := range order {
 			state, err := s.release(ctx, tx, now, h)
 			if err != nil {
@@ -574,6 +577,14 @@ func (s *Store) ApproveHolds(ctx context.Context, ids []int64, all bool, by stri
 			h.State, h.DecidedAt, h.DecidedBy = state, now, by
 			if h.Parent == 0 {
 				done = append(done, h)
+			}
+			if h.Kind == holdMemberRemove && state == holdApproved {
+				removedFrom[h.ResourceID] = append(removedFrom[h.ResourceID], h.MemberID)
+			}
+		}
+		for _, g := range slices.Sorted(maps.Keys(removedFrom)) {
+			if err := s.membershipRoles(ctx, tx, now, g, removedFrom[g]); err != nil {
+				return err
 			}
 		}
 		return nil
