@@ -734,3 +734,35 @@ func TestHeldMembershipRemovalsKeepRoles(t *testing.T) {
 	checkRoleEvents(t, rs.store, cursor, "rejected, then a directory edit")
 	checkRoles("rejected", map[string][]string{ids[3]: both})
 }
+
+// TestDirectoryGroupDeleteCountsTowardsTheHold: a group delete by the
+// directory removes all its memberships, and they count as membership
+// removals in the mass-change window. The delete itself goes through (a
+// group has no retained state, see README "Safety rails"), and the removals
+// that follow in the window are held.
+func TestDirectoryGroupDeleteCountsTowardsTheHold(t *testing.T) {
+	t.Parallel()
+	rs := newRailsServer(t, 2)
+	ctx := context.Background()
+	ids := usersNamed(t, rs, "burst", 5)
+	doomed, other := rs.createGroup(t, "Doomed"), rs.createGroup(t, "Other")
+	addMembersByPatch(t, rs.testServer, doomed, ids[:3]...)
+	addMembersByPatch(t, rs.testServer, other, ids[3:]...)
+	if status, _, doc := rs.do(t, "DELETE", "/Groups/"+doomed, nil); status != http.StatusNoContent {
+		t.Fatalf("delete group: %d %v", status, doc)
+	}
+	if status, _ := apiGet(t, rs.testServer, rs.key, "/api/v1/groups/"+doomed); status != http.StatusNotFound {
+		t.Errorf("API group after the delete: %d, want 404", status)
+	}
+	status, _, _ := rs.do(t, "PATCH", "/Groups/"+other, patchBody(map[string]any{"op": "Remove", "path": `members[value eq "` + ids[3] + `"]`}))
+	if status != http.StatusNoContent {
+		t.Fatal(status)
+	}
+	if n, _, _ := rs.store.HeldChanges(ctx); n != 1 {
+		t.Errorf("%d changes held after a group delete of 3 memberships and one removal (threshold 2), want 1", n)
+	}
+	_, doc := apiGet(t, rs.testServer, rs.key, "/api/v1/groups/"+other+"/members")
+	if got := len(doc["data"].([]any)); got != 2 {
+		t.Errorf("API members of the other group: %d, want 2 (the removal held)", got)
+	}
+}
