@@ -46,7 +46,7 @@ type admin struct {
 // adminPages are the templates in web/, each rendered inside web/layout.html
 // with the shared pieces of web/partials*.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
-	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html"}
+	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html", "drift.html"}
 
 // templateFuncs are the helpers every page template may call.
 var templateFuncs = template.FuncMap{
@@ -149,6 +149,8 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/settings/alerts", a.saveAlerts)
 	post("/settings/alerts/test", a.testAlert)
 	get("/holds", a.holdsPage)
+	get("/drift", a.driftPage)
+	get("/drift/:file", a.driftExport)
 	post("/holds", a.holdsAction)
 	post("/settings/holds", a.changeHoldSettings)
 	get("/settings/roles", a.rolesPage)

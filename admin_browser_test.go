@@ -330,6 +330,12 @@ func TestAdminInBrowser(t *testing.T) {
 		t.Errorf("the roles page after adding a group rule says %q", text)
 	}
 	check("roles")
+	run("drift", chromedp.Navigate(ts.URL+"/users"), chromedp.Click(`a[href="/drift"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`input[name=since]`, chromedp.ByQuery), chromedp.Text(`main`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, "Members skipped: id unknown") {
+		t.Errorf("the drift page says %q", text)
+	}
+	check("drift")
 	run("not found", chromedp.Navigate(ts.URL+"/users/no-such-user"), chromedp.WaitVisible(`h1`, chromedp.ByQuery))
 	check("not-found")
 
@@ -347,6 +353,12 @@ func TestAdminInBrowser(t *testing.T) {
 	run("disconnect", chromedp.Navigate(ts.URL+"/connection"), chromedp.WaitVisible(`input[name=confirm]`, chromedp.ByQuery),
 		chromedp.SendKeys(`input[name=confirm]`, "DISCONNECT", chromedp.ByQuery),
 		chromedp.Click(`form[action="/connection/disconnect"] button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`.confirm`, chromedp.ByQuery), chromedp.Text(`.confirm`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, "3 directory accounts that become manual accounts") {
+		t.Errorf("disconnect preview: %q", text)
+	}
+	check("disconnect-preview")
+	run("disconnected", chromedp.Click(`.confirm button`, chromedp.ByQuery),
 		chromedp.WaitVisible(`//h1[contains(., "Disconnected")]`, chromedp.BySearch), chromedp.Text(`main`, &text, chromedp.ByQuery))
 	if !strings.Contains(text, "3 accounts the directory managed are now manual") {
 		t.Errorf("disconnect confirmation: %q", text)

@@ -27,6 +27,9 @@ type connectionData struct {
 	Rejected     []RejectedAddr
 	RejectedMore int
 	Error        string
+	// DisconnectPlan is what disconnecting would change, shown once the
+	// admin typed DISCONNECT, for a last confirmation.
+	DisconnectPlan *Plan
 	// DirectoryAccounts counts accounts the directory manages; with no
 	// tokens and none of them there is nothing to disconnect.
 	DirectoryAccounts int
@@ -159,6 +162,18 @@ func (a *admin) disconnect(w http.ResponseWriter, r *http.Request, _ httprouter.
 	p, err := a.store.Policy(ctx)
 	if err != nil {
 		return err
+	}
+	if r.PostFormValue("confirmed") != "yes" {
+		d, err := a.connectionData(ctx, r, sess)
+		if err != nil {
+			return err
+		}
+		plan, err := disconnectPlan(ctx, a.store, p)
+		if err != nil {
+			return err
+		}
+		d.DisconnectPlan = &plan
+		return a.render(w, r, http.StatusOK, "connection.html", d)
 	}
 	tokens, err := a.store.Tokens(ctx)
 	if err != nil {

@@ -31,8 +31,13 @@ type settingsData struct {
 	Holds           HoldSettings // the mass-change hold (admin_holds.go)
 	// Errors are problems with the submitted form, by the name of the field they concern.
 	Errors map[string]string
-	// Confirm is a preset waiting for the admin's confirmation, with what it would change.
-	Confirm *presetChoice
+	// Confirm is a preset waiting for the admin's confirmation, with what it
+	// would change: the fields, and the users whose values shown change (ConfirmPlan).
+	Confirm     *presetChoice
+	ConfirmPlan *Plan
+	// ClaimPlan is what turning "claim existing accounts" on would change,
+	// waiting for the admin's confirmation with the form's other values.
+	ClaimPlan *Plan
 }
 
 // policyRow is one field of the source-of-truth table.
@@ -235,6 +240,15 @@ func (a *admin) changePolicy(w http.ResponseWriter, r *http.Request, _ httproute
 				d.Errors = map[string]string{"preset": "Unknown preset."}
 				return a.render(w, r, http.StatusBadRequest, "settings.html", d)
 			}
+			now, err := a.store.Policy(r.Context())
+			if err != nil {
+				return err
+			}
+			plan, err := policyPlan(r.Context(), a.store, now, PresetPolicy(preset))
+			if err != nil {
+				return err
+			}
+			d.ConfirmPlan = &plan
 			return a.render(w, r, http.StatusOK, "settings.html", d)
 		}
 		p = PresetPolicy(preset)
@@ -274,6 +288,14 @@ func (a *admin) changeProvisioning(w http.ResponseWriter, r *http.Request, _ htt
 	claim := "false"
 	if r.PostFormValue("claim") == "on" {
 		claim = "true"
+	}
+	if claim == "true" && !d.Claim && r.PostFormValue("confirmed") != "yes" {
+		plan, err := claimPlan(r.Context(), a.store)
+		if err != nil {
+			return err
+		}
+		d.ClaimPlan, d.Claim, d.Deprovision, d.PurgeDays = &plan, true, string(mode), days
+		return a.render(w, r, http.StatusOK, "settings.html", d)
 	}
 	for k, v := range map[string]string{settingClaim: claim, settingDeprovision: string(mode), settingPurgeInactive: strconv.Itoa(days)} {
 		if err := a.store.SetSetting(r.Context(), k, v); err != nil {

@@ -516,7 +516,15 @@ func TestAdminDisconnectConfirms(t *testing.T) {
 	if _, _, page := ac.get(t, "/connection"); !strings.Contains(page, `action="/connection/disconnect"`) {
 		t.Fatal("no disconnect form while connected")
 	}
-	status, h, _ := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"DISCONNECT"}})
+	// Typing DISCONNECT shows what would change first; nothing is done yet.
+	status, _, preview := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"DISCONNECT"}})
+	if status != http.StatusOK || !strings.Contains(preview, "Disconnect now?") || !strings.Contains(preview, "kept@example.com") {
+		t.Fatalf("disconnect preview: %d\n%s", status, preview)
+	}
+	if tokens, _ := ts.store.Tokens(context.Background()); len(tokens) != 1 {
+		t.Fatalf("the preview revoked tokens: %d left", len(tokens))
+	}
+	status, h, _ := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"DISCONNECT"}, "confirmed": {"yes"}})
 	if status != http.StatusSeeOther || h.Get("Location") != "/connection/disconnected" {
 		t.Fatalf("disconnect: %d → %q", status, h.Get("Location"))
 	}

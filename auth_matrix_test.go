@@ -295,6 +295,8 @@ func (fx *matrixFixture) cases() map[string]matrixCase {
 		"POST /settings/alerts":              {path: "/settings/alerts", form: url.Values{"webhook_url": {"https://intruder.example/hook"}}},
 		"POST /settings/alerts/test":         {path: "/settings/alerts/test", form: url.Values{}},
 		"GET /holds":                         {path: "/holds"},
+		"GET /drift":                         {path: "/drift"},
+		"GET /drift/:file":                   {path: "/drift/drift.csv"},
 		"POST /holds":                        {path: "/holds", form: url.Values{"action": {"approve-all"}}},
 		"POST /settings/holds":               {path: "/settings/holds", form: url.Values{"hold_percent": {"0"}, "hold_minimum": {"0"}, "hold_window": {"1"}}},
 		"GET /settings/roles":                {path: "/settings/roles"},

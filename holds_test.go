@@ -643,3 +643,126 @@ func TestHoldsCommand(t *testing.T) {
 		t.Errorf("log: %+v", entries)
 	}
 }
+
+// TestHeldMembershipRemovalsKeepRoles: roles come from the effective
+// memberships, so a held removal takes no role until it is approved (and a
+// rejected one never does), even when something else makes scimbox compute
+// the user's roles again (a directory edit of the user). A held removal of a
+// nested group keeps the role its members hold through it.
+func TestHeldMembershipRemovalsKeepRoles(t *testing.T) {
+	t.Parallel()
+	rs := newRailsServer(t, 2)
+	ctx := context.Background()
+	ids := usersNamed(t, rs, "staff", 5)
+	staff, contractors := rs.createGroup(t, "Staff"), rs.createGroup(t, "Contractors")
+	addMembersByPatch(t, rs.testServer, contractors, ids[4])
+	addMembersByPatch(t, rs.testServer, staff, append(ids[:4:4], contractors)...)
+	mustRole(t, rs.store, "staff", RoleRule{GroupID: staff})
+	mustRole(t, rs.store, "everyone", RoleRule{GroupID: staff, Nested: true})
+	both, nested := []string{"everyone", "staff"}, []string{"everyone"}
+	cursor := feedCursor(t, rs.store)
+
+	remove := func(ids ...string) {
+		t.Helper()
+		var ops []map[string]any
+		for _, id := range ids {
+			ops = append(ops, map[string]any{"op": "Remove", "path": `members[value eq "` + id + `"]`})
+		}
+		if status, _, doc := rs.do(t, "PATCH", "/Groups/"+staff, patchBody(ops...)); status != http.StatusNoContent {
+			t.Fatalf("remove members: %d %v", status, doc)
+		}
+	}
+	// touch is a directory edit of a user, which computes its roles again.
+	touch := func(id, name string) {
+		t.Helper()
+		if status, _, doc := rs.do(t, "PATCH", "/Users/"+id, patchBody(map[string]any{"op": "Replace", "path": "displayName", "value": name})); status != http.StatusOK {
+			t.Fatalf("edit %s: %d %v", id, status, doc)
+		}
+	}
+	checkRoles := func(step string, want map[string][]string) {
+		t.Helper()
+		for id, w := range want {
+			if got := apiRoles(t, rs.testServer, rs.key, id); !slices.Equal(got, orEmpty(w)) {
+				t.Errorf("%s: API roles of %s = %q, want %q", step, id, got, w)
+			}
+		}
+	}
+
+	// Two removals are within the threshold: they take the roles at once.
+	remove(ids[0], ids[1])
+	// byUser orders events as one change records them: in user id order.
+	byUser := func(list ...roleEvent) []roleEvent {
+		slices.SortFunc(list, func(a, b roleEvent) int { return strings.Compare(a.ID, b.ID) })
+		return list
+	}
+	cursor = checkRoleEvents(t, rs.store, cursor, "removals within the threshold",
+		byUser(roleEvent{ids[0], both, nil}, roleEvent{ids[1], both, nil})...)
+	// The rest of the group (two users and the nested group) is held.
+	remove(ids[2], ids[3], contractors)
+	if n, _, _ := rs.store.HeldChanges(ctx); n != 3 {
+		t.Fatalf("%d changes held, want 3", n)
+	}
+	if got := rs.memberIDsOfGroup(t, staff); len(got) != 0 {
+		t.Errorf("SCIM members %v, want none", got)
+	}
+	for i, id := range ids[2:] {
+		touch(id, fmt.Sprintf("Edited %d", i))
+	}
+	cursor = checkRoleEvents(t, rs.store, cursor, "held removals, then directory edits of the held users")
+	held := map[string][]string{ids[2]: both, ids[3]: both, ids[4]: nested}
+	checkRoles("held", held)
+
+	holds, _, err := rs.store.Holds(ctx, HoldQuery{States: []string{holdHeld}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byMember := map[string]int64{}
+	for _, h := range holds {
+		byMember[h.MemberID] = h.ID
+	}
+	if _, err := rs.store.ApproveHolds(ctx, []int64{byMember[ids[2]], byMember[contractors]}, false, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	cursor = checkRoleEvents(t, rs.store, cursor, "approved: a user's removal and the nested group's",
+		byUser(roleEvent{ids[2], both, nil}, roleEvent{ids[4], nested, nil})...)
+	checkRoles("approved", map[string][]string{ids[2]: nil, ids[3]: both, ids[4]: nil})
+
+	if _, err := rs.store.RejectHolds(ctx, []int64{byMember[ids[3]]}, false, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	touch(ids[3], "Edited again")
+	checkRoleEvents(t, rs.store, cursor, "rejected, then a directory edit")
+	checkRoles("rejected", map[string][]string{ids[3]: both})
+}
+
+// TestDirectoryGroupDeleteCountsTowardsTheHold: a group delete by the
+// directory removes all its memberships, and they count as membership
+// removals in the mass-change window. The delete itself goes through (a
+// group has no retained state, see README "Safety rails"), and the removals
+// that follow in the window are held.
+func TestDirectoryGroupDeleteCountsTowardsTheHold(t *testing.T) {
+	t.Parallel()
+	rs := newRailsServer(t, 2)
+	ctx := context.Background()
+	ids := usersNamed(t, rs, "burst", 5)
+	doomed, other := rs.createGroup(t, "Doomed"), rs.createGroup(t, "Other")
+	addMembersByPatch(t, rs.testServer, doomed, ids[:3]...)
+	addMembersByPatch(t, rs.testServer, other, ids[3:]...)
+	if status, _, doc := rs.do(t, "DELETE", "/Groups/"+doomed, nil); status != http.StatusNoContent {
+		t.Fatalf("delete group: %d %v", status, doc)
+	}
+	if status, _ := apiGet(t, rs.testServer, rs.key, "/api/v1/groups/"+doomed); status != http.StatusNotFound {
+		t.Errorf("API group after the delete: %d, want 404", status)
+	}
+	status, _, _ := rs.do(t, "PATCH", "/Groups/"+other, patchBody(map[string]any{"op": "Remove", "path": `members[value eq "` + ids[3] + `"]`}))
+	if status != http.StatusNoContent {
+		t.Fatal(status)
+	}
+	if n, _, _ := rs.store.HeldChanges(ctx); n != 1 {
+		t.Errorf("%d changes held after a group delete of 3 memberships and one removal (threshold 2), want 1", n)
+	}
+	_, doc := apiGet(t, rs.testServer, rs.key, "/api/v1/groups/"+other+"/members")
+	if got := len(doc["data"].([]any)); got != 2 {
+		t.Errorf("API members of the other group: %d, want 2 (the removal held)", got)
+	}
+}

@@ -253,7 +253,7 @@ func TestManualAccountsClaimAndDisconnect(t *testing.T) {
 		t.Fatalf("POST over a manual account: %d %v", status, doc)
 	}
 	// …until claims are allowed: then the directory takes it over, keeping the local display name as an override.
-	ac.post(t, "/settings/provisioning", url.Values{"csrf": {ac.csrf(t)}, "claim": {"on"}, "deprovision": {"delete"}, "purge_days": {"0"}})
+	ac.post(t, "/settings/provisioning", url.Values{"csrf": {ac.csrf(t)}, "claim": {"on"}, "deprovision": {"delete"}, "purge_days": {"0"}, "confirmed": {"yes"}})
 	status, _, doc = ts.do(t, "POST", "/Users", newUserBody("LOCAL@example.com"))
 	if status != 201 || doc["id"] != manualID {
 		t.Fatalf("claim: %d %v (want the manual account's id %s)", status, doc["id"], manualID)
@@ -268,7 +268,7 @@ func TestManualAccountsClaimAndDisconnect(t *testing.T) {
 	if status, _, _ := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"nope"}}); status != 400 {
 		t.Errorf("disconnect without confirmation: %d", status)
 	}
-	if status, _, _ := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"DISCONNECT"}}); status != http.StatusSeeOther {
+	if status, _, _ := ac.post(t, "/connection/disconnect", url.Values{"csrf": {ac.csrf(t)}, "confirm": {"DISCONNECT"}, "confirmed": {"yes"}}); status != http.StatusSeeOther {
 		t.Fatalf("disconnect: %d", status)
 	}
 	if status, _, _ := ts.do(t, "GET", "/Users", nil); status != 401 {

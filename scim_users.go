@@ -181,20 +181,18 @@ func (s *server) claim(r *http.Request, attrs map[string]any, conflict error) (*
 	}
 	now := time.Now()
 	u, err := s.store.ClaimUser(ctx, stringAttr(attrs, "userName"), func(u *User) error {
+		op := claimDecision(u.Kind, allow == "true")
 		switch {
-		case u.Kind == accountDeprovisioned:
-			infoOf(r).op = "reprovision user"
-			u.Overrides = nil
-		case u.Kind == accountRetained: // its delete was kept by a safety rail: apps never lost it
-			infoOf(r).op = "reprovision user"
-		case allow == "true":
-			infoOf(r).op = "claim manual account"
-			u.Overrides = Claimed(u.Attrs, attrs, p, now)
-		default:
+		case op == "":
 			return fmt.Errorf("%w: userName %q belongs to an account created in the admin page; "+
 				"to let the directory take it over, turn on \"claim existing accounts\" in the admin page's settings",
 				ErrConflict, stringAttr(attrs, "userName"))
-		}
+		case u.Kind == accountDeprovisioned:
+			u.Overrides = nil
+		case u.Kind == accountManual:
+			u.Overrides = Claimed(u.Attrs, attrs, p, now)
+		} // a retained account's delete was kept by a safety rail: apps never lost it, nor its overrides
+		infoOf(r).op = op
 		u.Attrs, u.Kind = attrs, accountDirectory
 		return nil
 	})

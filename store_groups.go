@@ -485,6 +485,9 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 		if err != nil {
 			return err
 		}
+		if err := s.countGroupDelete(ctx, tx, now, id); err != nil {
+			return err
+		}
 		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
 			return err
 		}

@@ -178,6 +178,30 @@ func (s *Store) admitRemovals(ctx context.Context, tx *sql.Tx, now time.Time, cl
 	return min(max(hs.threshold(total)-done, 0), n), nil
 }
 
+// countGroupDelete counts the memberships a directory's group delete
+// removes (its members, and its own memberships of other groups) as
+// membership removals in the mass-change window, so that the removals that
+// follow in a burst are held. The delete itself is not held: keeping a group
+// for apps while SCIM no longer has it would need a retained group, as a
+// held user delete keeps a retained user, and no surface knows such a group.
+// Past the threshold the request's log entry says so.
+func (s *Store) countGroupDelete(ctx context.Context, tx *sql.Tx, now time.Time, groupID string) error {
+	dw := directoryWriteOf(ctx)
+	if dw == nil {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT (SELECT member_count FROM groups WHERE id = ?1)
+		+ (SELECT count(*) FROM members WHERE member_id = ?1)`, groupID).Scan(&n); err != nil {
+		return err
+	}
+	pass, err := s.admitRemovals(ctx, tx, now, classMembers, n)
+	if err == nil && pass < n {
+		dw.note("the group delete removed %d membership(s), past the mass-change threshold: a group delete is not held, the membership removals that follow are", n)
+	}
+	return err
+}
+
 // windowRemovalsSQL sums a class's removals since a time, from the window index alone.
 const windowRemovalsSQL = "SELECT coalesce(sum(n), 0) FROM directory_removals WHERE class = ? AND at >= ?"
 
@@ -562,6 +586,9 @@ func (s *Store) ApproveHolds(ctx context.Context, ids []int64, all bool, by stri
 		if err != nil {
 			return err
 		}
+		// Roles follow the effective memberships: those released take their
+		// roles once every release is recorded, after the events released.
+		removedFrom := map[string][]string{}
 		for _, h := range order {
 			state, err := s.release(ctx, tx, now, h)
 			if err != nil {
@@ -574,6 +601,14 @@ func (s *Store) ApproveHolds(ctx context.Context, ids []int64, all bool, by stri
 			h.State, h.DecidedAt, h.DecidedBy = state, now, by
 			if h.Parent == 0 {
 				done = append(done, h)
+			}
+			if h.Kind == holdMemberRemove && state == holdApproved {
+				removedFrom[h.ResourceID] = append(removedFrom[h.ResourceID], h.MemberID)
+			}
+		}
+		for _, g := range slices.Sorted(maps.Keys(removedFrom)) {
+			if err := s.membershipRoles(ctx, tx, now, g, removedFrom[g]); err != nil {
+				return err
 			}
 		}
 		return nil

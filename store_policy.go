@@ -169,7 +169,7 @@ func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
 				return err
 			}
 			for _, u := range users {
-				u.Attrs, u.Overrides, u.Kind = Disconnected(u.Attrs, u.Overrides, p), nil, accountManual
+				u, _ := disconnectUser(u, p) // the dry run (disconnectPlan) asks the same function
 				u.Modified, u.Version = now, u.Version+1
 				if err := putUser(ctx, tx, u, false); err != nil {
 					return err

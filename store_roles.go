@@ -166,11 +166,22 @@ type RoleSource struct {
 	At      time.Time
 }
 
+// keptMembershipSQL selects, from holds h, the memberships the directory
+// removed that a safety rail keeps in the effective view (the holds_kept_*
+// partial indexes have the same condition, so lookups by member or group use
+// them). Roles follow the effective memberships (effective_members): the
+// directory's plus these, so a held removal takes no role until approved and
+// a rejected one never does. The walks below join members and these holds
+// each in a recursive step of its own, rather than the effective_members
+// view, so that every step stays one index lookup.
+const keptMembershipSQL = "h.kind = 'member-remove' AND h.state IN " + keptStatesSQL
+
 // roleSourcesSQL lists every reason each user of ?1 (a JSON array of ids)
 // holds a role. It is the one definition of effective roles: refreshRoles
-// stores what it gives. Group memberships are followed upward with a
-// recursive CTE, each step one lookup in members_member; UNION (not UNION ALL)
-// ends the walk in a cycle of nested groups. CROSS JOIN keeps the given users
+// stores what it gives. Effective group memberships (keptMembershipSQL) are
+// followed upward with a recursive CTE, each step one lookup in
+// members_member or holds_kept_memberships; UNION (not UNION ALL) ends the
+// walk in a cycle of nested groups. CROSS JOIN keeps the given users
 // driving every join, so the cost is that of their memberships, whatever the
 // size of members or of the rules (SQLite, without statistics, would rather
 // scan a small-looking table). Accounts the directory deleted and scimbox
@@ -181,7 +192,11 @@ const roleSourcesSQL = `WITH RECURSIVE
 	up(user_id, group_id, direct) AS (
 		SELECT m.member_id, m.group_id, 1 FROM cand CROSS JOIN members m ON m.member_id = cand.user_id
 		UNION
-		SELECT up.user_id, m.group_id, 0 FROM up CROSS JOIN members m ON m.member_id = up.group_id)
+		SELECT h.member_id, h.resource_id, 1 FROM cand CROSS JOIN holds h ON h.member_id = cand.user_id AND ` + keptMembershipSQL + `
+		UNION
+		SELECT up.user_id, m.group_id, 0 FROM up CROSS JOIN members m ON m.member_id = up.group_id
+		UNION
+		SELECT up.user_id, h.resource_id, 0 FROM up CROSS JOIN holds h ON h.member_id = up.group_id AND ` + keptMembershipSQL + `)
 	SELECT up.user_id, r.role, 'group', r.group_id, up.direct, '', '' FROM up CROSS JOIN role_rules r ON r.group_id = up.group_id
 		WHERE r.nested = 1 OR up.direct = 1
 	UNION ALL
@@ -193,16 +208,21 @@ const roleSourcesSQL = `WITH RECURSIVE
 // usersUnderSQL lists the users that a membership change of the ids in ?1
 // (a JSON array of users and groups) can give or take roles: the users
 // themselves and the users in each group, directly or through groups nested
-// in it. Only what a member belongs to changes, never what is below it, so
-// these are all the users whose upward walk (roleSourcesSQL) can differ.
-// CROSS JOIN as in roleSourcesSQL: without it SQLite scans members_member.
+// in it, by effective membership. Only what a member belongs to changes,
+// never what is below it, so these are all the users whose upward walk
+// (roleSourcesSQL) can differ. CROSS JOIN as in roleSourcesSQL: without it
+// SQLite scans members_member.
 const usersUnderSQL = `WITH RECURSIVE down(id) AS (
 		SELECT value FROM json_each(?1)
 		UNION
-		SELECT m.member_id FROM down CROSS JOIN members m ON m.group_id = down.id AND m.member_type = 'Group')
+		SELECT m.member_id FROM down CROSS JOIN members m ON m.group_id = down.id AND m.member_type = 'Group'
+		UNION
+		SELECT h.member_id FROM down CROSS JOIN holds h ON h.resource_id = down.id AND h.member_type = 'Group' AND ` + keptMembershipSQL + `)
 	SELECT value FROM json_each(?1)
 	UNION
-	SELECT m.member_id FROM down CROSS JOIN members m ON m.group_id = down.id AND m.member_type = 'User'`
+	SELECT m.member_id FROM down CROSS JOIN members m ON m.group_id = down.id AND m.member_type = 'User'
+	UNION
+	SELECT h.member_id FROM down CROSS JOIN holds h ON h.resource_id = down.id AND h.member_type = 'User' AND ` + keptMembershipSQL
 
 // storedRolesSQL reads the effective roles of the users in ?1 (a JSON array of ids).
 const storedRolesSQL = `SELECT user_id, role FROM user_roles WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, role`
@@ -213,8 +233,10 @@ const roleHoldersSQL = `SELECT user_id FROM user_roles WHERE role = ?`
 // appRoleUsersSQL lists the users Entra assigned an app role with a key.
 const appRoleUsersSQL = `SELECT user_id FROM user_app_roles WHERE key = ?`
 
-// groupUsersSQL lists the users who are direct members of a group.
-const groupUsersSQL = `SELECT member_id FROM members WHERE group_id = ? AND member_type = 'User'`
+// groupUsersSQL lists the users who are direct members of a group (effective memberships).
+const groupUsersSQL = `SELECT member_id FROM members WHERE group_id = ?1 AND member_type = 'User'
+	UNION
+	SELECT h.member_id FROM holds h WHERE h.resource_id = ?1 AND h.member_type = 'User' AND ` + keptMembershipSQL
 
 // roleChange is one user's effective roles before and after a change.
 type roleChange struct{ Before, After []string }
@@ -421,11 +443,14 @@ func (s *Store) updateRoles(ctx context.Context, tx *sql.Tx, now time.Time, ids 
 }
 
 // groupGrantsSQL says whether a rule names the group ?1 or a group it is
-// nested in, at any depth: only then can a change of its members change roles.
+// nested in (by effective membership), at any depth: only then can a change
+// of its members change roles.
 const groupGrantsSQL = `WITH RECURSIVE up(id) AS (
 		SELECT ?1
 		UNION
-		SELECT m.group_id FROM up CROSS JOIN members m ON m.member_id = up.id)
+		SELECT m.group_id FROM up CROSS JOIN members m ON m.member_id = up.id
+		UNION
+		SELECT h.resource_id FROM up CROSS JOIN holds h ON h.member_id = up.id AND ` + keptMembershipSQL + `)
 	SELECT EXISTS (SELECT 1 FROM up CROSS JOIN role_rules r ON r.group_id = up.id)`
 
 // usersUnder returns the users whose roles a change of the group's members

@@ -146,6 +146,9 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 		}
 		return err
 	}
+	if err := markDirectoryWrite(ctx, tx, u); err != nil {
+		return err
+	}
 	if !insert {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM user_emails WHERE user_id = ?", u.ID); err != nil {
 			return err

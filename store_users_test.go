@@ -612,7 +612,7 @@ func TestUserNameLookalikesOnEverySurface(t *testing.T) {
 	}
 	manualID := strings.TrimPrefix(h.Get("Location"), "/users/")
 	// …and so does a claim: the directory's spelling finds the manual account.
-	ac.post(t, "/settings/provisioning", url.Values{"csrf": {ac.csrf(t)}, "claim": {"on"}, "deprovision": {"delete"}, "purge_days": {"0"}})
+	ac.post(t, "/settings/provisioning", url.Values{"csrf": {ac.csrf(t)}, "claim": {"on"}, "deprovision": {"delete"}, "purge_days": {"0"}, "confirmed": {"yes"}})
 	if status, _, doc := ts.do(t, "POST", "/Users", newUserBody("Carol@example.com")); status != http.StatusCreated || doc["id"] != manualID {
 		t.Errorf("claim of a fullwidth manual account: %d %v, want 201 with id %s", status, doc["id"], manualID)
 	}
