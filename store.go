@@ -363,6 +363,11 @@ var migrations = []string{
 		SELECT resource_id, member_id, member_type FROM holds
 			WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');`,
 	rolesMigration,
+	// App keys open one interface each: /api/v1 (the keys made so far) or LDAP binds.
+	// The users with local overrides are few; an LDAP search reads them all,
+	// since the indexed columns hold the directory's values.
+	`ALTER TABLE app_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'api' CHECK (scope IN ('api', 'ldap'));
+	CREATE INDEX users_overridden ON users(id) WHERE overrides <> '{}';`,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the
