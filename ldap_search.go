@@ -498,10 +498,10 @@ func (d *ldapDirectory) plan(ctx context.Context, req *ldapSearch) (walkPlan, ui
 		if kind == "" {
 			return p, ldap.LDAPResultNoSuchObject, "the tree is " + base + " with ou=people and ou=groups under it"
 		}
-		p.leaf, p.exact = true, b
 		if req.scope == ldap.ScopeSingleLevel {
-			p.exact = "\x00" // a user or a group has no entries under it
+			return p, ldap.LDAPResultSuccess, "" // a user or a group has no entries under it
 		}
+		p.leaf, p.exact = true, b
 		if kind == "uid" {
 			p.users, p.userCond, p.groupCond = true, d.userNameCond(ctx, name), ldapCond{kind: condNone}
 		} else {

@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -498,5 +499,82 @@ func TestLDAPQueryPlans(t *testing.T) {
 	where, args, _ := ldapCondSQL(ldapCond{kind: condHasMember, value: "user-id"})
 	if plan := queryPlan(t, s, groupSelect+" WHERE groups.rowid > 0 AND "+where+" ORDER BY groups.rowid+0 LIMIT 10", args...); strings.Contains(plan, "SCAN groups") {
 		t.Errorf("member check scans groups:\n%s", plan)
+	}
+}
+
+// TestLDAPServeWithCertificate: serve with -tls-cert answers StartTLS on
+// -ldap-addr and LDAPS on -ldaps-addr with the HTTPS certificate.
+func TestLDAPServeWithCertificate(t *testing.T) {
+	t.Parallel()
+	cfg, _ := testServeConfig(t)
+	dir := t.TempDir()
+	cfg.TLSCert, cfg.TLSKey = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cfg.HTTPSAddr, cfg.HTTPAddr = "127.0.0.1:0", ""
+	cfg.LDAP = ldapConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0", BaseDN: "dc=example,dc=com"}
+	cert := writeCert(t, cfg.TLSCert, cfg.TLSKey, true)
+	store, err := OpenStore(context.Background(), cfg.DB, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := store.CreateScopedAppKey(context.Background(), "nas", scopeLDAP)
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, cfg, nil)
+	tlsConfig := &tls.Config{RootCAs: poolOf(cert), ServerName: "localhost"}
+	check := func(name string, c *ldap.Conn) {
+		t.Helper()
+		state, ok := c.TLSConnectionState()
+		if !ok || state.PeerCertificates[0].SerialNumber.Cmp(cert.SerialNumber) != 0 {
+			t.Fatalf("%s: not the HTTPS certificate", name)
+		}
+		if err := c.Bind("cn=nas,ou=apps,dc=example,dc=com", key); err != nil {
+			t.Fatalf("%s: bind: %v", name, err)
+		}
+		res, err := c.Search(ldap.NewSearchRequest("dc=example,dc=com", ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, nil))
+		if err != nil || len(res.Entries) != 1 {
+			t.Fatalf("%s: search: %v", name, err)
+		}
+		c.Close()
+	}
+	c, err := ldap.DialURL("ldap://" + s.addrs.LDAP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartTLS(tlsConfig); err != nil {
+		t.Fatal(err)
+	}
+	check("StartTLS", c)
+	c, err = ldap.DialURL("ldaps://"+s.addrs.LDAPS, ldap.DialWithTLSConfig(tlsConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("LDAPS", c)
+}
+
+// TestLDAPConfig: plain LDAP on an address others reach needs a certificate
+// for StartTLS or -ldap-allow-plain; LDAPS needs a certificate.
+func TestLDAPConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg      ldapConfig
+		haveCert bool
+		ok       bool
+	}{
+		{ldapConfig{Addr: "127.0.0.1:389"}, false, true},
+		{ldapConfig{Addr: "[::1]:389"}, false, true},
+		{ldapConfig{Addr: ":389"}, false, false},
+		{ldapConfig{Addr: "192.168.1.5:389"}, false, false},
+		{ldapConfig{Addr: ":389", AllowPlain: true}, false, true},
+		{ldapConfig{Addr: ":389"}, true, true},
+		{ldapConfig{TLSAddr: ":636"}, false, false},
+		{ldapConfig{TLSAddr: ":636"}, true, true},
+		{ldapConfig{Addr: "127.0.0.1:389", BaseDN: "not a dn"}, false, false},
+		{ldapConfig{}, false, true},
+	} {
+		if err := tc.cfg.validate(tc.haveCert); (err == nil) != tc.ok {
+			t.Errorf("%+v with certificate %v: %v, want ok %v", tc.cfg, tc.haveCert, err, tc.ok)
+		}
 	}
 }
