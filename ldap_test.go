@@ -578,3 +578,47 @@ func TestLDAPConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestLDAPEffectiveValues: a local override whose source of truth is local
+// shows in LDAP, and searches find the user by the effective value, not by
+// the directory's, although the indexed columns hold the directory's.
+func TestLDAPEffectiveValues(t *testing.T) {
+	t.Parallel()
+	f := newLDAPFixture(t, ldapConfig{})
+	ctx := context.Background()
+	if err := f.store.SetPolicy(ctx, Policy{"displayName": FromLocal, "userName": FromLocal}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.store.UpdateUser(ctx, f.userIDs["bob"], func(u *User) error {
+		p, err := f.store.Policy(ctx)
+		if err != nil {
+			return err
+		}
+		for key, v := range map[string]string{"displayName": "Robert Local", "userName": "robert@example.com"} {
+			if u.Attrs, u.Overrides, err = LocalEdit(u.Kind, u.Attrs, u.Overrides, p, key, v, "admin", time.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.bound(t)
+	robert := "uid=robert@example.com,ou=people," + f.baseDN
+	for filter, want := range map[string][]string{
+		"(uid=robert@example.com)": {robert},
+		"(uid=bob@example.com)":    nil,
+		"(cn=Robert Local)":        {robert},
+		"(displayName=robert*)":    {robert},
+	} {
+		res, err := c.Search(ldap.NewSearchRequest(f.baseDN, ldap.ScopeWholeSubtree, 0, 0, 0, false, filter, nil, nil))
+		if err != nil || !slices.Equal(dns(res), want) {
+			t.Errorf("%s: %v %q, want %q", filter, err, dns(res), want)
+		}
+	}
+	res, err := c.Search(ldap.NewSearchRequest("cn=Engineering,ou=groups,"+f.baseDN, ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", []string{"member"}, nil))
+	if err != nil || !slices.Equal(res.Entries[0].GetAttributeValues("member"), []string{robert}) {
+		t.Errorf("Engineering's member is not named by the effective userName: %v %+v", err, res)
+	}
+}

@@ -211,13 +211,6 @@ func ldapMembersSQL(n int) string {
 		ORDER BY m.group_id, m.member_id`
 }
 
-// ldapMember is a member as an LDAP entry names it.
-type ldapMember struct {
-	Type, Name string
-	Active     bool // a user's effective active
-	Hidden     bool // a deprovisioned user, whom apps no longer see
-}
-
 // fillLDAPMembers sets each group's Members (Display is the name the
 // member's DN uses: a user's effective userName) and LDAP activity.
 func (s *Store) fillLDAPMembers(ctx context.Context, groups []*Group) error {
