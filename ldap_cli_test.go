@@ -7,9 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 )
 
 // TestLDAPSearchCLI runs Debian's ldapsearch (ldap-utils) against the built
@@ -105,5 +109,78 @@ func TestLDAPSearchCLI(t *testing.T) {
 	out, err = search("-D", "cn=nas,ou=apps,dc=example,dc=com", "-w", key+"x", "-b", "dc=example,dc=com", "(uid=*)")
 	if err == nil || !strings.Contains(out, "Invalid credentials (49)") {
 		t.Fatalf("wrong key: %v\n%s", err, out)
+	}
+}
+
+// TestLDAPSIGHUPUpgrade: a SIGHUP upgrade hands the LDAP socket over like
+// the HTTP one: a client bound to the old process is disconnected when it
+// stops, and the new version answers on the same port.
+func TestLDAPSIGHUPUpgrade(t *testing.T) {
+	if testing.Short() || runtime.GOOS != "linux" {
+		t.Skip("builds and upgrades a real server (Linux); skipped with -short")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "scimbox")
+	buildVersioned(t, bin, "test-old")
+	next := filepath.Join(dir, "scimbox-next")
+	buildVersioned(t, next, "test-new")
+	db := filepath.Join(dir, "scimbox.db")
+	createToken(t, bin, db)
+	out, err := exec.Command(bin, "app-key", "create", "-db", db, "-name", "nas", "-scope", "ldap").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	key := lines[len(lines)-1]
+
+	port, ldapPort := freePort(t), freePort(t)
+	logs := openLog(t, dir)
+	old := exec.Command(bin, "serve", "-db", db, "-addr", fmt.Sprintf("127.0.0.1:%d", port), "-backup-interval", "0",
+		"-ldap-addr", fmt.Sprintf("127.0.0.1:%d", ldapPort), "-ldap-base-dn", "dc=example,dc=com")
+	old.Stdout, old.Stderr = logs, logs
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	oldExited := make(chan error, 1)
+	go func() { oldExited <- old.Wait() }()
+	t.Cleanup(func() { old.Process.Kill() })
+	if !waitHealthy(fmt.Sprintf("http://127.0.0.1:%d/healthz", port), 20*time.Second) {
+		t.Fatalf("server did not start:\n%s", readLog(t, logs))
+	}
+	vendorVersion := func() (string, error) {
+		c, err := ldap.DialURL(fmt.Sprintf("ldap://127.0.0.1:%d", ldapPort))
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		if err := c.Bind("cn=nas,ou=apps,dc=example,dc=com", key); err != nil {
+			return "", err
+		}
+		res, err := c.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", []string{"vendorVersion"}, nil))
+		if err != nil {
+			return "", err
+		}
+		return res.Entries[0].GetAttributeValue("vendorVersion"), nil
+	}
+	if v, err := vendorVersion(); err != nil || v != "test-old" {
+		t.Fatalf("before the upgrade: %q %v", v, err)
+	}
+	if err := os.Rename(next, bin); err != nil {
+		t.Fatal(err)
+	}
+	old.Process.Signal(syscall.SIGHUP)
+	select {
+	case err := <-oldExited:
+		if err != nil {
+			t.Errorf("the old process exited with %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the old process did not exit after SIGHUP:\n%s", readLog(t, logs))
+	}
+	logText := readLog(t, logs)
+	t.Cleanup(func() { stopProcess(servingPID(t, logText, "test-new")) })
+	if v, err := vendorVersion(); err != nil || v != "test-new" {
+		t.Fatalf("after the upgrade: %q %v\n%s", v, err, logText)
 	}
 }

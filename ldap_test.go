@@ -622,3 +622,32 @@ func TestLDAPEffectiveValues(t *testing.T) {
 		t.Errorf("Engineering's member is not named by the effective userName: %v %+v", err, res)
 	}
 }
+
+// TestLDAPSystemdSockets: sockets systemd passes as ldap and ldaps serve
+// LDAP, rather than being refused as unused by the HTTP listeners.
+func TestLDAPSystemdSockets(t *testing.T) {
+	t.Parallel()
+	h := &handover{log: stDiscardLog(), systemd: map[string]net.Listener{}}
+	passed := map[string]net.Listener{}
+	for _, name := range []string{"ldap", "ldaps", socketPlain} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		passed[name], h.systemd[name] = ln, ln
+	}
+	cfg := serveConfig{Addr: "127.0.0.1:0", LDAP: ldapConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0"}}
+	plain, secure, err := listenLDAP(cfg.LDAP, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain != passed["ldap"] || secure != passed["ldaps"] {
+		t.Error("LDAP did not take the sockets named ldap and ldaps")
+	}
+	lns, err := listenAll(cfg, h)
+	if err != nil {
+		t.Fatalf("listenAll after LDAP took its sockets: %v", err)
+	}
+	lns.close()
+}

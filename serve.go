@@ -454,6 +454,16 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	}
 	defer a.close() // on the early returns; the end of serve closes it and reports the error
 
+	// LDAP's sockets first: listenAll refuses the systemd sockets still unclaimed.
+	ldapLn, ldapsLn, err := listenLDAP(cfg.LDAP, handover)
+	if err != nil {
+		return err
+	}
+	for _, ln := range []net.Listener{ldapLn, ldapsLn} {
+		if ln != nil {
+			defer ln.Close()
+		}
+	}
 	lns, err := listenAll(cfg, handover)
 	if err != nil {
 		return err
@@ -468,16 +478,11 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		defer metricsLn.Close()
 		addrs.Metrics = metricsLn.Addr().String()
 	}
-	ldapLn, ldapsLn, err := listenLDAP(cfg.LDAP, handover)
-	if err != nil {
-		return err
-	}
 	for _, l := range []struct {
 		ln   net.Listener
 		addr *string
 	}{{ldapLn, &addrs.LDAP}, {ldapsLn, &addrs.LDAPS}} {
 		if l.ln != nil {
-			defer l.ln.Close()
 			*l.addr = l.ln.Addr().String()
 		}
 	}
