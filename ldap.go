@@ -202,6 +202,7 @@ type ldapSession struct {
 	w       *bufio.Writer
 	tls     bool
 	bound   string // the app key's name once bound; "" anonymous
+	key     string // the bound app key, checked again before each search so that revoking it takes effect at once
 	client  string // the client's IP address, for the bind limiter and the log
 	secured bool   // plain LDAP allowed here: loopback or -ldap-allow-plain
 }
@@ -313,7 +314,7 @@ func (s *ldapServer) handle(sess *ldapSession, id int64, op *ber.Packet, control
 // key. Anonymous and SASL binds are refused; failures count against the
 // client's address like refused SCIM tokens.
 func (s *ldapServer) bind(sess *ldapSession, op *ber.Packet) (uint16, string) {
-	sess.bound = ""
+	sess.bound, sess.key = "", ""
 	if len(op.Children) < 3 {
 		return ldap.LDAPResultProtocolError, "malformed bind request"
 	}
@@ -340,7 +341,7 @@ func (s *ldapServer) bind(sess *ldapSession, op *ber.Packet) (uint16, string) {
 	key, err := s.store.AuthenticateAppKey(s.ctx, password, scopeLDAP)
 	switch {
 	case err == nil && ok && strings.EqualFold(key.Name, appName):
-		sess.bound = key.Name
+		sess.bound, sess.key = key.Name, password
 		s.log.Info("ldap bind", "app", key.Name, "key", key.ID, "client", sess.client)
 		return ldap.LDAPResultSuccess, ""
 	case err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrWrongScope):
@@ -350,6 +351,25 @@ func (s *ldapServer) bind(sess *ldapSession, op *ber.Packet) (uint16, string) {
 	s.limit.fail(sess.client, now)
 	s.log.Info("ldap bind refused", "dn", name, "client", sess.client, "wrong_scope", errors.Is(err, ErrWrongScope))
 	return ldap.LDAPResultInvalidCredentials, ""
+}
+
+// stillBound checks the bound key again: a key revoked since the bind no
+// longer reads. The check is an indexed lookup; the key's last use is
+// written at most once a minute.
+func (s *ldapServer) stillBound(sess *ldapSession) (uint16, string) {
+	if sess.bound == "" {
+		return ldap.LDAPResultInsufficientAccessRights, "bind first as cn=NAME,ou=apps," + s.dir.base() + " with an app key with the ldap scope"
+	}
+	_, err := s.store.AuthenticateAppKey(s.ctx, sess.key, scopeLDAP)
+	switch {
+	case err == nil:
+		return ldap.LDAPResultSuccess, ""
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrWrongScope):
+		sess.bound, sess.key = "", ""
+		return ldap.LDAPResultInsufficientAccessRights, "the app key was revoked: bind again with a valid one"
+	}
+	s.log.Error("ldap key check", "client", sess.client, "err", err)
+	return ldap.LDAPResultUnavailable, "the directory is not available right now"
 }
 
 // extended serves StartTLS and Who am I?; false closes the connection.
@@ -378,7 +398,7 @@ func (s *ldapServer) extended(sess *ldapSession, id int64, op *ber.Packet) bool 
 		s.mu.Lock()
 		s.conns[tc] = struct{}{} // stop closes the TLS conn, and the raw one under it
 		s.mu.Unlock()
-		sess.conn, sess.r, sess.w, sess.tls, sess.bound = tc, bufio.NewReader(tc), bufio.NewWriter(tc), true, ""
+		sess.conn, sess.r, sess.w, sess.tls, sess.bound, sess.key = tc, bufio.NewReader(tc), bufio.NewWriter(tc), true, "", ""
 		return true
 	case oidWhoAmI:
 		who := ""

@@ -278,9 +278,11 @@ func (s *ldapServer) search(sess *ldapSession, id int64, op *ber.Packet, control
 	case !sess.tls && !sess.secured:
 		done(ldap.LDAPResultConfidentialityRequired, "use StartTLS or LDAPS")
 		return
-	case sess.bound == "":
-		done(ldap.LDAPResultInsufficientAccessRights, "bind first as cn=NAME,ou=apps,"+s.dir.base()+" with an app key with the ldap scope")
-		return
+	default:
+		if code, msg := s.stillBound(sess); code != ldap.LDAPResultSuccess {
+			done(code, msg)
+			return
+		}
 	}
 	var limit int64 = -1 // entries this response may carry; -1 for no limit
 	after := ldapCursor{}

@@ -183,7 +183,15 @@ func TestLDAPBinds(t *testing.T) {
 			}
 		})
 	}
-	c := f.dial(t)
+	// Revoking a key takes effect at once, also on a connection bound with it.
+	c := f.bound(t)
+	if err := f.store.RevokeAppKey(context.Background(), f.keyID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Search(ldap.NewSearchRequest(f.baseDN, ldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, nil)); resultCode(err) != ldap.LDAPResultInsufficientAccessRights {
+		t.Errorf("search on a connection bound with a key revoked since: %v", err)
+	}
+	c = f.dial(t)
 	if err := c.UnauthenticatedBind(""); err == nil {
 		t.Error("anonymous bind accepted")
 	}
