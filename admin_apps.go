@@ -1,4 +1,4 @@
-// The Apps page: app keys for /api/v1, webhooks and exports.
+// The Apps page: app keys for /api/v1 and LDAP, webhooks and exports.
 
 package main
 
@@ -77,11 +77,15 @@ func (a *admin) createAppKey(w http.ResponseWriter, r *http.Request, _ httproute
 	if name == "" {
 		name = "app"
 	}
-	plain, k, err := a.store.CreateAppKey(r.Context(), name)
+	scope := r.PostFormValue("scope")
+	if scope == "" {
+		scope = scopeAPI
+	}
+	plain, k, err := a.store.CreateScopedAppKey(r.Context(), name, scope)
 	if err != nil {
 		return err
 	}
-	a.log.Info("app key created", "key", k.ID, "name", name, "admin", sess.Username)
+	a.log.Info("app key created", "key", k.ID, "name", name, "scope", scope, "admin", sess.Username)
 	return a.redirect(w, r, sess, "/apps", flash{Secret: plain, SecretName: k.Name})
 }
 

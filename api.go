@@ -81,9 +81,12 @@ func (s *server) authenticateApp(r *http.Request) error {
 	case strings.HasPrefix(key, tokenPrefix):
 		return unauthorized("SCIM tokens do not open this API: use an app key (scimboxapp_…) from the Apps page")
 	}
-	err := s.store.AuthenticateAppKey(r.Context(), key)
-	if errors.Is(err, ErrNotFound) {
+	_, err := s.store.AuthenticateAppKey(r.Context(), key, scopeAPI)
+	switch {
+	case errors.Is(err, ErrNotFound):
 		return s.refuseCredential(r, "the app key is not valid: it may have been revoked; create a new one on the Apps page")
+	case errors.Is(err, ErrWrongScope):
+		return s.refuseCredential(r, "this app key has the ldap scope: it binds to LDAP only; create a key with the api scope for /api/v1")
 	}
 	return err
 }

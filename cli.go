@@ -77,6 +77,64 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return fmt.Errorf("token: unknown subcommand %q (create, list or revoke)", sub)
 }
 
+// appKeyCommand runs `scimbox app-key create|list|revoke`: keys for the
+// read API (scope api) or for LDAP binds (scope ldap).
+func appKeyCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("app-key: say create, list or revoke")
+	}
+	sub := args[0]
+	fs := newFlagSet("app-key "+sub, stderr)
+	db := dbFlag(fs)
+	name := fs.String("name", "", "a name for the key, such as gitea (create); an LDAP client binds as cn=NAME,ou=apps,BASE")
+	scope := fs.String("scope", scopeAPI, "what the key opens: api (/api/v1) or ldap (LDAP binds) (create)")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	store, err := openCLIStore(ctx, *db, stderr, sub == "create")
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	switch sub {
+	case "create":
+		if *name == "" {
+			return errors.New("app-key create: -name is required, e.g. -name gitea")
+		}
+		plain, k, err := store.CreateScopedAppKey(ctx, *name, *scope)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Created app key %s (%q, scope %s). It is shown only this once:\n%s\n", k.ID, k.Name, k.Scope, plain)
+		return nil
+	case "list":
+		keys, err := store.AppKeys(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSCOPE\tCREATED\tLAST USED")
+		for _, k := range keys {
+			used := "never"
+			if !k.LastUsed.IsZero() {
+				used = k.LastUsed.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Scope, k.Created.Format(time.RFC3339), used)
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			return errors.New("app-key revoke: give the key's ID (see scimbox app-key list)")
+		}
+		if err := store.RevokeAppKey(ctx, fs.Arg(0)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Revoked app key %s.\n", fs.Arg(0))
+		return nil
+	}
+	return fmt.Errorf("app-key: unknown subcommand %q (create, list or revoke)", sub)
+}
+
 // adminCommand runs `scimbox admin reset-password`: it prints a one-time link
 // that sets the admin password (or creates the admin on a fresh database).
 // The link's address comes from -url, or from the flags and SCIMBOX_*

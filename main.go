@@ -50,6 +50,8 @@ func runProcess(ctx context.Context, args []string, stdout, stderr io.Writer, ow
 		return serve(ctx, cfg, stdout, stderr)
 	case "token":
 		return tokenCommand(ctx, args, stdout, stderr)
+	case "app-key":
+		return appKeyCommand(ctx, args, stdout, stderr)
 	case "admin":
 		return adminCommand(ctx, args, stdout, stderr)
 	case "backup":
@@ -84,6 +86,8 @@ const usage = `usage:
   scimbox token create [-db PATH] -name NAME     create a Secret Token for Entra (printed once)
   scimbox token list [-db PATH]                  list tokens (never their secrets)
   scimbox token revoke [-db PATH] ID             revoke a token
+  scimbox app-key create|list|revoke [-db PATH] [-name NAME] [-scope api|ldap] [ID]
+                                                 keys for /api/v1 (api) or LDAP binds (ldap); revoke takes the ID
   scimbox admin reset-password [-db PATH] [-domain NAME | -addr HOST:PORT | -url URL]
                                                  print a one-time link that sets the admin password
   scimbox backup [-db PATH] DEST                 consistent copy of the database, safe while serving

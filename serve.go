@@ -69,6 +69,8 @@ type serveConfig struct {
 	Alerts alertFlags
 	// MetricsAddr serves GET /metrics (Prometheus) on a listener of its own; "" turns it off.
 	MetricsAddr string
+	// LDAP is the read-only LDAP interface (ldap.go); off unless an address is given.
+	LDAP ldapConfig
 
 	hooks serveHooks
 }
@@ -101,6 +103,8 @@ type boundAddrs struct {
 	HTTPS   string
 	HTTP    string // the ACME HTTP-01 challenge and the redirect to HTTPS
 	Metrics string // GET /metrics, with -metrics-addr
+	LDAP    string // -ldap-addr
+	LDAPS   string // -ldaps-addr
 }
 
 // serve modes, chosen by mode().
@@ -197,6 +201,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", `address to serve Prometheus metrics on (GET /metrics, no credential), e.g. 127.0.0.1:9090: bind it to loopback or a private interface; "" turns it off`)
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
 	alertFlagsOn(fs, &cfg.Alerts)
+	ldapFlagsOn(fs, &cfg.LDAP)
 }
 
 // parseServeConfig parses and validates the serve flags with the SCIMBOX_* environment.
@@ -291,6 +296,14 @@ func (c serveConfig) validate() error {
 	}
 
 	if err := c.checkMetricsAddr(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range []struct{ flag, addr string }{{"ldap-addr", c.LDAP.Addr}, {"ldaps-addr", c.LDAP.TLSAddr}} {
+		if a.addr != "" {
+			checkAddr(a.flag, a.addr, "127.0.0.1:389")
+		}
+	}
+	if err := c.LDAP.validate(c.mode() == modeACME || c.mode() == modeCert); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Domain != "" {
@@ -441,6 +454,16 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	}
 	defer a.close() // on the early returns; the end of serve closes it and reports the error
 
+	// LDAP's sockets first: listenAll refuses the systemd sockets still unclaimed.
+	ldapLn, ldapsLn, err := listenLDAP(cfg.LDAP, handover)
+	if err != nil {
+		return err
+	}
+	for _, ln := range []net.Listener{ldapLn, ldapsLn} {
+		if ln != nil {
+			defer ln.Close()
+		}
+	}
 	lns, err := listenAll(cfg, handover)
 	if err != nil {
 		return err
@@ -454,6 +477,14 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	if metricsLn != nil {
 		defer metricsLn.Close()
 		addrs.Metrics = metricsLn.Addr().String()
+	}
+	for _, l := range []struct {
+		ln   net.Listener
+		addr *string
+	}{{ldapLn, &addrs.LDAP}, {ldapsLn, &addrs.LDAPS}} {
+		if l.ln != nil {
+			*l.addr = l.ln.Addr().String()
+		}
 	}
 	if cfg.hooks.ready != nil {
 		cfg.hooks.ready(addrs)
@@ -484,6 +515,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 			}
 		}()
 	}
+	ldapServer := startLDAP(a.store, cfg.LDAP, ldapLn, ldapsLn, servers, log)
 	serveErr := handover.ready()
 	sighupCtx, stopSIGHUP := context.WithCancel(ctx)
 	defer stopSIGHUP()
@@ -503,6 +535,7 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 		a.handOver(servers)
 	}
 	log.Info("shutting down: finishing in-flight requests")
+	ldapServer.stop()
 	a.stopHTTP(servers)
 	if err := a.close(); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("close database: %w", err)
@@ -604,7 +637,7 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *
 // String lists the bound addresses for the log, as http=… https=… http-redirect=….
 func (a boundAddrs) String() string {
 	var parts []string
-	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}, {"metrics", a.Metrics}} {
+	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}, {"metrics", a.Metrics}, {"ldap", a.LDAP}, {"ldaps", a.LDAPS}} {
 		if p.addr != "" {
 			parts = append(parts, p.name+"="+p.addr)
 		}

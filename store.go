@@ -364,6 +364,11 @@ var migrations = []string{
 			WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');`,
 	rolesMigration,
 	driftMigration,
+	// App keys open one interface each: /api/v1 (the keys made so far) or LDAP binds.
+	// The users with local overrides are few; an LDAP search reads them all,
+	// since the indexed columns hold the directory's values.
+	`ALTER TABLE app_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'api' CHECK (scope IN ('api', 'ldap'));
+	CREATE INDEX users_overridden ON users(id) WHERE overrides <> '{}';`,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the

@@ -22,7 +22,20 @@ type Token struct {
 	Name     string
 	Created  time.Time
 	LastUsed time.Time // zero if never used
+	// Scope is what an app key opens: scopeAPI (/api/v1) or scopeLDAP (LDAP
+	// binds); empty for SCIM tokens.
+	Scope string
 }
+
+// App key scopes: a key opens one interface only, so that a key handed to
+// an LDAP client cannot read /api/v1 and the other way round.
+const (
+	scopeAPI  = "api"
+	scopeLDAP = "ldap"
+)
+
+// ErrWrongScope: the app key is valid but was created for another interface.
+var ErrWrongScope = errors.New("the app key's scope does not open this interface")
 
 const (
 	tokenPrefix    = "scimbox_" // makes a leaked token recognisable to secret scanners
@@ -90,23 +103,30 @@ func tokenHash(tok string) []byte {
 }
 
 // secretKind is a table of hashed bearer secrets: SCIM tokens or app keys.
-type secretKind struct{ table, prefix, what string }
+// scope is the SQL expression of a secret's scope (” where there is none).
+type secretKind struct{ table, prefix, what, scope string }
 
 var (
-	// scimTokens are the Secret Tokens for SCIM; appKeys are the keys of the read API.
-	scimTokens = secretKind{"tokens", tokenPrefix, "token"}
-	appKeys    = secretKind{"app_keys", appKeyPrefix, "app key"}
+	// scimTokens are the Secret Tokens for SCIM; appKeys are the keys of the read API and of LDAP binds.
+	scimTokens = secretKind{"tokens", tokenPrefix, "token", "''"}
+	appKeys    = secretKind{"app_keys", appKeyPrefix, "app key", "scope"}
 )
 
 // createSecret creates a secret and returns it in clear text: the only time it
 // exists outside the client. Only its SHA-256 is stored.
-func (s *Store) createSecret(ctx context.Context, k secretKind, name string) (string, Token, error) {
+func (s *Store) createSecret(ctx context.Context, k secretKind, name, scope string) (string, Token, error) {
 	plain, id := newSecret(k.prefix)
-	t := Token{ID: id, Name: name}
+	t := Token{ID: id, Name: name, Scope: scope}
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		t.Created = now
-		_, err := tx.ExecContext(ctx, "INSERT INTO "+k.table+" (id, name, hash, created) VALUES (?, ?, ?, ?)",
-			id, name, tokenHash(plain), formatTime(now))
+		var err error
+		if scope == "" {
+			_, err = tx.ExecContext(ctx, "INSERT INTO "+k.table+" (id, name, hash, created) VALUES (?, ?, ?, ?)",
+				id, name, tokenHash(plain), formatTime(now))
+		} else {
+			_, err = tx.ExecContext(ctx, "INSERT INTO "+k.table+" (id, name, hash, created, scope) VALUES (?, ?, ?, ?, ?)",
+				id, name, tokenHash(plain), formatTime(now), scope)
+		}
 		return err
 	})
 	if err != nil {
@@ -117,7 +137,7 @@ func (s *Store) createSecret(ctx context.Context, k secretKind, name string) (st
 
 // listSecrets lists the secrets of kind k, oldest first, never their hashes.
 func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM "+k.table+" ORDER BY created, id")
+	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, ''), "+k.scope+" FROM "+k.table+" ORDER BY created, id")
 	if err != nil {
 		return nil, fmt.Errorf("list %ss: %w", k.what, err)
 	}
@@ -126,7 +146,7 @@ func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) 
 	for rows.Next() {
 		var t Token
 		var created, used string
-		if err := rows.Scan(&t.ID, &t.Name, &created, &used); err != nil {
+		if err := rows.Scan(&t.ID, &t.Name, &created, &used, &t.Scope); err != nil {
 			return nil, fmt.Errorf("list %ss: %w", k.what, err)
 		}
 		t.Created, t.LastUsed = parseTime(created), parseTime(used)
@@ -155,7 +175,7 @@ func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error
 
 // lookupSQL reads a secret of kind k by its id.
 func (k secretKind) lookupSQL() string {
-	return "SELECT id, name, hash, created FROM " + k.table + " WHERE id = ?"
+	return "SELECT id, name, hash, created, " + k.scope + " FROM " + k.table + " WHERE id = ?"
 }
 
 // authenticateSecret returns the record of a presented secret, or ErrNotFound.
@@ -169,7 +189,7 @@ func (s *Store) authenticateSecret(ctx context.Context, k secretKind, presented 
 	var t Token
 	var hash []byte
 	var created string
-	err := s.r.QueryRowContext(ctx, k.lookupSQL(), id).Scan(&t.ID, &t.Name, &hash, &created)
+	err := s.r.QueryRowContext(ctx, k.lookupSQL(), id).Scan(&t.ID, &t.Name, &hash, &created, &t.Scope)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Token{}, ErrNotFound
 	}
@@ -201,7 +221,7 @@ func (s *Store) authenticateSecret(ctx context.Context, k secretKind, presented 
 
 // CreateToken creates a SCIM bearer token, returned in clear text once.
 func (s *Store) CreateToken(ctx context.Context, name string) (string, Token, error) {
-	return s.createSecret(ctx, scimTokens, name)
+	return s.createSecret(ctx, scimTokens, name, "")
 }
 
 // Tokens lists all SCIM tokens, oldest first.
@@ -288,7 +308,16 @@ const appKeyPrefix = "scimboxapp_"
 
 // CreateAppKey creates a key for the read-only API, returned in clear text once.
 func (s *Store) CreateAppKey(ctx context.Context, name string) (string, Token, error) {
-	return s.createSecret(ctx, appKeys, name)
+	return s.CreateScopedAppKey(ctx, name, scopeAPI)
+}
+
+// CreateScopedAppKey creates an app key that opens scope (scopeAPI or
+// scopeLDAP) only, returned in clear text once.
+func (s *Store) CreateScopedAppKey(ctx context.Context, name, scope string) (string, Token, error) {
+	if scope != scopeAPI && scope != scopeLDAP {
+		return "", Token{}, fmt.Errorf("%w: an app key's scope is api or ldap, not %q", ErrInvalid, scope)
+	}
+	return s.createSecret(ctx, appKeys, name, scope)
 }
 
 // AppKeys lists the app keys, oldest first.
@@ -299,10 +328,14 @@ func (s *Store) RevokeAppKey(ctx context.Context, id string) error {
 	return s.revokeSecret(ctx, appKeys, id)
 }
 
-// AuthenticateAppKey checks a presented app key; ErrNotFound if it is not one.
-func (s *Store) AuthenticateAppKey(ctx context.Context, presented string) error {
-	_, err := s.authenticateSecret(ctx, appKeys, presented)
-	return err
+// AuthenticateAppKey checks a presented app key for scope: ErrNotFound if
+// it is not one, ErrWrongScope if it opens another interface.
+func (s *Store) AuthenticateAppKey(ctx context.Context, presented, scope string) (Token, error) {
+	t, err := s.authenticateSecret(ctx, appKeys, presented)
+	if err == nil && t.Scope != scope {
+		return Token{}, fmt.Errorf("app key %s has scope %s: %w", t.ID, t.Scope, ErrWrongScope)
+	}
+	return t, err
 }
 
 // Scan scans the row into first and then dest.
