@@ -57,6 +57,9 @@ func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) 
 		if err != nil {
 			return d, err
 		}
+		if !sess.seesSecrets() { // a URL may carry a credential in its query
+			w.Secret, w.URL = "", redactURL(w.URL)
+		}
 		d.Webhooks = append(d.Webhooks, webhookRow{w, attempts, waiting[w.ID]})
 	}
 	return d, nil

@@ -67,6 +67,7 @@ type serveConfig struct {
 	AllowFreshDB bool
 
 	Alerts alertFlags
+	SSO    ssoFlags // admin sign-in with OpenID Connect (oidc.go)
 	// MetricsAddr serves GET /metrics (Prometheus) on a listener of its own; "" turns it off.
 	MetricsAddr string
 
@@ -197,6 +198,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", `address to serve Prometheus metrics on (GET /metrics, no credential), e.g. 127.0.0.1:9090: bind it to loopback or a private interface; "" turns it off`)
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
 	alertFlagsOn(fs, &cfg.Alerts)
+	ssoFlagsOn(fs, &cfg.SSO)
 }
 
 // parseServeConfig parses and validates the serve flags with the SCIMBOX_* environment.

@@ -363,6 +363,7 @@ var migrations = []string{
 		SELECT resource_id, member_id, member_type FROM holds
 			WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');`,
 	rolesMigration,
+	adminsMigration,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the
