@@ -315,7 +315,7 @@ func (a *admin) ssoCallback(w http.ResponseWriter, r *http.Request, _ *adminSess
 			"The identity provider refused to complete the sign-in. Start again from the login page.")
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	idt, err := p.Verifier(&oidc.Config{ClientID: c.ClientID}).Verify(ctx, raw)
+	idt, err := p.Verifier(&oidc.Config{ClientID: c.ClientID, Now: a.store.now}).Verify(ctx, raw)
 	if err != nil {
 		return a.ssoRefused(r, "", "ID token rejected: "+err.Error(), http.StatusForbidden,
 			"The identity provider's answer could not be verified, so you are not signed in. Start again from the login page.")

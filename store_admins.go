@@ -262,13 +262,17 @@ func (s *Store) AcceptInvite(ctx context.Context, code, username, passwordHash s
 // session: ErrNotFound is returned.
 func (s *Store) SignInSSOAdmin(ctx context.Context, subject, name string, role AdminRole) (Admin, error) {
 	adm := Admin{SSOSubject: subject, Username: name, Role: role}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		if role == "" {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM admins WHERE sso_subject = ?", subject); err != nil {
-				return err
-			}
-			return ErrNotFound
+	if role == "" {
+		err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+			_, err := tx.ExecContext(ctx, "DELETE FROM admins WHERE sso_subject = ?", subject)
+			return err
+		})
+		if err != nil {
+			return adm, fmt.Errorf("sso sign-in of %q: %w", name, err)
 		}
+		return adm, ErrNotFound
+	}
+	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
 		var taken int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM admins WHERE username = ? COLLATE NOCASE AND coalesce(sso_subject, '') <> ?", name, subject).Scan(&taken); err != nil {
 			return err
