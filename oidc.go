@@ -418,10 +418,8 @@ func (a *admin) ssoSettingsSave(w http.ResponseWriter, r *http.Request, _ httpro
 	if r.PostFormValue("forget_secret") == "on" {
 		kv[settingSSOClientSecret] = ""
 	}
-	for k, v := range kv {
-		if err := a.store.SetSetting(r.Context(), k, v); err != nil {
-			return err
-		}
+	if err := a.store.SaveSSOSettings(r.Context(), kv); err != nil {
+		return err
 	}
 	a.log.Info("single sign-on settings changed", "admin", sess.Username, "issuer", issuer, "mandatory", kv[settingSSOMandatory])
 	return a.redirect(w, r, sess, "/settings/sso", flash{Notice: "Single sign-on settings saved."})

@@ -305,7 +305,11 @@ func newSSOServer(t *testing.T, issuer string) (*ssoServer, *adminClient) {
 	srv := httptest.NewServer((&server{store: st, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ssoFlags: ssoFlags{Issuer: issuer, ClientID: testClientID, ClientSecret: testClientSecret}}).handler())
 	t.Cleanup(srv.Close)
-	ss.testServer = &testServer{Server: srv, store: st}
+	tok, _, err := st.CreateToken(context.Background(), "entra")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.testServer = &testServer{Server: srv, store: st, token: tok}
 	owner := setUpAdmin(t, ss.testServer)
 	for key, v := range map[string]string{settingSSOOwnerGroups: "grp-owners", settingSSOAdminGroups: "grp-admins\nscimbox.operator", settingSSOViewerGroups: "grp-viewers"} {
 		if err := st.SetSetting(context.Background(), key, v); err != nil {

@@ -87,11 +87,26 @@ func TestSSOSignInPerRole(t *testing.T) {
 			}
 		})
 	}
+	// A local edit by an SSO admin names the person, on the override and in the audit.
+	browser := newAdminClient(t, ss.testServer)
+	if status, _ := ssoSignIn(t, browser, idp, "u-admin", nil); status != http.StatusOK {
+		t.Fatalf("sign-in: %d", status)
+	}
+	id := ss.createUser(t, "worker@example.com")
+	if status, _, body := browser.post(t, "/users/"+id, url.Values{"csrf": {browser.csrf(t)}, "action": {"edit"}, "field": {"displayName"}, "value": {"Queen Bee"}}); status != http.StatusSeeOther {
+		t.Fatalf("local edit: %d\n%s", status, body)
+	}
+	if _, _, page := browser.get(t, "/users/"+id); !strings.Contains(page, "by adam@contoso.example, ") {
+		t.Error("the override does not name the person who signed in")
+	}
+	if edits, _, _ := ss.store.AuditEntries(context.Background(), AuditQuery{Actor: "adam@contoso.example", Action: "POST /users/", Limit: 1}); len(edits) != 1 || edits[0].Target != id {
+		t.Errorf("the edit's audit entry: %+v", edits)
+	}
 	entries, _, err := ss.store.AuditEntries(context.Background(), AuditQuery{Action: "sign-in", Outcome: auditSuccess, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 3 || entries[0].Actor != "vic@contoso.example" || !strings.Contains(entries[0].Detail, "single sign-on as viewer") {
+	if len(entries) != 4 || entries[1].Actor != "vic@contoso.example" || !strings.Contains(entries[1].Detail, "single sign-on as viewer") {
 		t.Errorf("audited sign-ins: %+v", entries)
 	}
 }
@@ -230,5 +245,53 @@ func TestSSOBreakGlassWhenIdPDown(t *testing.T) {
 	status, _, body = newAdminClient(t, ss.testServer).post(t, "/login", url.Values{"username": {"local-admin"}, "password": {testPassword}})
 	if status != http.StatusForbidden || !strings.Contains(body, "Sign in with Microsoft Entra") {
 		t.Errorf("local admin password login while SSO is mandatory: %d", status)
+	}
+}
+
+// TestSSOSettingsPage: an owner configures single sign-on on the page; the
+// client secret is write-only (never shown, kept when the field is left
+// empty); the page shows the redirect URL; making SSO mandatory ends the
+// password sessions of local admins who are not owners.
+func TestSSOSettingsPage(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	owner := setUpAdmin(t, ts)
+	local := join(t, ts, invite(t, owner, RoleAdmin), "local-admin")
+	ctx := context.Background()
+	save := func(form url.Values) {
+		t.Helper()
+		form.Set("csrf", owner.csrf(t))
+		if status, _, body := owner.post(t, "/settings/sso", form); status != http.StatusSeeOther {
+			t.Fatalf("save: %d\n%s", status, body)
+		}
+	}
+	const secret = "s3cr3t~value-from-entra"
+	save(url.Values{"issuer": {"https://login.microsoftonline.com/tenant-id/v2.0/"}, "client_id": {"app-id"}, "client_secret": {secret},
+		"owner_groups": {"g-1, g-2"}, "viewer_groups": {"g-3"}})
+	_, _, body := owner.get(t, "/settings/sso")
+	if strings.Contains(body, secret) || !strings.Contains(body, "stored: leave empty to keep it") {
+		t.Errorf("the settings page shows the secret, or not that one is stored")
+	}
+	if !strings.Contains(body, ts.URL+ssoCallbackPath) {
+		t.Errorf("the settings page lacks the redirect URL %s", ts.URL+ssoCallbackPath)
+	}
+	save(url.Values{"issuer": {"https://login.microsoftonline.com/tenant-id/v2.0"}, "client_id": {"app-id"}, "owner_groups": {"g-1\ng-2"}, "mandatory": {"on"}})
+	a := newAdmin(&server{store: ts.store})
+	c, err := a.ssoConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientSecret != secret || c.Issuer != "https://login.microsoftonline.com/tenant-id/v2.0" || !c.Mandatory ||
+		strings.Join(c.Groups[RoleOwner], ",") != "g-1,g-2" || len(c.Groups[RoleViewer]) != 0 {
+		t.Errorf("saved configuration: %+v", c)
+	}
+	if status, _, _ := local.get(t, "/users"); status != http.StatusSeeOther {
+		t.Errorf("a local admin's password session after SSO became mandatory: %d, want 303 to login", status)
+	}
+	if status, _, _ := owner.get(t, "/users"); status != http.StatusOK {
+		t.Errorf("the owner's session after SSO became mandatory: %d", status)
+	}
+	if _, _, body := newAdminClient(t, ts).get(t, "/login"); !strings.Contains(body, "Sign in with Microsoft Entra") {
+		t.Errorf("the login page does not offer single sign-on")
 	}
 }

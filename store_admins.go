@@ -292,3 +292,24 @@ func (s *Store) SignInSSOAdmin(ctx context.Context, subject, name string, role A
 
 // tokenHashHex is the hex SHA-256 of s, for short stable names.
 func tokenHashHex(s string) string { return fmt.Sprintf("%x", tokenHash(s)) }
+
+// SaveSSOSettings stores the single sign-on settings kv in one transaction.
+// When sso_mandatory becomes "true" it also ends the sessions of local
+// admins other than owners, who may no longer sign in with a password.
+func (s *Store) SaveSSOSettings(ctx context.Context, kv map[string]string) error {
+	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		if err := putSettings(ctx, tx, kv); err != nil {
+			return err
+		}
+		if kv[settingSSOMandatory] != "true" {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE admin_id IN
+			(SELECT id FROM admins WHERE sso_subject IS NULL AND role <> 'owner')`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("save single sign-on settings: %w", err)
+	}
+	return nil
+}
