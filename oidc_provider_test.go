@@ -40,8 +40,7 @@ const (
 type idpPerson struct {
 	username      string
 	groups, roles []string
-	audience      []string // if set, the ID token's aud instead of the client id
-	nonce         string   // if set, the ID token's nonce instead of the sign-in's
+	nonce         string // if set, the ID token's nonce instead of the sign-in's
 }
 
 // idpKey is a signing key of the test provider.
