@@ -159,6 +159,9 @@ func TestAuditRecordsSignInsAndActions(t *testing.T) {
 	if status, _, _ := owner.post(t, "/apps/keys", url.Values{"csrf": {owner.csrf(t)}, "name": {"intranet"}}); status != http.StatusSeeOther {
 		t.Fatalf("create app key: %d", status)
 	}
+	if status, _, _ := owner.get(t, "/export/users.csv"); status != http.StatusOK {
+		t.Fatalf("export: %d", status)
+	}
 	entries, _, err := ts.store.AuditEntries(ctx, AuditQuery{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +173,7 @@ func TestAuditRecordsSignInsAndActions(t *testing.T) {
 			t.Errorf("entry %+v lacks where from or when", e)
 		}
 	}
-	want := []string{"admin POST /apps/keys success", "admin sign-in refused", "admin setup success"}
+	want := []string{"admin export success", "admin POST /apps/keys success", "admin sign-in refused", "admin setup success"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("audit:\n got %q\nwant %q", got, want)
 	}

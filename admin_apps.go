@@ -176,5 +176,6 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Disposition", `attachment; filename="scimbox-`+time.Now().UTC().Format("20060102")+"-"+file+`"`)
 	a.log.Info("export", "file", file, "admin", sess.Username)
+	a.audit(r, sess.Username, "export", file, auditSuccess, "")
 	return stream(w)
 }

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ const (
 	ssoPendingTTL   = 10 * time.Minute // how long a sign-in may take at the identity provider
 	ssoMaxPending   = 10000            // bounds the memory unfinished sign-ins hold
 	ssoHTTPTimeout  = 10 * time.Second // for discovery, keys and the code exchange
+	// ssoRetryDiscovery is how long a failed discovery is not retried.
+	ssoRetryDiscovery = 10 * time.Second
 )
 
 // ssoFlags are the -oidc-* flags; a non-empty one overrides the Settings page.
@@ -50,6 +53,20 @@ func ssoFlagsOn(fs *flag.FlagSet, f *ssoFlags) {
 	fs.StringVar(&f.Issuer, "oidc-issuer", "", "OpenID Connect issuer for admin sign-in, e.g. https://login.microsoftonline.com/<tenant id>/v2.0 (overrides the Settings page)")
 	fs.StringVar(&f.ClientID, "oidc-client-id", "", "client (application) id of the admin page's app registration (overrides the Settings page)")
 	fs.StringVar(&f.ClientSecret, "oidc-client-secret", "", "client secret of that app registration; prefer the SCIMBOX_OIDC_CLIENT_SECRET variable (overrides the Settings page)")
+}
+
+// validate checks the -oidc-* flags, in words an admin understands.
+func (f ssoFlags) validate() []error {
+	var errs []error
+	if f.Issuer != "" {
+		if u, err := url.Parse(f.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("-oidc-issuer must be an https URL such as https://login.microsoftonline.com/<tenant id>/v2.0, not %q", f.Issuer))
+		}
+	}
+	if (f.Issuer != "") != (f.ClientID != "") {
+		errs = append(errs, errors.New("-oidc-issuer and -oidc-client-id go together: give both, or neither and set them on the Settings page"))
+	}
+	return errs
 }
 
 // ssoConfig is single sign-on as configured: flags over settings.
@@ -136,7 +153,12 @@ type ssoState struct {
 	mu         sync.Mutex
 	issuer     string
 	discovered *oidc.Provider // once per issuer; it refetches rotated keys itself
-	pending    map[string]ssoPending
+	// failedIssuer and failedAt remember a failed discovery, so that
+	// anonymous visitors cannot make the server call an unreachable
+	// identity provider more than once per ssoRetryDiscovery.
+	failedIssuer string
+	failedAt     time.Time
+	pending      map[string]ssoPending
 }
 
 // ssoPending is a sign-in sent to the identity provider, by its state.
@@ -159,14 +181,19 @@ func (st *ssoState) provider(ctx context.Context, issuer string) (*oidc.Provider
 		st.mu.Unlock()
 		return p, nil
 	}
+	if st.failedIssuer == issuer && time.Since(st.failedAt) < ssoRetryDiscovery {
+		st.mu.Unlock()
+		return nil, errors.New("discovery failed moments ago; not retried yet")
+	}
 	st.mu.Unlock()
 	// The key set keeps the client of this context (not its deadline) for later key fetches.
 	p, err := oidc.NewProvider(ssoHTTPContext(context.WithoutCancel(ctx)), issuer)
-	if err != nil {
-		return nil, err
-	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if err != nil {
+		st.failedIssuer, st.failedAt = issuer, time.Now()
+		return nil, err
+	}
 	st.issuer, st.discovered = issuer, p
 	return p, nil
 }

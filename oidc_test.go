@@ -5,9 +5,12 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -293,5 +296,58 @@ func TestSSOSettingsPage(t *testing.T) {
 	}
 	if _, _, body := newAdminClient(t, ts).get(t, "/login"); !strings.Contains(body, "Sign in with Microsoft Entra") {
 		t.Errorf("the login page does not offer single sign-on")
+	}
+}
+
+func TestSSOFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string // a substring of the error; "" for valid
+	}{
+		{"none", nil, ""},
+		{"Entra by flags and env", map[string]string{"SCIMBOX_OIDC_ISSUER": "https://login.microsoftonline.com/t/v2.0",
+			"SCIMBOX_OIDC_CLIENT_ID": "app", "SCIMBOX_OIDC_CLIENT_SECRET": "s"}, ""},
+		{"plain http issuer", map[string]string{"SCIMBOX_OIDC_ISSUER": "http://idp.example", "SCIMBOX_OIDC_CLIENT_ID": "app"}, "must be an https URL"},
+		{"issuer without client id", map[string]string{"SCIMBOX_OIDC_ISSUER": "https://idp.example"}, "go together"},
+		{"client id without issuer", map[string]string{"SCIMBOX_OIDC_CLIENT_ID": "app"}, "go together"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseServeConfigEnv(nil, io.Discard, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if cfg.SSO.ClientSecret != tc.env["SCIMBOX_OIDC_CLIENT_SECRET"] {
+					t.Errorf("client secret %q not read from the environment", cfg.SSO.ClientSecret)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSSODiscoveryFailureNotRetriedAtOnce: with the identity provider
+// failing, anonymous visitors cannot make scimbox call it on every request.
+func TestSSODiscoveryFailureNotRetriedAtOnce(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	defer broken.Close()
+	ss, _ := newSSOServer(t, broken.URL)
+	for range 3 {
+		if status, _, _ := newAdminClient(t, ss.testServer).get(t, "/sso/start"); status != http.StatusServiceUnavailable {
+			t.Errorf("sign-in with the provider failing: %d, want 503", status)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the failing provider was called %d times, want 1", n)
 	}
 }

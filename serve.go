@@ -244,6 +244,7 @@ func (c serveConfig) validate() error {
 		add("-backup-keep must be at least 1 while snapshots are on")
 	}
 	errs = append(errs, c.Alerts.validate()...)
+	errs = append(errs, c.SSO.validate()...)
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		add("-log-level must be debug, info, warn or error, not %q", c.LogLevel)
