@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // shownInvite finds the invitation link shown once on the Admins page.
@@ -117,22 +118,32 @@ func TestAdminInviteRolesAndLastOwner(t *testing.T) {
 func TestResetPasswordSetsALocalOwner(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
-	owner := setUpAdmin(t, ts)
 	ctx := context.Background()
+	code, err := ts.store.NewSetupCode(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := newAdminClient(t, ts)
+	if status, _, _ := owner.post(t, "/setup", url.Values{"code": {code}, "username": {"olga"}, "password": {testPassword}, "confirm": {testPassword}}); status != http.StatusSeeOther {
+		t.Fatalf("setup: %d", status)
+	}
 	join(t, ts, invite(t, owner, RoleAdmin), "aaron")
 	// Reset targets the first local owner, never an SSO owner or another local admin.
 	if _, err := ts.store.SignInSSOAdmin(ctx, "https://idp.example sub-1", "zoe@example.com", RoleOwner); err != nil {
 		t.Fatal(err)
 	}
-	code, err := ts.store.NewSetupCode(ctx, setupCodeTTL)
+	code, err = ts.store.NewSetupCode(ctx, setupCodeTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, _, body := newAdminClient(t, ts).post(t, "/setup", url.Values{"code": {code}, "username": {"admin"},
+	if _, _, body := newAdminClient(t, ts).get(t, "/setup?code="+code); !strings.Contains(body, `name="username" value="olga"`) {
+		t.Error("the reset form does not name the owner it resets")
+	}
+	if status, _, body := newAdminClient(t, ts).post(t, "/setup", url.Values{"code": {code}, "username": {"olga"},
 		"password": {"a brand new password"}, "confirm": {"a brand new password"}}); status != http.StatusSeeOther {
 		t.Fatalf("reset: %d\n%s", status, body)
 	}
-	adm, err := ts.store.AdminByUsername(ctx, "admin")
+	adm, err := ts.store.AdminByUsername(ctx, "olga")
 	if err != nil || adm.Role != RoleOwner || !checkPassword(adm.PasswordHash, "a brand new password") {
 		t.Errorf("reset did not set the local owner's password: %+v %v", adm.Role, err)
 	}

@@ -328,6 +328,12 @@ func (a *admin) renderSetup(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	if username == "" {
 		username = "admin"
+		// A reset sets the first local owner's password: show its name.
+		if owner, err := a.store.FirstLocalOwner(ctx); err == nil {
+			username = owner.Username
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
 	}
 	if !valid {
 		status = http.StatusForbidden

@@ -313,3 +313,18 @@ func (s *Store) SaveSSOSettings(ctx context.Context, kv map[string]string) error
 	}
 	return nil
 }
+
+// FirstLocalOwner returns the local owner a setup code resets (the
+// break-glass account), or ErrNotFound before the first-run setup.
+func (s *Store) FirstLocalOwner(ctx context.Context) (Admin, error) {
+	var a Admin
+	err := s.r.QueryRowContext(ctx, "SELECT "+adminColumns+" FROM admins WHERE sso_subject IS NULL AND role = 'owner' ORDER BY id LIMIT 1").
+		Scan(&a.ID, &a.Username, &a.PasswordHash, &a.Role, &a.SSOSubject)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, ErrNotFound
+	}
+	if err != nil {
+		return a, fmt.Errorf("first local owner: %w", err)
+	}
+	return a, nil
+}
