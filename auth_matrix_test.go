@@ -579,8 +579,8 @@ func addMatrixAdmin(t *testing.T, fx *matrixFixture, role AdminRole) string {
 
 // TestAuthMatrixRoles sends every admin route the session of a viewer and
 // of an admin (the owner is the matrix's "admin session"). A route beyond
-// the role answers 403 and writes nothing, a page as much as a form; a route
-// within it is let through.
+// the role answers 403 and writes nothing (but the audit trail's record of
+// the refusal), a page as much as a form; a route within it is let through.
 func TestAuthMatrixRoles(t *testing.T) {
 	t.Parallel()
 	routes := registeredRoutes(t)
