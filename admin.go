@@ -41,12 +41,14 @@ type admin struct {
 	*server
 	pages   map[string]*template.Template
 	flashes flashBox
+	sso     ssoState // sign-ins with the identity provider in progress (oidc.go)
 }
 
 // adminPages are the templates in web/, each rendered inside web/layout.html
 // with the shared pieces of web/partials*.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
-	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html", "drift.html"}
+	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html", "drift.html",
+	"admins.html", "invite.html", "audit.html", "sso.html", "signedin.html"}
 
 // templateFuncs are the helpers every page template may call.
 var templateFuncs = template.FuncMap{
@@ -110,10 +112,10 @@ func newAdmin(s *server) *admin {
 // routes registers the admin page on the router.
 func (a *admin) routes(rt *httprouter.Router) {
 	get := func(path string, h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) {
-		rt.GET(path, a.authed(h))
+		rt.GET(path, a.authed(routeRole("GET", path), h))
 	}
 	post := func(path string, h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) {
-		rt.POST(path, a.authed(a.checkCSRF(h)))
+		rt.POST(path, a.authed(routeRole("POST", path), a.checkCSRF(a.audited(path, h))))
 	}
 	rt.GET("/setup", a.public(a.setupPage))
 	rt.POST("/setup", a.public(a.setupSubmit))
@@ -155,6 +157,15 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/settings/holds", a.changeHoldSettings)
 	get("/settings/roles", a.rolesPage)
 	post("/settings/roles", a.rolesAction)
+	get("/admins", a.adminsPage)
+	post("/admins", a.adminsAction)
+	rt.GET("/invite", a.public(a.invitePage))
+	rt.POST("/invite", a.public(a.inviteSubmit))
+	get("/audit", a.auditPage)
+	rt.GET("/sso/start", a.public(a.ssoStart))
+	rt.GET(ssoCallbackPath, a.public(a.ssoCallback))
+	get("/settings/sso", a.ssoSettingsPage)
+	post("/settings/sso", a.ssoSettingsSave)
 	static, _ := fs.Sub(webFS, "web/static")
 	files := http.StripPrefix("/static/", http.FileServerFS(static))
 	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
@@ -319,9 +330,10 @@ func (a *admin) public(h func(http.ResponseWriter, *http.Request, *adminSession)
 	}
 }
 
-// authed wraps handlers that need a logged-in admin; others go to the login
-// page, or to the setup notice before the first admin exists.
-func (a *admin) authed(h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) httprouter.Handle {
+// authed wraps handlers that need a logged-in admin whose role allows need;
+// others go to the login page, or to the setup notice before the first admin
+// exists. An admin whose role is short is refused (403) and audited.
+func (a *admin) authed(need AdminRole, h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		infoOf(r).op = "admin " + r.URL.Path
 		adminHeaders(w)
@@ -336,6 +348,12 @@ func (a *admin) authed(h func(http.ResponseWriter, *http.Request, httprouter.Par
 				return
 			}
 			a.fail(w, r, nil, &scimError{Status: http.StatusForbidden, Detail: "Your session has ended: log in again."})
+			return
+		}
+		if !sess.Role.Allows(need) {
+			a.audit(r, sess.Username, r.Method+" "+r.URL.Path, "", auditRefused, fmt.Sprintf("needs the %s role, has %s", need, sess.Role))
+			a.fail(w, r, sess, &scimError{Status: http.StatusForbidden,
+				Detail: fmt.Sprintf("Your admin role (%s) does not allow this: it needs %s. Ask an owner.", sess.Role, need)})
 			return
 		}
 		if err := h(w, r, ps, sess); err != nil {

@@ -57,6 +57,9 @@ func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) 
 		if err != nil {
 			return d, err
 		}
+		if !sess.seesSecrets() { // a URL may carry a credential in its query
+			w.Secret, w.URL = "", redactURL(w.URL)
+		}
 		d.Webhooks = append(d.Webhooks, webhookRow{w, attempts, waiting[w.ID]})
 	}
 	return d, nil
@@ -177,5 +180,6 @@ func (a *admin) export(w http.ResponseWriter, r *http.Request, ps httprouter.Par
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Disposition", `attachment; filename="scimbox-`+time.Now().UTC().Format("20060102")+"-"+file+`"`)
 	a.log.Info("export", "file", file, "admin", sess.Username)
+	a.audit(r, sess.Username, "export", file, auditSuccess, "")
 	return stream(w)
 }

@@ -30,6 +30,7 @@ import (
 type adminSession struct {
 	Session
 	Username string
+	Role     AdminRole
 }
 
 // checkCSRF requires the session's CSRF token in every state-changing form,
@@ -81,7 +82,7 @@ func (a *admin) session(r *http.Request) (*adminSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &adminSession{Session: sess, Username: adm.Username}, nil
+	return &adminSession{Session: sess, Username: adm.Username, Role: adm.Role}, nil
 }
 
 // startSession logs the admin in with a new session (never a reused one) and sets its cookie.
@@ -327,6 +328,12 @@ func (a *admin) renderSetup(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	if username == "" {
 		username = "admin"
+		// A reset sets the first local owner's password: show its name.
+		if owner, err := a.store.FirstLocalOwner(ctx); err == nil {
+			username = owner.Username
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
 	}
 	if !valid {
 		status = http.StatusForbidden
@@ -373,6 +380,7 @@ func (a *admin) setupSubmit(w http.ResponseWriter, r *http.Request, _ *adminSess
 		return err
 	}
 	a.log.Info("admin account set up", "username", username, "client", clientAddr(r))
+	a.audit(r, username, "setup", "", auditSuccess, "one-time setup link")
 	if err := a.startSession(w, r, adm.ID); err != nil {
 		return err
 	}
@@ -385,6 +393,7 @@ type loginData struct {
 	layout
 	Username, Next, Error string
 	NoAdmin               bool
+	SSO                   bool // sign-in with the identity provider is offered
 }
 
 // safeNext keeps post-login redirects on this site: it returns next only if
@@ -416,15 +425,23 @@ func (a *admin) loginPage(w http.ResponseWriter, r *http.Request, sess *adminSes
 	if err != nil {
 		return err
 	}
+	sso, err := a.ssoConfig(r.Context())
+	if err != nil {
+		return err
+	}
 	return a.render(w, r, http.StatusOK, "login.html", loginData{layout: layout{Title: "Log in"},
-		Next: safeNext(r.URL.Query().Get("next")), NoAdmin: !exists})
+		Next: safeNext(r.URL.Query().Get("next")), NoAdmin: !exists, SSO: sso.Enabled()})
 }
 
 // loginSubmit serves POST /login, rate-limited per client address before the password is hashed.
 func (a *admin) loginSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
 	client := clientAddr(r)
 	username, next := strings.TrimSpace(r.PostFormValue("username")), safeNext(r.PostFormValue("next"))
-	data := loginData{layout: layout{Title: "Log in"}, Username: username, Next: next}
+	sso, err := a.ssoConfig(r.Context())
+	if err != nil {
+		return err
+	}
+	data := loginData{layout: layout{Title: "Log in"}, Username: username, Next: next, SSO: sso.Enabled()}
 	refused, err := a.reservePasswordAttempt(w, r, "login from "+client)
 	if err != nil {
 		return err
@@ -450,15 +467,26 @@ func (a *admin) loginSubmit(w http.ResponseWriter, r *http.Request, _ *adminSess
 	if err != nil {
 		return err
 	}
-	if !ok || adm.ID == 0 {
+	// An SSO admin has no password: the dummy hash it was checked against must not let it in.
+	if !ok || adm.ID == 0 || !adm.Local() {
 		a.log.Warn("admin login failed", "username", username, "client", client)
+		a.audit(r, username, "sign-in", "", auditRefused, "wrong username or password")
 		data.Error = "Wrong username or password."
 		return a.render(w, r, http.StatusUnauthorized, "login.html", data)
+	}
+	if refused, err := a.passwordSignInRefused(r.Context(), adm); err != nil || refused != "" {
+		if err != nil {
+			return err
+		}
+		a.audit(r, adm.Username, "sign-in", "", auditRefused, "password sign-in while single sign-on is mandatory")
+		data.Error = refused
+		return a.render(w, r, http.StatusForbidden, "login.html", data)
 	}
 	if err := a.store.ClearPasswordAttempts(r.Context(), "login from "+client); err != nil {
 		return err
 	}
 	a.log.Info("admin logged in", "username", adm.Username, "client", client)
+	a.audit(r, adm.Username, "sign-in", "", auditSuccess, "password")
 	if err := a.startSession(w, r, adm.ID); err != nil {
 		return err
 	}

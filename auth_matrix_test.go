@@ -301,6 +301,15 @@ func (fx *matrixFixture) cases() map[string]matrixCase {
 		"POST /settings/holds":               {path: "/settings/holds", form: url.Values{"hold_percent": {"0"}, "hold_minimum": {"0"}, "hold_window": {"1"}}},
 		"GET /settings/roles":                {path: "/settings/roles"},
 		"POST /settings/roles":               {path: "/settings/roles", form: url.Values{"action": {"create"}, "name": {"intruders"}}},
+		"GET /admins":                        {path: "/admins"},
+		"POST /admins":                       {path: "/admins", form: url.Values{"action": {"invite"}, "role": {"owner"}}},
+		"GET /invite":                        {path: "/invite?code=not-the-code"},
+		"POST /invite":                       {path: "/invite", form: url.Values{"code": {"not-the-code"}, "username": {"intruder"}, "password": {testPassword}, "confirm": {testPassword}}},
+		"GET /audit":                         {path: "/audit?actor=admin"},
+		"GET /sso/start":                     {path: "/sso/start"},
+		"GET /sso/callback":                  {path: "/sso/callback?state=forged&code=forged"},
+		"GET /settings/sso":                  {path: "/settings/sso"},
+		"POST /settings/sso":                 {path: "/settings/sso", form: url.Values{"issuer": {"https://intruder.example"}, "client_id": {"intruder"}, "client_secret": {"intruder"}}},
 		"GET /static/*filepath":              {path: "/static/app.js"},
 		"GET /api/v1/users":                  {path: "/api/v1/users"},
 		"GET /api/v1/users/:id":              {path: "/api/v1/users/" + fx.userID},
@@ -317,7 +326,8 @@ func familyOf(r route) routeFamily {
 		return familySCIM
 	case strings.HasPrefix(r.pattern, "/api/"):
 		return familyAPI
-	case r.pattern == "/healthz" || strings.HasPrefix(r.pattern, "/static/") || r.pattern == "/login" || r.pattern == "/setup":
+	case r.pattern == "/healthz" || strings.HasPrefix(r.pattern, "/static/") || r.pattern == "/login" || r.pattern == "/setup" ||
+		r.pattern == "/invite" || strings.HasPrefix(r.pattern, "/sso/"):
 		return familyPublic
 	}
 	return familyAdmin
@@ -395,7 +405,8 @@ func (fx *matrixFixture) fingerprint(t *testing.T) map[string]string {
 		"events":             "SELECT count(*) FROM events",
 		"SCIM tokens":        "SELECT count(*) || ' ' || coalesce(group_concat(id || coalesce(last_used, '')), '') FROM tokens",
 		"app keys":           "SELECT count(*) || ' ' || coalesce(group_concat(id || coalesce(last_used, '')), '') FROM app_keys",
-		"admins":             "SELECT count(*) || ' ' || coalesce(group_concat(username || password_hash), '') FROM admins",
+		"admins":             "SELECT count(*) || ' ' || coalesce(group_concat(username || password_hash || role), '') FROM admins",
+		"admin invites":      "SELECT count(*) FROM admin_invites",
 		"sessions":           "SELECT count(*) FROM sessions",
 		"settings":           "SELECT coalesce(group_concat(key || '=' || value), '') FROM (SELECT key, value FROM settings ORDER BY key)",
 		"webhooks":           "SELECT count(*) || ' ' || coalesce(group_concat(id || disabled_reason), '') FROM webhooks",
@@ -528,5 +539,102 @@ func checkRefused(t *testing.T, r route, family routeFamily, status int, h http.
 		if status >= 500 {
 			t.Errorf("%s with %s: %d", r, cred.name, status)
 		}
+	}
+}
+
+// wantAdminRole is the least admin role that may use each admin route,
+// written out here rather than read from routeRoles: a page needs viewer, a
+// form admin, except these.
+func wantAdminRole(r route) AdminRole {
+	switch r.String() {
+	case "POST /logout", "POST /settings/password":
+		return RoleViewer // their own session and password
+	case "POST /connection/disconnect", "POST /settings/backup", "GET /admins", "POST /admins", "GET /settings/sso", "POST /settings/sso":
+		return RoleOwner
+	}
+	if r.method == http.MethodGet {
+		return RoleViewer
+	}
+	return RoleAdmin
+}
+
+// addMatrixAdmin creates a local admin with role through an invitation, as
+// an owner would, and returns a session cookie of it.
+func addMatrixAdmin(t *testing.T, fx *matrixFixture, role AdminRole) string {
+	t.Helper()
+	ctx := context.Background()
+	code, err := fx.ts.store.CreateInvite(ctx, role, "admin", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := fx.ts.store.AcceptInvite(ctx, code, "a-"+string(role), hashPassword(testPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, sess, err := fx.ts.store.CreateSession(ctx, adm.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.csrf = sess.CSRF // send uses it: the credential alone makes the difference
+	return cookie
+}
+
+// TestAuthMatrixRoles sends every admin route the session of a viewer and
+// of an admin (the owner is the matrix's "admin session"). A route beyond
+// the role answers 403 and writes nothing (but the audit trail's record of
+// the refusal), a page as much as a form; a route within it is let through.
+func TestAuthMatrixRoles(t *testing.T) {
+	t.Parallel()
+	routes := registeredRoutes(t)
+	for _, role := range []AdminRole{RoleViewer, RoleAdmin} {
+		t.Run(string(role), func(t *testing.T) {
+			t.Parallel()
+			fx := newMatrixFixture(t)
+			cookie := addMatrixAdmin(t, fx, role)
+			cred := credential{name: string(role) + " session", right: familyAdmin, cookie: func(*matrixFixture) string { return cookie }}
+			cases := fx.cases()
+			if err := fx.ts.store.FlushLog(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			before := fx.fingerprint(t)
+			var allowed []route
+			refused := 0
+			for _, r := range routes {
+				c, ok := cases[r.String()]
+				if !ok || familyOf(r) != familyAdmin {
+					continue
+				}
+				if role.Allows(wantAdminRole(r)) {
+					allowed = append(allowed, r)
+					continue
+				}
+				refused++
+				if status, h := fx.send(t, r, c, cred); status != http.StatusForbidden {
+					t.Errorf("%s as %s: %d Location %q, want 403", r, role, status, h.Get("Location"))
+				}
+			}
+			if refused == 0 {
+				t.Fatalf("no route is beyond the %s role", role)
+			}
+			if err := fx.ts.store.FlushLog(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			after := fx.fingerprint(t)
+			for table, was := range before {
+				if after[table] != was {
+					t.Errorf("%s changed with a %s session: %q → %q", table, role, was, after[table])
+				}
+			}
+			slices.SortStableFunc(allowed, func(a, b route) int {
+				return boolCompare(a.pattern == "/logout", b.pattern == "/logout")
+			})
+			for _, r := range allowed {
+				status, h := fx.send(t, r, cases[r.String()], cred)
+				loc := h.Get("Location")
+				if status == http.StatusUnauthorized || status == http.StatusForbidden || status >= 500 || strings.HasPrefix(loc, "/login") && r.pattern != "/logout" {
+					t.Errorf("%s as %s: %d Location %q, want it let through", r, role, status, loc)
+				}
+			}
+		})
 	}
 }

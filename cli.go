@@ -172,7 +172,7 @@ func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		link = publicBaseURL(cfg, host, boundAddrs{Plain: cfg.Addr, HTTPS: cfg.HTTPSAddr})
 	}
-	fmt.Fprintf(stdout, "Open this link within 24 hours to set the admin password (it works once; everyone is logged out):\n%s/setup?code=%s\n", link, code)
+	fmt.Fprintf(stdout, "Open this link within 24 hours to set the (first local) owner's password (it works once; everyone is logged out):\n%s/setup?code=%s\n", link, code)
 	switch {
 	case *base != "":
 	case strings.Contains(link, unknownHost):

@@ -102,7 +102,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	// Features that watch something register their alert conditions here.
 	alerts.register(quarantineRiskCondition(store.Health().quarantineAlert))
 	alerts.register(massChangeHeldCondition(store.heldChangesAlert))
-	a := &app{log: log, store: store, server: &server{store: store, log: log, alerts: alerts, tls: newTLSChecker(log), certs: certs}, checked: make(chan error, 1),
+	a := &app{log: log, store: store, server: &server{store: store, log: log, alerts: alerts, tls: newTLSChecker(log), certs: certs, ssoFlags: cfg.SSO}, checked: make(chan error, 1),
 		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace, certs: certs, alerts: alerts}
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace

@@ -53,6 +53,7 @@ type server struct {
 	tls       *tlsChecker     // the served certificate chain's health (tlsHealth); nil in tests
 	certs     *certHealth     // obtaining and renewing the certificate; nil in tests
 	metrics   *requestMetrics // nil unless -metrics-addr is set
+	ssoFlags  ssoFlags        // the -oidc-* flags (oidc.go)
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.

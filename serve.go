@@ -67,6 +67,7 @@ type serveConfig struct {
 	AllowFreshDB bool
 
 	Alerts alertFlags
+	SSO    ssoFlags // admin sign-in with OpenID Connect (oidc.go)
 	// MetricsAddr serves GET /metrics (Prometheus) on a listener of its own; "" turns it off.
 	MetricsAddr string
 	// LDAP is the read-only LDAP interface (ldap.go); off unless an address is given.
@@ -202,6 +203,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
 	alertFlagsOn(fs, &cfg.Alerts)
 	ldapFlagsOn(fs, &cfg.LDAP)
+	ssoFlagsOn(fs, &cfg.SSO)
 }
 
 // parseServeConfig parses and validates the serve flags with the SCIMBOX_* environment.
@@ -247,6 +249,7 @@ func (c serveConfig) validate() error {
 		add("-backup-keep must be at least 1 while snapshots are on")
 	}
 	errs = append(errs, c.Alerts.validate()...)
+	errs = append(errs, c.SSO.validate()...)
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		add("-log-level must be debug, info, warn or error, not %q", c.LogLevel)

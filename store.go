@@ -369,6 +369,7 @@ var migrations = []string{
 	// since the indexed columns hold the directory's values.
 	`ALTER TABLE app_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'api' CHECK (scope IN ('api', 'ldap'));
 	CREATE INDEX users_overridden ON users(id) WHERE overrides <> '{}';`,
+	adminsMigration,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the

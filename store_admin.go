@@ -11,12 +11,18 @@ import (
 	"time"
 )
 
-// Admin is an account of the admin page.
+// Admin is an account of the admin page: a local one with a password, or
+// one that signs in with OpenID Connect (SSOSubject set, no password).
 type Admin struct {
 	ID           int64
 	Username     string
 	PasswordHash string
+	Role         AdminRole
+	SSOSubject   string // issuer and subject of an SSO admin; "" for a local one
 }
+
+// Local reports whether a signs in with a password rather than SSO.
+func (a Admin) Local() bool { return a.SSOSubject == "" }
 
 // AdminExists reports whether the first-run setup has been completed.
 func (s *Store) AdminExists(ctx context.Context) (bool, error) {
@@ -132,10 +138,11 @@ func (s *Store) SetupAdmin(ctx context.Context, code, username, passwordHash str
 			return err
 		}
 		var id int64
-		err = tx.QueryRowContext(ctx, "SELECT id FROM admins ORDER BY id LIMIT 1").Scan(&id)
+		// The code is the break-glass way in: it sets the first local owner's password.
+		err = tx.QueryRowContext(ctx, "SELECT id FROM admins WHERE sso_subject IS NULL AND role = 'owner' ORDER BY id LIMIT 1").Scan(&id)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			_, err = tx.ExecContext(ctx, "INSERT INTO admins (username, password_hash, created, updated) VALUES (?, ?, ?, ?)",
+			_, err = tx.ExecContext(ctx, "INSERT INTO admins (username, password_hash, created, updated, role) VALUES (?, ?, ?, ?, 'owner')",
 				username, passwordHash, formatTime(now), formatTime(now))
 		case err == nil:
 			_, err = tx.ExecContext(ctx, "UPDATE admins SET username = ?, password_hash = ?, updated = ? WHERE id = ?",
@@ -152,8 +159,8 @@ func (s *Store) SetupAdmin(ctx context.Context, code, username, passwordHash str
 // AdminByUsername returns the admin with that username (case-insensitive), or ErrNotFound.
 func (s *Store) AdminByUsername(ctx context.Context, username string) (Admin, error) {
 	var a Admin
-	err := s.r.QueryRowContext(ctx, "SELECT id, username, password_hash FROM admins WHERE username = ? COLLATE NOCASE", username).
-		Scan(&a.ID, &a.Username, &a.PasswordHash)
+	err := s.r.QueryRowContext(ctx, "SELECT "+adminColumns+" FROM admins WHERE username = ? COLLATE NOCASE", username).
+		Scan(&a.ID, &a.Username, &a.PasswordHash, &a.Role, &a.SSOSubject)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, ErrNotFound
 	}
@@ -166,7 +173,8 @@ func (s *Store) AdminByUsername(ctx context.Context, username string) (Admin, er
 // AdminByID returns the admin with that id, or ErrNotFound.
 func (s *Store) AdminByID(ctx context.Context, id int64) (Admin, error) {
 	var a Admin
-	err := s.r.QueryRowContext(ctx, "SELECT id, username, password_hash FROM admins WHERE id = ?", id).Scan(&a.ID, &a.Username, &a.PasswordHash)
+	err := s.r.QueryRowContext(ctx, "SELECT "+adminColumns+" FROM admins WHERE id = ?", id).
+		Scan(&a.ID, &a.Username, &a.PasswordHash, &a.Role, &a.SSOSubject)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, ErrNotFound
 	}
