@@ -637,7 +637,7 @@ func TestLDAPSystemdSockets(t *testing.T) {
 	t.Parallel()
 	h := &handover{log: stDiscardLog(), systemd: map[string]net.Listener{}}
 	passed := map[string]net.Listener{}
-	for _, name := range []string{"ldap", "ldaps", socketPlain} {
+	for _, name := range []string{"ldap", "ldaps", "metrics", socketPlain} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -645,13 +645,21 @@ func TestLDAPSystemdSockets(t *testing.T) {
 		t.Cleanup(func() { ln.Close() })
 		passed[name], h.systemd[name] = ln, ln
 	}
-	cfg := serveConfig{Addr: "127.0.0.1:0", LDAP: ldapConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0"}}
+	cfg := serveConfig{Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", LDAP: ldapConfig{Addr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0"}}
+	// In serve's order: LDAP and metrics claim theirs before listenAll.
 	plain, secure, err := listenLDAP(cfg.LDAP, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if plain != passed["ldap"] || secure != passed["ldaps"] {
 		t.Error("LDAP did not take the sockets named ldap and ldaps")
+	}
+	metrics, err := listenMetrics(cfg, h, stDiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if metrics != passed["metrics"] {
+		t.Error("metrics did not take the socket named metrics")
 	}
 	lns, err := listenAll(cfg, h)
 	if err != nil {

@@ -457,7 +457,8 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	}
 	defer a.close() // on the early returns; the end of serve closes it and reports the error
 
-	// LDAP's sockets first: listenAll refuses the systemd sockets still unclaimed.
+	// LDAP's and the metrics' sockets first: listenAll refuses the systemd
+	// sockets still unclaimed.
 	ldapLn, ldapsLn, err := listenLDAP(cfg.LDAP, handover)
 	if err != nil {
 		return err
@@ -467,18 +468,20 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 			defer ln.Close()
 		}
 	}
+	metricsLn, err := listenMetrics(cfg, handover, log)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
 	lns, err := listenAll(cfg, handover)
 	if err != nil {
 		return err
 	}
 	defer lns.close()
-	metricsLn, err := listenMetrics(cfg, handover, log)
-	if err != nil {
-		return err
-	}
 	addrs := lns.addrs()
 	if metricsLn != nil {
-		defer metricsLn.Close()
 		addrs.Metrics = metricsLn.Addr().String()
 	}
 	for _, l := range []struct {

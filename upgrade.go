@@ -155,7 +155,8 @@ func (h *handover) unusedSockets(cfg serveConfig) error {
 	})
 	h.closeUnused()
 	return fmt.Errorf("systemd passed sockets named %s, which scimbox does not use %s: "+
-		"name each socket unit's sockets with FileDescriptorName=https (for -https-addr), http (-http-addr) or plain (-addr), "+
+		"name each socket unit's sockets with FileDescriptorName=https (for -https-addr), http (-http-addr), plain (-addr), "+
+		"metrics (-metrics-addr), ldap (-ldap-addr) or ldaps (-ldaps-addr), "+
 		"and stop the socket units the configuration does not use (systemctl disable --now scimbox-http.socket, say)",
 		strings.Join(names, ", "), "in mode "+cfg.mode())
 }
