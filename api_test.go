@@ -147,3 +147,110 @@ func addMembersByPatch(t testing.TB, ts *testServer, groupID string, ids ...stri
 		t.Fatalf("add members: %d %v", status, doc)
 	}
 }
+
+// TestGroupsExportStreamsMembers: groups.json, whose members are written a
+// batch at a time, is the JSON of each group with its whole member list (an
+// empty list for a group without members), for a group of several batches,
+// a small one and an empty one.
+func TestGroupsExportStreamsMembers(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := context.Background()
+	ids := stManyUsers(t, s, "x", 2*memberBatch+7)
+	small := stGroup(t, s, `Small "<&>"`, ids[:3]...)
+	big := stGroup(t, s, "Big", append(ids, small.ID)...)
+	empty := stGroup(t, s, "Empty")
+	var out bytes.Buffer
+	if err := exportGroups(ctx, s, &out); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	want.WriteString("[")
+	for i, g := range []*Group{small, big, empty} {
+		g, err := s.GroupByID(ctx, g.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := appGroup(g)
+		members := []any{}
+		page, err := s.MembersAfter(ctx, g.ID, "", len(ids)+10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range page {
+			members = append(members, map[string]any{"id": m.ID, "type": m.Type, "display": m.Display})
+		}
+		d["members"] = members
+		b, _ := json.Marshal(d)
+		if i > 0 {
+			want.WriteString(",\n")
+		}
+		want.Write(b)
+	}
+	want.WriteString("]\n")
+	if out.String() != want.String() {
+		t.Errorf("groups.json differs (%d vs %d bytes)\ngot  %.500s\nwant %.500s", out.Len(), want.Len(), out.String(), want.String())
+	}
+}
+
+// TestUsersExportAcrossBatches: users.json and users.csv hold every user
+// once, across several batches read ahead of the writing, with the user's
+// effective values and groups as the API shows them.
+func TestUsersExportAcrossBatches(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := context.Background()
+	ids := stManyUsers(t, s, "b", 2*exportBatch+3)
+	g := stGroup(t, s, "Staff", ids[exportBatch-1], ids[exportBatch], ids[len(ids)-1])
+	p, err := s.Policy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := exportUsers(ctx, s, &out, "json", nil); err != nil {
+		t.Fatal(err)
+	}
+	var docs []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &docs); err != nil {
+		t.Fatalf("users.json is not a JSON array: %v", err)
+	}
+	byID := map[string]map[string]any{}
+	for _, d := range docs {
+		byID[d["id"].(string)] = d
+	}
+	if len(docs) != len(ids) || len(byID) != len(ids) {
+		t.Fatalf("users.json has %d users (%d distinct), want %d", len(docs), len(byID), len(ids))
+	}
+	for _, id := range []string{ids[0], ids[exportBatch-1], ids[exportBatch], ids[len(ids)-1]} {
+		u, err := s.UserByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(appUserWithGroups(u, p))
+		if got, _ := json.Marshal(byID[id]); string(got) != string(raw) {
+			t.Errorf("user %s in users.json:\ngot  %s\nwant %s", id, got, raw)
+		}
+	}
+
+	out.Reset()
+	if err := exportUsers(ctx, s, &out, "csv", []string{"id", "groups"}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&out).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(ids)+1 {
+		t.Fatalf("users.csv has %d rows, want %d and a header", len(rows), len(ids))
+	}
+	inStaff := 0
+	for _, row := range rows[1:] {
+		if row[1] == "Staff" {
+			inStaff++
+		}
+	}
+	if inStaff != 3 {
+		t.Errorf("%d rows name the group %s, want 3", inStaff, g.ID)
+	}
+}

@@ -252,14 +252,14 @@ const userByIDSQL = userSelect + " WHERE users.id = ?"
 
 // UserByID returns the user with its groups, or ErrNotFound.
 func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, userByIDSQL, id))
+	u, err := scanUser(s.rstmts.QueryRowContext(ctx, userByIDSQL, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("user %q: %w", id, err)
 	}
-	if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+	if err := fillUserGroups(ctx, s.rstmts, []*User{u}); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -273,7 +273,7 @@ func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error) {
 	var out *User
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+		u, err := scanUser(s.in(tx).QueryRowContext(ctx, userByIDSQL, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %q: %w", id, ErrNotFound)
 		}
@@ -297,7 +297,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 			}
 		}
 		out = u
-		return fillUserGroups(ctx, tx, []*User{u})
+		return fillUserGroups(ctx, s.in(tx), []*User{u})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update user: %w", err)
