@@ -354,7 +354,7 @@ const exportBatch = 500
 // userBatches yields every user, exportBatch at a time in creation order.
 // The next batch is read (and its attributes decoded, most of an export's
 // work) while the caller writes the one before: a goroutine reads ahead by
-// one batch, so memory stays bounded by three batches.
+// one batch (handing it over unbuffered), so memory stays bounded by two batches.
 func userBatches(ctx context.Context, store *Store, withGroups bool) iter.Seq2[[]*User, error] {
 	return func(yield func([]*User, error) bool) {
 		type batch struct {
@@ -362,7 +362,7 @@ func userBatches(ctx context.Context, store *Store, withGroups bool) iter.Seq2[[
 			err   error
 		}
 		ctx, cancel := context.WithCancel(ctx)
-		batches := make(chan batch, 1)
+		batches := make(chan batch)
 		go func() {
 			defer close(batches)
 			for after := int64(0); ; {
