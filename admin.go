@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -25,10 +26,10 @@ import (
 var webFS embed.FS
 
 const (
-	sessionLifetime = 12 * time.Hour
-	setupCodeTTL    = 24 * time.Hour
-	minPasswordLen  = 12
-	adminPageSize   = 50
+	sessionLifetime = 12 * time.Hour // how long a login lasts; a new login makes a new session
+	setupCodeTTL    = 24 * time.Hour // how long a printed setup link works
+	minPasswordLen  = 12             // in characters (runes), not bytes
+	adminPageSize   = 50             // rows per page of the admin lists
 	// Wrong passwords allowed within loginWindow per client address at
 	// login, and per admin on Settings → change password.
 	loginAttempts = 10
@@ -45,8 +46,9 @@ type admin struct {
 // adminPages are the templates in web/, each rendered inside web/layout.html
 // with the shared pieces of web/partials*.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
-	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html"}
+	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html"}
 
+// templateFuncs are the helpers every page template may call.
 var templateFuncs = template.FuncMap{
 	// dict builds a map from key, value pairs, for small fixed lists in templates.
 	"dict": func(kv ...string) map[string]string {
@@ -56,15 +58,7 @@ var templateFuncs = template.FuncMap{
 		}
 		return m
 	},
-	"size": func(n int64) string {
-		switch {
-		case n >= 1<<30:
-			return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
-		case n >= 1<<20:
-			return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-		}
-		return fmt.Sprintf("%d kB", (n+1023)/1024)
-	},
+	"size": sizeText,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -75,19 +69,36 @@ var templateFuncs = template.FuncMap{
 		if t.IsZero() {
 			return "never"
 		}
-		d := time.Since(t)
-		switch {
-		case d < time.Minute:
-			return "just now"
-		case d < time.Hour:
-			return fmt.Sprintf("%d min ago", int(d.Minutes()))
-		case d < 48*time.Hour:
-			return fmt.Sprintf("%d h ago", int(d.Hours()))
-		}
-		return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+		return agoText(time.Since(t))
 	},
 }
 
+// sizeText is a file or disk size for people: "3.2 GB", "12.0 MB", "4 kB".
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d kB", (n+1023)/1024)
+}
+
+// agoText says how long ago something was, d before now: "just now", "12 min ago", "3 h ago", "4 days ago".
+func agoText(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// newAdmin parses every page of web/ (a template error stops the server at
+// start, not on a page view) for the admin page of s.
 func newAdmin(s *server) *admin {
 	a := &admin{server: s, pages: map[string]*template.Template{}}
 	for _, p := range adminPages {
@@ -134,10 +145,23 @@ func (a *admin) routes(rt *httprouter.Router) {
 	post("/settings/password", a.changePassword)
 	post("/settings/log", a.changeLogRetention)
 	post("/settings/backup", a.downloadBackup)
+	get("/settings/alerts", a.alertsPage)
+	post("/settings/alerts", a.saveAlerts)
+	post("/settings/alerts/test", a.testAlert)
+	get("/holds", a.holdsPage)
+	post("/holds", a.holdsAction)
+	post("/settings/holds", a.changeHoldSettings)
+	get("/settings/roles", a.rolesPage)
+	post("/settings/roles", a.rolesAction)
 	static, _ := fs.Sub(webFS, "web/static")
 	files := http.StripPrefix("/static/", http.FileServerFS(static))
-	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	rt.GET("/static/*filepath", func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		infoOf(r).op = "static"
+		if fi, err := fs.Stat(static, strings.TrimPrefix(ps.ByName("filepath"), "/")); err != nil || fi.IsDir() {
+			adminHeaders(w)
+			a.fail(w, r, nil, ErrNotFound)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		files.ServeHTTP(w, r)
 	})
@@ -152,6 +176,9 @@ type layout struct {
 	// empty and show no navigation, whatever username their form holds.
 	Admin string
 	Flash *flash // what the form that led here has to say, once
+	// Attention is the health line: what needs the admin, shown on every
+	// page of a logged-in admin (never to anonymous visitors).
+	Attention []attention
 }
 
 // layout is the frame of a page for the admin of sess (nil on anonymous pages).
@@ -159,7 +186,8 @@ func (a *admin) layout(r *http.Request, sess *adminSession, title, nav string) l
 	if sess == nil {
 		return layout{Title: title, Nav: nav}
 	}
-	return layout{Title: title, Nav: nav, CSRF: sess.CSRF, Admin: sess.Username, Flash: a.flashes.take(sess.ID, r.URL.Path)}
+	return layout{Title: title, Nav: nav, CSRF: sess.CSRF, Admin: sess.Username, Flash: a.flashes.take(sess.ID, r.URL.Path),
+		Attention: a.attentionLine(r.Context())}
 }
 
 // flash is what a form's POST has to tell the page it redirects to. Every
@@ -183,6 +211,7 @@ type flashBox struct {
 	m  map[string]flash
 }
 
+// put keeps f for the session's next view of path, replacing any pending flash, and drops expired ones.
 func (b *flashBox) put(sessionID, path string, f flash) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -245,6 +274,7 @@ func (a *admin) render(w http.ResponseWriter, r *http.Request, status int, page 
 	return nil
 }
 
+// messageData is the data of web/message.html: a heading and a sentence, for errors and confirmations.
 type messageData struct {
 	layout
 	Heading, Text string
@@ -263,6 +293,12 @@ func (a *admin) fail(w http.ResponseWriter, r *http.Request, sess *adminSession,
 		text = "There is nothing here. It may have been deleted."
 	case http.StatusInternalServerError:
 		text = "Something went wrong; the details are in the server log."
+	case http.StatusServiceUnavailable:
+		// The admin gets the store's own words: this file's path and the
+		// command that restores it. Anonymous visitors get the verdict's.
+		if lost := a.store.CheckFile(); lost != nil && sess != nil && errors.Is(err, ErrDatabaseLost) {
+			text = sentence(lost.Error()) + " Nothing was changed."
+		}
 	}
 	if rerr := a.render(w, r, v.Status, "message.html", messageData{a.layout(r, sess, "Error", ""), http.StatusText(v.Status), text}); rerr != nil {
 		http.Error(w, text, v.Status)
@@ -312,6 +348,7 @@ type pager struct {
 	Query              string
 }
 
+// Prev, Next, HasPrev and HasNext are for the page links in web/partials.html.
 func (p pager) Prev() int { return p.Page - 1 }
 func (p pager) Next() int { return p.Page + 1 }
 func (p pager) HasPrev() bool {
@@ -319,12 +356,14 @@ func (p pager) HasPrev() bool {
 }
 func (p pager) HasNext() bool { return p.Page < p.Pages }
 
+// newPager reads ?page and ?q for a list of total rows, clamping the page into range.
 func newPager(r *http.Request, total int) pager {
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	pages := max((total+adminPageSize-1)/adminPageSize, 1)
 	return pager{Page: min(max(page, 1), pages), Pages: pages, Total: total, Query: r.URL.Query().Get("q")}
 }
 
+// pageNumber is ?page, at least 1, for lists whose total is not counted.
 func pageNumber(r *http.Request) int {
 	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
 	return max(page, 1)

@@ -14,6 +14,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// appsData is the data of web/apps.html.
 type appsData struct {
 	layout
 	Keys       []Token
@@ -27,12 +28,14 @@ type appsData struct {
 	ExportColumns []string
 }
 
+// webhookRow is a webhook with its recent delivery attempts and its queue length.
 type webhookRow struct {
 	Webhook
 	Attempts []DeliveryAttempt
 	Waiting  int // events queued and not yet delivered
 }
 
+// appsData reads what the Apps page shows; createWebhook re-renders it with a form error.
 func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) {
 	ctx := r.Context()
 	d := appsData{layout: a.layout(r, sess, "Apps and webhooks", "apps"), EventTypes: eventTypes, EventDays: eventRetentionDays, ExportColumns: exportColumns,
@@ -59,6 +62,7 @@ func (a *admin) appsData(r *http.Request, sess *adminSession) (appsData, error) 
 	return d, nil
 }
 
+// apps serves GET /apps: app keys, webhooks and exports.
 func (a *admin) apps(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	d, err := a.appsData(r, sess)
 	if err != nil {
@@ -67,6 +71,7 @@ func (a *admin) apps(w http.ResponseWriter, r *http.Request, _ httprouter.Params
 	return a.render(w, r, http.StatusOK, "apps.html", d)
 }
 
+// createAppKey serves POST /apps/keys; the new key is shown once, through a flash.
 func (a *admin) createAppKey(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	name := strings.TrimSpace(r.PostFormValue("name"))
 	if name == "" {
@@ -80,6 +85,7 @@ func (a *admin) createAppKey(w http.ResponseWriter, r *http.Request, _ httproute
 	return a.redirect(w, r, sess, "/apps", flash{Secret: plain, SecretName: k.Name})
 }
 
+// revokeAppKey serves POST /apps/keys/:id/revoke.
 func (a *admin) revokeAppKey(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	if err := a.store.RevokeAppKey(r.Context(), ps.ByName("id")); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
@@ -88,6 +94,7 @@ func (a *admin) revokeAppKey(w http.ResponseWriter, r *http.Request, ps httprout
 	return a.redirect(w, r, sess, "/apps", flash{Notice: "App key revoked."})
 }
 
+// createWebhook serves POST /apps/webhooks: an http(s) endpoint URL and the event types it wants.
 func (a *admin) createWebhook(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	target := strings.TrimSpace(r.PostFormValue("url"))
 	u, err := url.Parse(target)

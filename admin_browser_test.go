@@ -290,7 +290,27 @@ func TestAdminInBrowser(t *testing.T) {
 		chromedp.SendKeys(`input[name=url]`, "https://intranet.example.com/hooks/scimbox", chromedp.ByQuery),
 		chromedp.Click(`form[action="/apps/webhooks"] button`, chromedp.ByQuery), chromedp.WaitVisible(`details.secret`, chromedp.ByQuery))
 	check("apps")
-	run("settings", chromedp.Navigate(ts.URL+"/settings"), chromedp.WaitVisible(`form`, chromedp.ByQuery))
+
+	// The endpoint fails its deliveries and is disabled: the health line says so on every page, with a link to it.
+	hooks, err := ts.store.Webhooks(context.Background())
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("webhooks: %v %v", hooks, err)
+	}
+	if err := ts.store.QueueTestEvent(context.Background(), hooks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := ts.store.NextDelivery(context.Background(), hooks[0].ID); err != nil || d == nil {
+		t.Fatalf("no delivery: %v", err)
+	} else if err := ts.store.RecordAttempt(context.Background(), hooks[0].ID, d, DeliveryAttempt{Error: "connection refused"}, false, time.Now(), 1); err != nil {
+		t.Fatal(err)
+	}
+	var href string
+	run("settings", chromedp.Navigate(ts.URL+"/settings"), chromedp.WaitVisible(`form`, chromedp.ByQuery),
+		chromedp.Text(`aside.attention`, &text, chromedp.ByQuery),
+		chromedp.AttributeValue(`//aside[@class="attention"]//li[contains(., "webhook")]/a`, "href", &href, nil, chromedp.BySearch))
+	if !strings.Contains(text, "The webhook https://intranet.example.com/hooks/scimbox is disabled") || href != "/apps#webhook-"+hooks[0].ID {
+		t.Errorf("health line %q, link %q", text, href)
+	}
 	check("settings")
 	run("preset asks first", chromedp.Click(`//form[input[@name="preset"][@value="local"]]/button`, chromedp.BySearch),
 		chromedp.WaitVisible(`.confirm`, chromedp.ByQuery), chromedp.Text(`.confirm`, &text, chromedp.ByQuery))
@@ -299,6 +319,17 @@ func TestAdminInBrowser(t *testing.T) {
 	}
 	check("settings-preset-confirm")
 	run("preset applied", chromedp.Click(`.confirm button`, chromedp.ByQuery), chromedp.WaitVisible(`p.notice`, chromedp.ByQuery))
+	run("roles", chromedp.Navigate(ts.URL+"/settings"), chromedp.Click(`a[href="/settings/roles"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`input[name=name]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=name]`, "Sales <i>lead</i>", chromedp.ByQuery),
+		chromedp.Click(`//form[input[@value="create"]]//button`, chromedp.BySearch), chromedp.WaitVisible(`p.notice`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=group]`, "Sales <b>team</b>", chromedp.ByQuery),
+		chromedp.Click(`//form[input[@value="add-group-rule"]]//button`, chromedp.BySearch), chromedp.WaitVisible(`ul.rules`, chromedp.ByQuery),
+		chromedp.Text(`p.notice`, &text, chromedp.ByQuery))
+	if !strings.Contains(text, "1 user gained it") {
+		t.Errorf("the roles page after adding a group rule says %q", text)
+	}
+	check("roles")
 	run("not found", chromedp.Navigate(ts.URL+"/users/no-such-user"), chromedp.WaitVisible(`h1`, chromedp.ByQuery))
 	check("not-found")
 

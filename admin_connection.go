@@ -14,6 +14,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// connectionData is the data of web/connection.html.
 type connectionData struct {
 	layout
 	TenantURL string
@@ -78,6 +79,7 @@ func tenantURLReachable(r *http.Request) bool {
 	return r.TLS != nil && host != "localhost"
 }
 
+// connectionData reads what the Connection page shows; the Tenant URL comes from the request, as the admin reached the page.
 func (a *admin) connectionData(ctx context.Context, r *http.Request, sess *adminSession) (connectionData, error) {
 	d := connectionData{layout: a.layout(r, sess, "Entra connection", "connection"), TenantURL: baseURL(r), Reachable: tenantURLReachable(r)}
 	var err error
@@ -105,6 +107,7 @@ func (a *admin) connectionData(ctx context.Context, r *http.Request, sess *admin
 	return d, nil
 }
 
+// connection serves GET /connection: the Entra steps, the tokens and the disconnect danger zone.
 func (a *admin) connection(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	d, err := a.connectionData(r.Context(), r, sess)
 	if err != nil {
@@ -130,6 +133,7 @@ func (a *admin) createToken(w http.ResponseWriter, r *http.Request, _ httprouter
 	return a.redirect(w, r, sess, "/connection", flash{Secret: plain, SecretName: t.Name})
 }
 
+// revokeToken serves POST /connection/tokens/:id/revoke, keeping when the directory last called.
 func (a *admin) revokeToken(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	if err := a.keepLastDirectoryCall(r.Context()); err != nil {
 		return err

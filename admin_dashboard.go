@@ -11,6 +11,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// dashboardData is the data of web/dashboard.html.
 type dashboardData struct {
 	layout
 	Stats     Stats
@@ -39,6 +40,7 @@ func lastTokenUse(tokens []Token) time.Time {
 	return last
 }
 
+// dashboard serves GET /: counts, the connection, the health card, charts and recent activity.
 func (a *admin) dashboard(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	ctx := r.Context()
 	st, err := a.store.Stats(ctx)
@@ -96,22 +98,26 @@ type chart struct {
 	Legend    []chartKey
 }
 
+// chartRect is one bar (or burst) of a chart, in SVG user units.
 type chartRect struct {
 	X, Y, W, H float64
 	Class, Tip string
 }
 
+// chartLabel is an axis label; Anchor is its SVG text-anchor.
 type chartLabel struct {
 	X, Y         float64
 	Text, Anchor string
 }
 
+// chartKey is one entry of a chart's legend.
 type chartKey struct{ Class, Text string }
 
 const (
+	// chartWidth and chartHeight are the SVG viewBox; CSS scales it to the card
 	chartWidth  = 600
 	chartHeight = 150
-	chartTop    = 8
+	chartTop    = 8  // room above the tallest bar for the scale label
 	chartBottom = 20 // room for the labels under the bars
 	// labelInset keeps labels off the left edge, where Chromium counts
 	// SVG text as overflowing its box.

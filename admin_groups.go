@@ -9,18 +9,21 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// groupRow is a row of the Groups list.
 type groupRow struct {
 	ID, Name, ExternalID string
 	Members              int
 	Modified             time.Time
 }
 
+// groupsData is the data of web/groups.html.
 type groupsData struct {
 	layout
 	Rows  []groupRow
 	Pager pager
 }
 
+// groups serves GET /groups, searchable by name and paged.
 func (a *admin) groups(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	lq := ListQuery{Filter: searchFilter(r.URL.Query().Get("q"), "displayName"), SortBy: "displayName",
 		StartIndex: (pageNumber(r)-1)*adminPageSize + 1, Count: adminPageSize}
@@ -44,6 +47,7 @@ func (a *admin) groups(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	return a.render(w, r, http.StatusOK, "groups.html", d)
 }
 
+// groupData is the data of web/group.html.
 type groupData struct {
 	layout
 	Group   *Group
@@ -55,6 +59,7 @@ type groupData struct {
 	Skipped []SkippedMember
 }
 
+// group serves GET /groups/:id: its attributes, members (sorted by name) and skipped member ids.
 func (a *admin) group(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	ctx := r.Context()
 	g, err := a.store.GroupByID(ctx, ps.ByName("id"), false)

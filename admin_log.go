@@ -14,6 +14,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// logData is the data of web/log.html.
 type logData struct {
 	layout
 	Entries         []logRow
@@ -21,6 +22,7 @@ type logData struct {
 	Next            int64 // id to continue from, 0 when there is no more
 }
 
+// logPage serves GET /log, filtered by outcome and target.
 func (a *admin) logPage(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	q := r.URL.Query()
 	outcome := q.Get("outcome")
@@ -182,6 +184,7 @@ func eventResource(e Event) map[string]any {
 	return doc
 }
 
+// yesNo shows a boolean attribute in words, and anything else as a dash.
 func yesNo(v any) string {
 	switch v {
 	case true:
@@ -255,6 +258,7 @@ func fieldLabelOf(p string) string {
 	return strings.TrimPrefix(p, enterpriseSchema+":")
 }
 
+// orDash shows an empty value as a dash, so that a change to or from nothing is visible.
 func orDash(s string) string {
 	if s == "" {
 		return "—"

@@ -16,6 +16,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// settingsData is the data of web/settings.html.
 type settingsData struct {
 	layout
 	LogDays         int
@@ -27,12 +28,14 @@ type settingsData struct {
 	Claim           bool
 	Deprovision     string
 	PurgeDays       int
+	Holds           HoldSettings // the mass-change hold (admin_holds.go)
 	// Errors are problems with the submitted form, by the name of the field they concern.
 	Errors map[string]string
 	// Confirm is a preset waiting for the admin's confirmation, with what it would change.
 	Confirm *presetChoice
 }
 
+// policyRow is one field of the source-of-truth table.
 type policyRow struct {
 	Key, Label string
 	Local      bool
@@ -47,6 +50,7 @@ type presetChoice struct {
 // policyChange is one field whose source of truth a preset changes.
 type policyChange struct{ Label, From, To string }
 
+// presetLabels are the policy presets in the order the page offers them.
 var presetLabels = []struct{ name, label string }{
 	{presetDirectory, "Directory is the source of truth"},
 	{presetHybrid, "Hybrid (recommended)"},
@@ -79,6 +83,7 @@ func presetChoices(p Policy) (choices []presetChoice, active string) {
 	return choices, active
 }
 
+// settingsData reads what the Settings page shows; the forms re-render it with their errors.
 func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData, error) {
 	d := settingsData{layout: a.layout(r, sess, "Settings", "settings"), LogDays: defaultLogDays, DatabaseVersion: len(migrations)}
 	snaps, err := a.store.Snapshots()
@@ -112,6 +117,9 @@ func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData,
 		return d, err
 	}
 	d.PurgeDays, _ = strconv.Atoi(purge)
+	if d.Holds, err = a.store.HoldSettings(r.Context()); err != nil {
+		return d, err
+	}
 	v, err := a.store.Setting(r.Context(), logRetentionDays)
 	if err != nil {
 		return d, err
@@ -122,6 +130,7 @@ func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData,
 	return d, nil
 }
 
+// settings serves GET /settings.
 func (a *admin) settings(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	d, err := a.settingsData(r, sess)
 	if err != nil {
@@ -130,6 +139,7 @@ func (a *admin) settings(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	return a.render(w, r, http.StatusOK, "settings.html", d)
 }
 
+// changePassword serves POST /settings/password: the current password is checked (and rate-limited) first.
 func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	d, err := a.settingsData(r, sess)
 	if err != nil {
@@ -189,6 +199,7 @@ func (a *admin) changePassword(w http.ResponseWriter, r *http.Request, _ httprou
 	return a.redirect(w, r, sess, "/settings", flash{Notice: "Password changed. Other sessions have been logged out."})
 }
 
+// changeLogRetention serves POST /settings/log: how many days the provisioning log keeps.
 func (a *admin) changeLogRetention(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	d, err := a.settingsData(r, sess)
 	if err != nil {
@@ -243,6 +254,7 @@ func (a *admin) changePolicy(w http.ResponseWriter, r *http.Request, _ httproute
 	return a.redirect(w, r, sess, "/settings", flash{Notice: "Source of truth saved. The directory's values and local edits are both kept; only what is shown changes."})
 }
 
+// changeProvisioning serves POST /settings/provisioning: claiming, deprovisioning and purging accounts.
 func (a *admin) changeProvisioning(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	d, err := a.settingsData(r, sess)
 	if err != nil {

@@ -573,8 +573,9 @@ func TestAdminUserForm(t *testing.T) {
 	}
 	id := created["id"].(string)
 	_, _, page := ac.get(t, "/users/"+id)
-	if got := strings.Count(page, `type="submit"`) - strings.Count(page, `form="revert"`) - strings.Count(page, "/logout"); got != 1 {
-		t.Errorf("the user page has %d submit buttons besides Revert and Log out, want one Save", got)
+	if got := strings.Count(page, `type="submit"`) - strings.Count(page, `form="revert"`) - strings.Count(page, "/logout") -
+		strings.Count(page, "Protect this account"); got != 1 {
+		t.Errorf("the user page has %d submit buttons besides Revert, Protect and Log out, want one Save", got)
 	}
 	if !strings.Contains(page, `<a href="/users/`+boss["id"].(string)+`">The Boss</a>`) {
 		t.Error("the manager is not shown by name with a link")
@@ -675,5 +676,97 @@ func TestAdminUserFormConflict(t *testing.T) {
 	status, _, page := ac.post(t, h.Get("Location"), url.Values{"csrf": {ac.csrf(t)}, "action": {"save"}, "f:userName": {"taken@example.com"}})
 	if status != http.StatusConflict || !strings.Contains(page, `<span class="field-error" id="e-userName">Taken by another account.</span>`) {
 		t.Errorf("saving a taken user name: %d", status)
+	}
+}
+
+// TestAdminRefusalsAreStyledPages checks that every refusal on the admin site
+// is the admin page's own message page, with its status and security
+// headers, and shows the navigation only to a logged-in admin: a form without
+// its CSRF token, a cross-site post, a post after the session ended, and a
+// missing static file.
+func TestAdminRefusalsAreStyledPages(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	anon := newAdminClient(t, ts)
+	crossSite := func(c *adminClient, path string) (int, http.Header, string) {
+		req, _ := http.NewRequest("POST", ts.URL+path, strings.NewReader(url.Values{"name": {"x"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		resp, err := c.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(body)
+	}
+	tests := []struct {
+		name    string
+		do      func() (int, http.Header, string)
+		status  int
+		text    string
+		withNav bool
+	}{
+		{"form without its CSRF token", func() (int, http.Header, string) {
+			return ac.post(t, "/connection/tokens", url.Values{"name": {"sneaky"}, "csrf": {"wrong"}})
+		}, http.StatusForbidden, "The form has expired or did not come from this page", true},
+		{"cross-site post, logged in", func() (int, http.Header, string) { return crossSite(ac, "/connection/tokens") },
+			http.StatusForbidden, "came from another site", false},
+		{"cross-site post, anonymous", func() (int, http.Header, string) { return crossSite(anon, "/login") },
+			http.StatusForbidden, "came from another site", false},
+		{"post after the session ended", func() (int, http.Header, string) {
+			return anon.post(t, "/connection/tokens", url.Values{"name": {"x"}})
+		}, http.StatusForbidden, "Your session has ended", false},
+		{"missing static file", func() (int, http.Header, string) { return anon.get(t, "/static/nope.css") },
+			http.StatusNotFound, "There is nothing here", false},
+	}
+	for _, tt := range tests {
+		status, h, body := tt.do()
+		if status != tt.status {
+			t.Errorf("%s: status %d, want %d", tt.name, status, tt.status)
+		}
+		if !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, `<link rel="stylesheet" href="/static/style.css">`) ||
+			!strings.Contains(body, tt.text) {
+			t.Errorf("%s: not the styled message page saying %q: %s %q", tt.name, tt.text, h.Get("Content-Type"), body)
+		}
+		if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+			t.Errorf("%s: CSP %q", tt.name, csp)
+		}
+		if nav := strings.Contains(body, "<nav>"); nav != tt.withNav {
+			t.Errorf("%s: navigation shown %v, want %v", tt.name, nav, tt.withNav)
+		}
+	}
+	if tokens, _ := ts.store.Tokens(context.Background()); len(tokens) != 1 {
+		t.Errorf("%d tokens after refused posts, want 1 (the test server's)", len(tokens))
+	}
+}
+
+// TestAdminWriteOnALostDatabase: once the database file is removed under the
+// server, an admin page form answers 503 with the message page saying what
+// happened and the restore command for this file, not a generic error; and
+// the health line says so on every page.
+func TestAdminWriteOnALostDatabase(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ac := setUpAdmin(t, ts)
+	csrf := ac.csrf(t)
+	if err := os.Remove(ts.store.path); err != nil {
+		t.Fatal(err)
+	}
+	status, h, body := ac.post(t, "/connection/tokens", url.Values{"name": {"after"}, "csrf": {csrf}})
+	if status != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Errorf("a form after the file was removed: %d Retry-After=%q, want 503 with Retry-After", status, h.Get("Retry-After"))
+	}
+	for _, want := range []string{"The database file was removed or replaced", "scimbox restore -db " + ts.store.path, "Nothing was changed"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page does not say %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "Something went wrong") {
+		t.Errorf("the page shows the generic error:\n%s", body)
+	}
+	if _, _, page := ac.get(t, "/users"); !strings.Contains(page, `<aside class="attention"`) || !strings.Contains(page, "removed or replaced") {
+		t.Errorf("the health line does not say the file is lost:\n%s", page)
 	}
 }

@@ -18,10 +18,12 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// userRow is a row of the Users list, with effective values.
 type userRow struct {
 	ID, Name, UserName, Email, Kind string
 	Status                          string // active, disabled, or "" when the directory sent neither
 	Groups                          []string
+	Roles                           []string // effective roles
 	Modified                        time.Time
 }
 
@@ -36,6 +38,7 @@ func activeStatus(attrs map[string]any) string {
 	return ""
 }
 
+// usersData is the data of web/users.html.
 type usersData struct {
 	layout
 	Rows  []userRow
@@ -75,6 +78,7 @@ func primaryEmail(attrs map[string]any) string {
 	return first
 }
 
+// users serves GET /users, searched anywhere in the names and emails (store_search.go) and paged.
 func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	var users []*User
 	var total int
@@ -96,8 +100,8 @@ func (a *admin) users(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	for _, u := range users {
 		attrs := Effective(u.Attrs, u.Overrides, p)
 		row := userRow{ID: u.ID, Name: displayNameOf(attrs), UserName: stringAttr(attrs, "userName"), Email: primaryEmail(attrs),
-			Kind: u.Kind, Status: activeStatus(attrs), Modified: u.Modified}
-		for _, g := range u.Groups {
+			Kind: u.Kind, Status: activeStatus(attrs), Roles: u.Roles, Modified: u.Modified}
+		for _, g := range effectiveGroups(u) {
 			row.Groups = append(row.Groups, g.Display)
 		}
 		d.Rows = append(d.Rows, row)
@@ -146,6 +150,7 @@ func flatten(prefix string, v any, out *[]attrRow) {
 	}
 }
 
+// userData is the data of web/user.html.
 type userData struct {
 	layout
 	User     *User
@@ -156,6 +161,11 @@ type userData struct {
 	Attrs    []attrRow
 	History  []logRow
 	Error    string
+	// Safety rails (admin_holds.go): whether the account is protected, and
+	// the directory's disables and deletes of it that apps did not get.
+	Protection *Protection
+	Attempts   []Hold
+	Roles      userRoles
 }
 
 // fieldRow is one policy field of a user as the detail page shows it.
@@ -186,6 +196,7 @@ func inputKind(key string) string {
 	return "text"
 }
 
+// managerKey is the form field and policy key of the enterprise manager.
 const managerKey = enterpriseSchema + ":manager"
 
 // userPage shows a user. After a refused save, form holds what was submitted
@@ -211,6 +222,12 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 	eff := Effective(u.Attrs, u.Overrides, p)
 	d := userData{layout: a.layout(r, sess, stringAttr(eff, "userName"), "users"), User: u, Name: displayNameOf(eff),
 		Status: activeStatus(eff), History: history, Error: problem}
+	if d.Protection, err = a.store.UserProtection(ctx, u.ID); err != nil {
+		return err
+	}
+	if d.Attempts, _, err = a.store.Holds(ctx, HoldQuery{UserID: u.ID, Limit: 20}); err != nil {
+		return err
+	}
 	for _, f := range policyFields {
 		editable, why := CanEdit(u.Kind, p, f.Key)
 		row := fieldRow{Key: f.Key, Label: f.Label, Origin: Origin(u.Kind, u.Overrides, p, f.Key), Editable: editable,
@@ -233,12 +250,15 @@ func (a *admin) userPage(w http.ResponseWriter, r *http.Request, sess *adminSess
 		}
 		if o, ok := u.Overrides[f.Key]; ok {
 			row.Override = &o
-			row.Reverted = p.Source(f.Key) != FromLocal
+			row.Reverted = p.Source(f.Key) != FromLocal && o.Hold == 0
 		}
 		d.Editable = d.Editable || editable
 		d.Fields = append(d.Fields, row)
 	}
 	flatten("", userType.visible(u.Attrs), &d.Attrs)
+	if d.Roles, err = a.userRolesCard(ctx, u); err != nil {
+		return err
+	}
 	return a.render(w, r, status, "user.html", d)
 }
 
@@ -275,6 +295,7 @@ func (a *admin) managerByName(ctx context.Context, text string) (string, error) 
 	return "", fmt.Errorf("no user has the user name %q", text)
 }
 
+// user serves GET /users/:id, and /users/new for the manual-account form.
 func (a *admin) user(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 	if ps.ByName("id") == "new" {
 		return a.render(w, r, http.StatusOK, "newuser.html", newUserData{layout: a.layout(r, sess, "New user", "users")})
@@ -282,6 +303,7 @@ func (a *admin) user(w http.ResponseWriter, r *http.Request, ps httprouter.Param
 	return a.userPage(w, r, sess, ps.ByName("id"), http.StatusOK, "", nil, nil)
 }
 
+// newUserData is the data of web/newuser.html.
 type newUserData struct {
 	layout
 	UserName, DisplayName, GivenName, FamilyName, Email, Error string
@@ -360,13 +382,20 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 		action = "save"
 	}
 	switch action {
+	case "protect", "unprotect":
+		if u.Kind == accountManual {
+			return a.userPage(w, r, sess, id, http.StatusConflict, "Only accounts the directory manages can be protected from it.", nil, nil)
+		}
+		return a.protectUser(w, r, sess, u, action == "protect", userName)
+	case "grant-role", "revoke-role":
+		return a.roleGrantAction(w, r, sess, id, userName, action)
 	case "delete":
-		if u.Kind == accountDirectory {
+		if directoryManaged(u.Kind) {
 			return a.userPage(w, r, sess, id, http.StatusConflict, "The directory manages this account: remove it in the directory, or disconnect first.", nil, nil)
 		}
 		// Checked again in the deleting transaction: a claim may have made it a directory account since.
 		err = a.store.DeleteUser(ctx, id, func(u *User) error {
-			if u.Kind == accountDirectory {
+			if directoryManaged(u.Kind) {
 				return errDirectoryManaged
 			}
 			return nil
@@ -388,9 +417,15 @@ func (a *admin) userAction(w http.ResponseWriter, r *http.Request, ps httprouter
 			return a.userPage(w, r, sess, id, http.StatusBadRequest, "Unknown field.", nil, nil)
 		}
 		if _, err = a.store.UpdateUser(ctx, id, func(u *User) error {
+			if u.Overrides[key].Hold != 0 {
+				return errHeldValue
+			}
 			u.Overrides = Revert(u.Overrides, key)
 			return nil
-		}); err != nil {
+		}); errors.Is(err, errHeldValue) {
+			return a.userPage(w, r, sess, id, http.StatusConflict, errHeldValue.Error()+".", nil, nil)
+		}
+		if err != nil {
 			return err
 		}
 		if err := logDone("local revert "+key, http.StatusOK); err != nil {

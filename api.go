@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -25,9 +26,9 @@ import (
 )
 
 const (
-	apiDefaultLimit = 100
-	apiMaxLimit     = 1000
-	apiMaxWait      = 30 * time.Second
+	apiDefaultLimit = 100              // items per page of /api/v1 lists unless ?limit says otherwise
+	apiMaxLimit     = 1000             // the largest ?limit
+	apiMaxWait      = 30 * time.Second // the longest ?wait of a long poll on /api/v1/events
 )
 
 // apiEndpoint is one GET route of the read API.
@@ -84,7 +85,7 @@ func (s *server) authenticateApp(r *http.Request) error {
 	}
 	err := s.store.AuthenticateAppKey(r.Context(), key)
 	if errors.Is(err, ErrNotFound) {
-		return unauthorized("the app key is not valid: it may have been revoked; create a new one on the Apps page")
+		return s.refuseCredential(r, "the app key is not valid: it may have been revoked; create a new one on the Apps page")
 	}
 	return err
 }
@@ -97,6 +98,7 @@ func (s *server) writeAPIError(w http.ResponseWriter, r *http.Request, err error
 	writeAPI(w, v.Status, map[string]any{"error": v.Detail})
 }
 
+// writeAPI writes v as the JSON body of an /api/v1 response.
 func writeAPI(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
@@ -139,6 +141,7 @@ func writePage(w http.ResponseWriter, data []any, next int64, full bool) {
 	writeAPI(w, http.StatusOK, out)
 }
 
+// apiUsers serves GET /api/v1/users: effective users in id order, paged by an opaque cursor.
 func (s *server) apiUsers(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	after, limit, err := pageParams(r)
 	if err != nil {
@@ -160,16 +163,18 @@ func (s *server) apiUsers(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	return nil
 }
 
+// appUserWithGroups is appUser with the user's groups, for GET /api/v1/users/:id.
 func appUserWithGroups(u *User, p Policy) map[string]any {
 	d := appUser(u, p)
-	groups := make([]any, len(u.Groups))
-	for i, g := range u.Groups {
-		groups[i] = map[string]any{"id": g.ID, "displayName": g.Display}
+	groups := make([]any, 0, len(u.Groups))
+	for _, g := range effectiveGroups(u) {
+		groups = append(groups, map[string]any{"id": g.ID, "displayName": g.Display})
 	}
 	d["groups"] = groups
 	return d
 }
 
+// apiUser serves GET /api/v1/users/:id.
 func (s *server) apiUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	u, err := s.store.UserByID(r.Context(), ps.ByName("id"))
 	if err != nil {
@@ -183,6 +188,7 @@ func (s *server) apiUser(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	return nil
 }
 
+// apiGroups serves GET /api/v1/groups, without their members.
 func (s *server) apiGroups(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	after, limit, err := pageParams(r)
 	if err != nil {
@@ -200,6 +206,7 @@ func (s *server) apiGroups(w http.ResponseWriter, r *http.Request, _ httprouter.
 	return nil
 }
 
+// apiMembers serves GET /api/v1/groups/:id/members, paged by an opaque member cursor.
 func (s *server) apiMembers(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	limit, err := limitParam(r)
 	if err != nil {
@@ -256,7 +263,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.
 		if err != nil {
 			return err
 		}
-		if len(events) > 0 || !time.Now().Before(deadline) {
+		if len(events) > 0 || !time.Now().Before(deadline) || s.stopping.begun() {
 			data := make([]any, len(events))
 			next := after
 			for i, e := range events {
@@ -268,8 +275,41 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.
 		select {
 		case <-r.Context().Done():
 			return nil
+		case <-s.stopping.done(): // answer with what there is: the server is stopping
 		case <-time.After(250 * time.Millisecond):
 		}
+	}
+}
+
+// shutdownSignal is closed when the server begins to shut down. A long poll
+// would otherwise hold the graceful shutdown up for its whole wait. The zero
+// value is ready to use.
+type shutdownSignal struct {
+	once, closeOnce sync.Once
+	ch              chan struct{}
+}
+
+// done returns a channel that is closed once begin has been called.
+func (sig *shutdownSignal) done() <-chan struct{} { return sig.channel() }
+
+func (sig *shutdownSignal) channel() chan struct{} {
+	sig.once.Do(func() { sig.ch = make(chan struct{}) })
+	return sig.ch
+}
+
+// begin closes the signal; calling it again does nothing.
+func (sig *shutdownSignal) begin() {
+	ch := sig.channel()
+	sig.closeOnce.Do(func() { close(ch) })
+}
+
+// begun reports whether begin has been called.
+func (sig *shutdownSignal) begun() bool {
+	select {
+	case <-sig.done():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -277,8 +317,9 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request, _ httprouter.
 
 // exportColumns are the CSV columns that can be chosen, in their default order.
 var exportColumns = []string{"id", "userName", "displayName", "givenName", "familyName", "email", "active", "title",
-	"department", "employeeNumber", "manager", "groups", "kind", "lastModified"}
+	"department", "employeeNumber", "manager", "groups", "roles", "kind", "lastModified"}
 
+// exportValue is the text of one CSV export column of a rendered user.
 func exportValue(u map[string]any, col string) string {
 	name, _ := u["name"].(map[string]any)
 	ext, _ := u[enterpriseSchema].(map[string]any)
@@ -304,6 +345,9 @@ func exportValue(u map[string]any, col string) string {
 			}
 		}
 		return strings.Join(names, "; ")
+	case "roles":
+		roles, _ := u["roles"].([]string)
+		return strings.Join(roles, "; ")
 	case "active":
 		if b, ok := u["active"].(bool); ok {
 			return strconv.FormatBool(b)
@@ -326,6 +370,7 @@ type csvWriter struct {
 	err error // of the last Flush
 }
 
+// newCSVWriter returns a csvWriter buffering into w.
 func newCSVWriter(w io.Writer) *csvWriter { return &csvWriter{w: bufio.NewWriter(w)} }
 
 // Write writes one record; errors surface from Flush and Error, as with encoding/csv.
@@ -344,8 +389,10 @@ func (c *csvWriter) Write(record []string) error {
 	return c.w.WriteByte('\n')
 }
 
+// Flush writes what is buffered; its error is kept for Error.
 func (c *csvWriter) Flush() { c.err = c.w.Flush() }
 
+// Error returns the error of the last Flush.
 func (c *csvWriter) Error() error { return c.err }
 
 // exportBatch is how many users an export reads at a time.

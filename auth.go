@@ -37,13 +37,20 @@ type adminSession struct {
 func (a *admin) checkCSRF(h func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error) func(http.ResponseWriter, *http.Request, httprouter.Params, *adminSession) error {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params, sess *adminSession) error {
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(sess.CSRF)) != 1 {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprintln(w, "The form has expired or did not come from this page. Go back, reload and try again.")
-			return nil
+			return &scimError{Status: http.StatusForbidden, Detail: "The form has expired or did not come from this page. Go back, reload and try again."}
 		}
 		return h(w, r, ps, sess)
 	}
+}
+
+// crossOriginRefused answers a cross-site request that
+// http.CrossOriginProtection refused, before any session was looked at, with
+// the message page for an anonymous visitor.
+func (a *admin) crossOriginRefused(w http.ResponseWriter, r *http.Request) {
+	infoOf(r).op = "admin " + r.URL.Path
+	adminHeaders(w)
+	a.fail(w, r, nil, &scimError{Status: http.StatusForbidden,
+		Detail: "This form came from another site, so scimbox refused it. Open the admin page yourself and try again there."})
 }
 
 // cookieName is __Host- prefixed over HTTPS; browsers drop such cookies over plain HTTP.
@@ -54,6 +61,7 @@ func cookieName(r *http.Request) string {
 	return "scimbox_session"
 }
 
+// session returns the request's logged-in admin, nil (without error) when there is none or the session expired.
 func (a *admin) session(r *http.Request) (*adminSession, error) {
 	c, err := r.Cookie(cookieName(r))
 	if err != nil {
@@ -188,6 +196,7 @@ type loginLimiter struct {
 	window   time.Duration
 }
 
+// newLimiter allows limit failures per client within window.
 func newLimiter(limit int, window time.Duration) *loginLimiter {
 	return &loginLimiter{failures: map[string][]time.Time{}, limit: limit, window: window}
 }
@@ -208,6 +217,7 @@ func (l *loginLimiter) blocked(client string, now time.Time) time.Duration {
 	return l.window - now.Sub(recent[0])
 }
 
+// fail counts a failure of client at now.
 func (l *loginLimiter) fail(client string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -247,6 +257,7 @@ type rejectedTokens struct {
 	byAddr map[string]*RejectedAddr
 }
 
+// record counts a rejected token from addr, evicting as the type describes when full.
 func (rt *rejectedTokens) record(addr string, now time.Time) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -282,6 +293,7 @@ func (rt *rejectedTokens) list() []RejectedAddr {
 	return out
 }
 
+// clientAddr is the request's client IP without the port (trustProxies has already applied X-Forwarded-For).
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -290,16 +302,19 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
+// setupData is the data of web/setup.html.
 type setupData struct {
 	layout
 	Code, Username, Error string
 	Valid, Reset          bool
 }
 
+// setupPage serves GET /setup?code=…: the form, or 403 when the code is not valid.
 func (a *admin) setupPage(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
 	return a.renderSetup(w, r, http.StatusOK, r.URL.Query().Get("code"), "", "")
 }
 
+// renderSetup shows the setup form with problem; an invalid code always answers 403.
 func (a *admin) renderSetup(w http.ResponseWriter, r *http.Request, status int, code, username, problem string) error {
 	ctx := r.Context()
 	valid, err := a.store.SetupCodeValid(ctx, code)
@@ -320,6 +335,7 @@ func (a *admin) renderSetup(w http.ResponseWriter, r *http.Request, status int, 
 		Code: code, Username: username, Error: problem, Valid: valid, Reset: exists})
 }
 
+// setupSubmit serves POST /setup: creates the admin (or sets its password) with a valid one-time code and logs in.
 func (a *admin) setupSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
 	code, username := r.PostFormValue("code"), strings.TrimSpace(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
@@ -364,6 +380,7 @@ func (a *admin) setupSubmit(w http.ResponseWriter, r *http.Request, _ *adminSess
 	return nil
 }
 
+// loginData is the data of web/login.html.
 type loginData struct {
 	layout
 	Username, Next, Error string
@@ -389,6 +406,7 @@ func safeNext(next string) string {
 	return next
 }
 
+// loginPage serves GET /login; a logged-in admin goes to the dashboard.
 func (a *admin) loginPage(w http.ResponseWriter, r *http.Request, sess *adminSession) error {
 	if sess != nil {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
@@ -402,6 +420,7 @@ func (a *admin) loginPage(w http.ResponseWriter, r *http.Request, sess *adminSes
 		Next: safeNext(r.URL.Query().Get("next")), NoAdmin: !exists})
 }
 
+// loginSubmit serves POST /login, rate-limited per client address before the password is hashed.
 func (a *admin) loginSubmit(w http.ResponseWriter, r *http.Request, _ *adminSession) error {
 	client := clientAddr(r)
 	username, next := strings.TrimSpace(r.PostFormValue("username")), safeNext(r.PostFormValue("next"))
@@ -467,6 +486,7 @@ func passwordsBusy(w http.ResponseWriter) string {
 	return "The server is busy checking other passwords. Try again in a few seconds."
 }
 
+// logout serves POST /logout: deletes the session and its cookie.
 func (a *admin) logout(w http.ResponseWriter, r *http.Request, _ httprouter.Params, sess *adminSession) error {
 	if err := a.store.DeleteSession(r.Context(), sess.ID); err != nil {
 		return err

@@ -291,6 +291,14 @@ func (fx *matrixFixture) cases() map[string]matrixCase {
 		"POST /settings/password":            {path: "/settings/password", form: url.Values{"current": {testPassword}, "password": {"an intruder's password"}, "confirm": {"an intruder's password"}}},
 		"POST /settings/log":                 {path: "/settings/log", form: url.Values{"days": {"1"}}},
 		"POST /settings/backup":              {path: "/settings/backup", form: url.Values{}},
+		"GET /settings/alerts":               {path: "/settings/alerts"},
+		"POST /settings/alerts":              {path: "/settings/alerts", form: url.Values{"webhook_url": {"https://intruder.example/hook"}}},
+		"POST /settings/alerts/test":         {path: "/settings/alerts/test", form: url.Values{}},
+		"GET /holds":                         {path: "/holds"},
+		"POST /holds":                        {path: "/holds", form: url.Values{"action": {"approve-all"}}},
+		"POST /settings/holds":               {path: "/settings/holds", form: url.Values{"hold_percent": {"0"}, "hold_minimum": {"0"}, "hold_window": {"1"}}},
+		"GET /settings/roles":                {path: "/settings/roles"},
+		"POST /settings/roles":               {path: "/settings/roles", form: url.Values{"action": {"create"}, "name": {"intruders"}}},
 		"GET /static/*filepath":              {path: "/static/app.js"},
 		"GET /api/v1/users":                  {path: "/api/v1/users"},
 		"GET /api/v1/users/:id":              {path: "/api/v1/users/" + fx.userID},
@@ -390,6 +398,7 @@ func (fx *matrixFixture) fingerprint(t *testing.T) map[string]string {
 		"settings":           "SELECT coalesce(group_concat(key || '=' || value), '') FROM (SELECT key, value FROM settings ORDER BY key)",
 		"webhooks":           "SELECT count(*) || ' ' || coalesce(group_concat(id || disabled_reason), '') FROM webhooks",
 		"webhook deliveries": "SELECT count(*) FROM deliveries",
+		"roles":              "SELECT (SELECT count(*) FROM roles) || ' ' || (SELECT count(*) FROM role_rules) || ' ' || (SELECT count(*) FROM role_grants)",
 	} {
 		var v string
 		if err := fx.ts.store.r.QueryRowContext(context.Background(), query).Scan(&v); err != nil {

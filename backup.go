@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	backupDir = "backups"
+	backupDir = "backups" // beside the database: snapshots and copies kept before migrations and restores
 	// checkpointIdle is how long the database must be idle before the WAL is
 	// folded completely into the main file, so that a copy of it is complete.
 	checkpointIdle = 3 * time.Second
@@ -196,6 +196,7 @@ func checkLeftoverWAL(ctx context.Context, path string, log *slog.Logger) error 
 	return nil
 }
 
+// quickCheck runs PRAGMA quick_check and returns its findings as an error, nil when the file is sound.
 func quickCheck(ctx context.Context, q queryer) error {
 	rows, err := q.QueryContext(ctx, "PRAGMA quick_check")
 	if err != nil {
@@ -269,6 +270,7 @@ func (s *Store) Snapshot(ctx context.Context, dest string) error {
 	return syncFile(filepath.Dir(dest))
 }
 
+// syncFile fsyncs the file (or directory) at path, so that a rename or copy survives a power cut.
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -351,6 +353,7 @@ func restoreDatabase(ctx context.Context, src, dst string, now time.Time) (kept 
 	return kept, syncFile(filepath.Dir(dst))
 }
 
+// copyFile copies src to dst (mode 0600) and fsyncs it.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -415,6 +418,7 @@ type SnapshotInfo struct {
 	Taken time.Time
 }
 
+// snapshotPrefix tells automatic snapshots from the other copies in backups/.
 const snapshotPrefix = "scimbox-"
 
 // RunSnapshots takes a snapshot into backups/ every interval (the first one
@@ -431,26 +435,69 @@ func (s *Store) RunSnapshots(ctx context.Context, interval time.Duration, keep i
 			return
 		case <-time.After(wait):
 		}
-		dest := filepath.Join(filepath.Dir(s.path), backupDir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+".db")
-		if err := s.Snapshot(ctx, dest); err != nil {
+		if err := s.takeSnapshot(ctx, keep); err != nil {
 			if ctx.Err() != nil {
 				return // stopped while copying: not a failure
 			}
-			s.log.Error("automatic snapshot failed", "err", err)
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(min(interval, time.Hour)):
 			}
-			continue
 		}
-		s.log.Info("snapshot taken", "path", dest)
-		if snaps, err := s.Snapshots(); err == nil {
-			for _, old := range snaps[min(keep, len(snaps)):] {
-				if err := os.Remove(old.Path); err != nil {
-					s.log.Warn("remove old snapshot", "path", old.Path, "err", err)
-				}
+	}
+}
+
+// snapshotResult is the outcome of an automatic snapshot.
+type snapshotResult struct {
+	At  time.Time
+	Err string // "" when it succeeded
+}
+
+// LastSnapshot returns the outcome of the last automatic snapshot taken
+// since the store was opened; ok is false before the first one ends.
+func (s *Store) LastSnapshot() (r snapshotResult, ok bool) {
+	if p := s.snapshotResult.Load(); p != nil {
+		return *p, true
+	}
+	return snapshotResult{}, false
+}
+
+// takeSnapshot takes one automatic snapshot, removes the copies beyond the
+// newest keep, and records the outcome for LastSnapshot.
+func (s *Store) takeSnapshot(ctx context.Context, keep int) error {
+	dest := filepath.Join(filepath.Dir(s.path), backupDir, snapshotPrefix+time.Now().UTC().Format("20060102T150405Z")+".db")
+	if err := s.Snapshot(ctx, dest); err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("automatic snapshot failed", "err", err)
+			s.snapshotResult.Store(&snapshotResult{At: s.now(), Err: err.Error()})
+		}
+		return err
+	}
+	s.snapshotResult.Store(&snapshotResult{At: s.now()})
+	s.log.Info("snapshot taken", "path", dest)
+	if snaps, err := s.Snapshots(); err == nil {
+		for _, old := range snaps[min(keep, len(snaps)):] {
+			if err := os.Remove(old.Path); err != nil {
+				s.log.Warn("remove old snapshot", "path", old.Path, "err", err)
 			}
 		}
 	}
+	return nil
+}
+
+// SnapshotFailure is the latest automatic snapshot's failure.
+type SnapshotFailure struct {
+	At  time.Time
+	Err error
+}
+
+// SnapshotFailure returns the failure of the latest automatic snapshot, or
+// nil when it succeeded or none was tried since the server started. It is
+// kept in memory only: the admin page's health line reads it on every page.
+func (s *Store) SnapshotFailure() *SnapshotFailure {
+	if r, ok := s.LastSnapshot(); ok && r.Err != "" {
+		return &SnapshotFailure{At: r.At, Err: errors.New(r.Err)}
+	}
+	return nil
 }

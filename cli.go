@@ -1,14 +1,21 @@
+// The command-line tools beside the server: token, admin reset-password,
+// backup, restore, disconnect, export and migrate. They open the database the
+// server uses, never upgrade its schema, and print what an admin needs.
+
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -72,13 +79,21 @@ func tokenCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // adminCommand runs `scimbox admin reset-password`: it prints a one-time link
 // that sets the admin password (or creates the admin on a fresh database).
+// The link's address comes from -url, or from the flags and SCIMBOX_*
+// variables that say where the server listens, as the server prints it.
 func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "reset-password" {
 		return errors.New("admin: the command is reset-password")
 	}
 	fs := newFlagSet("admin reset-password", stderr)
 	db := dbFlag(fs)
-	base := fs.String("url", "", "the admin page's address, e.g. https://scim.example.com (default: printed as a path)")
+	var cfg serveConfig
+	fs.StringVar(&cfg.Addr, "addr", defaultAddr, "the server's -addr (local trial mode, -behind-proxy)")
+	fs.StringVar(&cfg.Domain, "domain", "", "the server's -domain")
+	fs.StringVar(&cfg.HTTPSAddr, "https-addr", ":443", "the server's -https-addr (with -domain or -tls-cert)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "the server's -tls-cert: the host name is read from it")
+	fs.BoolVar(&cfg.BehindProxy, "behind-proxy", false, "the server's -behind-proxy")
+	base := fs.String("url", "", "the admin page's address as people open it, e.g. https://scim.example.com (default: from the flags above)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -91,9 +106,51 @@ func adminCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Open this link within 24 hours to set the admin password (it works once; everyone is logged out):\n%s/setup?code=%s\n",
-		strings.TrimRight(*base, "/"), code)
+	link := strings.TrimRight(*base, "/")
+	if link == "" {
+		host := cfg.Domain
+		if host == "" {
+			host = certFileHost(cfg.TLSCert)
+		}
+		link = publicBaseURL(cfg, host, boundAddrs{Plain: cfg.Addr, HTTPS: cfg.HTTPSAddr})
+	}
+	fmt.Fprintf(stdout, "Open this link within 24 hours to set the admin password (it works once; everyone is logged out):\n%s/setup?code=%s\n", link, code)
+	switch {
+	case *base != "":
+	case strings.Contains(link, unknownHost):
+		fmt.Fprintf(stdout, "Replace %s with the name the admin page is opened at, or give it with -url.\n", unknownHost)
+	case cfg.mode() == modeLocal && cfg.Addr == defaultAddr:
+		fmt.Fprintln(stdout, "This is the address of a server started without flags. If it runs with -domain, -tls-cert, -addr or -behind-proxy "+
+			"(or their SCIMBOX_* variables), give the same here, or the address with -url.")
+	}
 	return nil
+}
+
+// certFileHost is the first DNS name, not a wildcard, of the certificate in
+// file, as the server names itself with -tls-cert; "" if there is none or
+// the file cannot be read.
+func certFileHost(file string) string {
+	if file == "" {
+		return ""
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return ""
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return ""
+	}
+	for _, name := range cert.DNSNames {
+		if !strings.HasPrefix(name, "*") {
+			return name
+		}
+	}
+	return ""
 }
 
 // backupCommand runs `scimbox backup [-db PATH] DEST`: a consistent copy of
@@ -248,5 +305,75 @@ func migrateCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return nil
 	}
 	fmt.Fprintf(stdout, "Upgraded %s from schema version %d to %d. Start this version's server on it.\n", *db, store.migratedFrom, len(migrations))
+	return nil
+}
+
+// holdsCommand runs `scimbox holds list|approve|reject [-db PATH] [-all | ID…]`:
+// the Holds page for an admin at the shell (holds.go). list shows what waits
+// for review and what is kept against the directory; -all lists every
+// decision too.
+func holdsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("holds: say list, approve or reject")
+	}
+	sub := args[0]
+	if sub != "list" && sub != "approve" && sub != "reject" {
+		return fmt.Errorf("holds: unknown subcommand %q (list, approve or reject)", sub)
+	}
+	fs := newFlagSet("holds "+sub, stderr)
+	db := dbFlag(fs)
+	all := fs.Bool("all", false, "approve or reject every held change; list every decision too")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	var ids []int64
+	for _, a := range fs.Args() {
+		id, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			return fmt.Errorf("holds %s: %q is not a held change's ID (see scimbox holds list)", sub, a)
+		}
+		ids = append(ids, id)
+	}
+	if sub != "list" && *all == (len(ids) > 0) {
+		return fmt.Errorf("holds %s: give the IDs of the changes (see scimbox holds list), or -all", sub)
+	}
+	store, err := openCLIStore(ctx, *db, stderr, false)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var done []Hold
+	switch sub {
+	case "list":
+		q := HoldQuery{States: []string{holdHeld, holdRejected, holdProtected}, Limit: 100_000}
+		if *all {
+			q.States = nil
+		}
+		holds, _, err := store.Holds(ctx, q)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tWHEN\tCHANGE\tREQUEST")
+		for _, h := range holds {
+			change := h.What()
+			if h.Memberships > 0 {
+				change += fmt.Sprintf(" (and %d memberships)", h.Memberships)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", h.ID, h.State, h.At.Format(time.RFC3339), change, h.Request)
+		}
+		return tw.Flush()
+	case "approve":
+		done, err = store.ApproveHolds(ctx, ids, *all, "command line")
+	case "reject":
+		done, err = store.RejectHolds(ctx, ids, *all, "command line")
+	}
+	if err != nil {
+		return err
+	}
+	if err := logDecisions(ctx, store, done, "from the command line"); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, decisionText(done, sub))
 	return nil
 }

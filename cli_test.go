@@ -58,6 +58,8 @@ func TestCommandsRefuseOtherSchemaVersions(t *testing.T) {
 		{"disconnect", "-yes"},
 		{"export"},
 		{"backup", "DEST"},
+		{"holds", "list"},
+		{"holds", "approve", "-all"},
 	}
 	versions := []struct {
 		name    string
@@ -80,7 +82,7 @@ func TestCommandsRefuseOtherSchemaVersions(t *testing.T) {
 					raw.Close()
 				}
 				args := append([]string{cmd[0], "-db", db}, cmd[1:]...)
-				if cmd[0] == "token" || cmd[0] == "admin" {
+				if cmd[0] == "token" || cmd[0] == "admin" || cmd[0] == "holds" {
 					args = append([]string{cmd[0], cmd[1], "-db", db}, cmd[2:]...)
 				}
 				if args[len(args)-1] == "DEST" {

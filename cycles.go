@@ -106,6 +106,7 @@ type Health struct {
 	nextID  int64
 }
 
+// newHealth returns an empty tracker on the clock now.
 func newHealth(now func() time.Time) *Health {
 	return &Health{now: now, dirty: map[int64]bool{}, nextID: 1}
 }
@@ -204,6 +205,7 @@ func (h *Health) markDirty(cycles []Cycle) {
 	}
 }
 
+// copyCycle copies c deep enough that the tracker's later changes do not show through.
 func copyCycle(c *Cycle) Cycle {
 	out := *c
 	out.Causes = slices.Clone(c.Causes)

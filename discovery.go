@@ -11,6 +11,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// serviceProviderConfig serves /ServiceProviderConfig: what scimbox supports (RFC 7643 §5).
 func (s *server) serviceProviderConfig(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"schemas":          []string{spcSchema},
@@ -32,6 +33,7 @@ func (s *server) serviceProviderConfig(w http.ResponseWriter, r *http.Request, _
 	return nil
 }
 
+// resourceTypeDoc renders a resource type as RFC 7643 §6 describes.
 func resourceTypeDoc(rt *resourceType, base string) map[string]any {
 	exts := make([]any, len(rt.Extensions))
 	for i, e := range rt.Extensions {
@@ -49,6 +51,7 @@ func resourceTypeDoc(rt *resourceType, base string) map[string]any {
 	}
 }
 
+// resourceTypes serves /ResourceTypes as a ListResponse.
 func (s *server) resourceTypes(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	docs := make([]map[string]any, len(resourceTypes))
 	for i, rt := range resourceTypes {
@@ -58,6 +61,7 @@ func (s *server) resourceTypes(w http.ResponseWriter, r *http.Request, _ httprou
 	return nil
 }
 
+// resourceType serves /ResourceTypes/{name}.
 func (s *server) resourceType(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	for _, rt := range resourceTypes {
 		if strings.EqualFold(rt.Name, ps.ByName("id")) {
@@ -68,6 +72,7 @@ func (s *server) resourceType(w http.ResponseWriter, r *http.Request, ps httprou
 	return &scimError{Status: http.StatusNotFound, Detail: "no resource type " + ps.ByName("id") + ": there are User and Group"}
 }
 
+// schemaDoc renders a schema as RFC 7643 §7 describes, from the definitions schema.go enforces.
 func schemaDoc(sc *Schema, base string) map[string]any {
 	attrs := sc.Attrs
 	if sc == userSchemaDef || sc == groupSchemaDef {
@@ -85,6 +90,7 @@ func schemaDoc(sc *Schema, base string) map[string]any {
 	}
 }
 
+// attrDocs renders attribute definitions with every characteristic spelled out, defaults included.
 func attrDocs(attrs []*Attr) []any {
 	out := make([]any, len(attrs))
 	for i, a := range attrs {
@@ -113,6 +119,7 @@ func attrDocs(attrs []*Attr) []any {
 	return out
 }
 
+// orDefault is s, or def when s is empty.
 func orDefault(s, def string) string {
 	if s == "" {
 		return def
@@ -120,6 +127,7 @@ func orDefault(s, def string) string {
 	return s
 }
 
+// schemas serves /Schemas as a ListResponse.
 func (s *server) schemas(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	var docs []map[string]any
 	for _, sc := range allSchemas() {
@@ -129,6 +137,7 @@ func (s *server) schemas(w http.ResponseWriter, r *http.Request, _ httprouter.Pa
 	return nil
 }
 
+// schema serves /Schemas/{urn}.
 func (s *server) schema(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	for _, sc := range allSchemas() {
 		if strings.EqualFold(sc.ID, ps.ByName("id")) {

@@ -30,6 +30,7 @@ type scimError struct {
 	retryAfter time.Duration // sent as Retry-After when set
 }
 
+// Error returns the detail, which is safe to show to the client.
 func (e *scimError) Error() string { return e.Detail }
 
 // badRequest returns a 400 error with a SCIM scimType.

@@ -33,6 +33,7 @@ type attrPath struct {
 	URN, Attr, Sub string
 }
 
+// String is the path as a filter writes it: urn:attr.sub.
 func (p attrPath) String() string {
 	s := p.Attr
 	if p.URN != "" {
@@ -47,11 +48,13 @@ func (p attrPath) String() string {
 // filterExpr is a node of a parsed filter.
 type filterExpr interface{ isFilter() }
 
+// logicalExpr is "Left and Right" or "Left or Right".
 type logicalExpr struct {
 	And         bool // and, else or
 	Left, Right filterExpr
 }
 
+// notExpr is "not (X)".
 type notExpr struct{ X filterExpr }
 
 // compareExpr is `path op value`, or `path pr` (Value nil).
@@ -71,6 +74,7 @@ type valuePathExpr struct {
 	Value  any
 }
 
+// isFilter marks the types that are filter expressions.
 func (logicalExpr) isFilter()   {}
 func (notExpr) isFilter()       {}
 func (compareExpr) isFilter()   {}
@@ -78,6 +82,7 @@ func (valuePathExpr) isFilter() {}
 
 // --- lexer ---
 
+// tokKind is the kind of a filter token.
 type tokKind int
 
 const (
@@ -89,12 +94,14 @@ const (
 	tokRBracket
 )
 
+// token is one lexed piece of a filter, with its offset for error messages.
 type token struct {
 	kind tokKind
 	text string // word text, or decoded string value
 	pos  int
 }
 
+// lexFilter splits a filter into tokens: words, JSON strings, parentheses and brackets.
 func lexFilter(s string) ([]token, error) {
 	var toks []token
 	for i := 0; i < len(s); {
@@ -148,6 +155,7 @@ func lexFilter(s string) ([]token, error) {
 
 // --- parser ---
 
+// filterParser is a recursive-descent parser over the tokens; depth and terms bound what one filter may cost.
 type filterParser struct {
 	toks  []token
 	i     int
@@ -175,6 +183,7 @@ func parseFilter(s string) (filterExpr, error) {
 	return f, nil
 }
 
+// peek returns the next token without consuming it, nil at the end.
 func (p *filterParser) peek() *token {
 	if p.i < len(p.toks) {
 		return &p.toks[p.i]
@@ -182,6 +191,7 @@ func (p *filterParser) peek() *token {
 	return nil
 }
 
+// next consumes and returns the next token, nil at the end.
 func (p *filterParser) next() *token {
 	t := p.peek()
 	if t != nil {
@@ -190,6 +200,7 @@ func (p *filterParser) next() *token {
 	return t
 }
 
+// keyword consumes the next token if it is the word kw, case-insensitively.
 func (p *filterParser) keyword(kw string) bool {
 	if t := p.peek(); t != nil && t.kind == tokWord && strings.EqualFold(t.text, kw) {
 		p.i++
@@ -198,6 +209,7 @@ func (p *filterParser) keyword(kw string) bool {
 	return false
 }
 
+// expect consumes a token of kind, or says that what was expected.
 func (p *filterParser) expect(kind tokKind, what string) error {
 	t := p.next()
 	if t == nil {
@@ -209,6 +221,7 @@ func (p *filterParser) expect(kind tokKind, what string) error {
 	return nil
 }
 
+// or parses "and-expression (or and-expression)*": or binds loosest.
 func (p *filterParser) or() (filterExpr, error) {
 	left, err := p.and()
 	if err != nil {
@@ -224,6 +237,7 @@ func (p *filterParser) or() (filterExpr, error) {
 	return left, nil
 }
 
+// and parses "unary (and unary)*".
 func (p *filterParser) and() (filterExpr, error) {
 	left, err := p.unary()
 	if err != nil {
@@ -239,6 +253,7 @@ func (p *filterParser) and() (filterExpr, error) {
 	return left, nil
 }
 
+// nested parses a parenthesised or bracketed expression, refusing nesting beyond maxFilterDepth.
 func (p *filterParser) nested() (filterExpr, error) {
 	p.depth++
 	defer func() { p.depth-- }()
@@ -248,6 +263,7 @@ func (p *filterParser) nested() (filterExpr, error) {
 	return p.or()
 }
 
+// unary parses "not (…)", "(…)" or an attribute expression.
 func (p *filterParser) unary() (filterExpr, error) {
 	t := p.peek()
 	if t == nil {
@@ -267,6 +283,7 @@ func (p *filterParser) unary() (filterExpr, error) {
 	return p.attrExpr()
 }
 
+// group parses "( expression )".
 func (p *filterParser) group() (filterExpr, error) {
 	if err := p.expect(tokLParen, "'('"); err != nil {
 		return nil, err
@@ -281,9 +298,11 @@ func (p *filterParser) group() (filterExpr, error) {
 	return x, nil
 }
 
+// filterOps are the comparison operators of RFC 7644 §3.4.2.2, "pr" apart.
 var filterOps = map[string]bool{"eq": true, "ne": true, "co": true, "sw": true, "ew": true,
 	"gt": true, "ge": true, "lt": true, "le": true, "pr": true}
 
+// attrExpr parses "attrPath op value", "attrPath pr" or "attrPath[filter]".
 func (p *filterParser) attrExpr() (filterExpr, error) {
 	if p.terms++; p.terms > maxFilterTerms {
 		return nil, fmt.Errorf("%w: more than %d comparisons", errInvalidFilter, maxFilterTerms)
@@ -405,6 +424,7 @@ func validAttrName(s string) bool {
 	return true
 }
 
+// isASCIILetter reports whether c may start an attribute name (RFC 7643 §2.1 ATTRNAME).
 func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
 // userNameProfile prepares a userName for comparison with the mappings of
@@ -447,6 +467,7 @@ func matches(f filterExpr, rt *resourceType, resource map[string]any) bool {
 	return eval(f, func(p attrPath) *Attr { return rt.lookup(p.URN, p.Attr, p.Sub) }, resource)
 }
 
+// eval reports whether obj (a rendered resource) matches f, comparing as the definitions in defs say.
 func eval(f filterExpr, defs attrDefs, obj map[string]any) bool {
 	switch f := f.(type) {
 	case logicalExpr:
@@ -572,6 +593,7 @@ func compareValues(def *Attr, values []any, op string, want any) bool {
 	return false
 }
 
+// present is "pr": a value that is not null, "", or an empty array or object.
 func present(v any) bool {
 	switch v := v.(type) {
 	case nil:
@@ -586,6 +608,7 @@ func present(v any) bool {
 	return true
 }
 
+// compareOne applies op to one value, with the attribute's type and case-exactness.
 func compareOne(def *Attr, got any, op string, want any) bool {
 	typ := ""
 	caseExact := false
@@ -641,6 +664,7 @@ func compareOne(def *Attr, got any, op string, want any) bool {
 	return false
 }
 
+// orderedCompare applies an ordering operator (eq, ne, gt, ge, lt, le) to comparable values.
 func orderedCompare[T int | float64 | string](op string, a, b T) bool {
 	switch op {
 	case "eq":
@@ -707,6 +731,7 @@ type sqlColumn struct {
 // that starts with it: no valid UTF-8 sequence starts with these bytes.
 const prefixBound = "\xf4\x90"
 
+// colKind says how an indexed column holds an attribute, and so which operators it can answer.
 type colKind int
 
 const (
@@ -778,6 +803,7 @@ func toSQL(f filterExpr, cols map[string]sqlColumn) sqlFilter {
 	return sqlFilter{}
 }
 
+// compareSQL translates one comparison into SQL on an indexed column, or returns an empty sqlFilter when the column cannot answer it.
 func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sqlFilter {
 	key := strings.ToLower(p.Attr)
 	if p.Sub != "" {
@@ -892,6 +918,7 @@ func compareSQL(p attrPath, op string, value any, cols map[string]sqlColumn) sql
 	return sqlFilter{col.expr + " " + sqlOps[op] + " ?", []any{s}, true}
 }
 
+// sqlOps are the comparisons with an SQL operator of their own.
 var sqlOps = map[string]string{"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 // timeLayout is fixed-width so that stored timestamps sort as text; it is also
@@ -899,4 +926,5 @@ var sqlOps = map[string]string{"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le"
 // so that a timestamp read from a response compares equal to the stored one.
 const timeLayout = "2006-01-02T15:04:05.000Z"
 
+// formatTime is how times are stored: fixed-width UTC, so that text order is time order.
 func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }

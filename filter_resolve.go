@@ -42,8 +42,10 @@ func filterFor(f filterExpr, rt *resourceType) (filterExpr, error) {
 // unmodeled extension.
 type filterScope func(p attrPath) (resolved attrPath, def *Attr, known bool)
 
+// filterResolver resolves a filter's paths, collecting the unknown ones for one error.
 type filterResolver struct{ unknown []attrPath }
 
+// resolve returns f with every path resolved in scope.
 func (r *filterResolver) resolve(f filterExpr, scope filterScope) (filterExpr, error) {
 	switch f := f.(type) {
 	case logicalExpr:

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -47,6 +48,7 @@ const (
 	RiskQuarantine RiskLevel = "quarantine" // Entra's criteria hold: it quarantines (or has quarantined) the job
 )
 
+// rank orders the levels, ok lowest.
 func (l RiskLevel) rank() int {
 	switch l {
 	case RiskWatch:
@@ -139,6 +141,7 @@ func causeKind(c call) string {
 	return "invalid"
 }
 
+// adviceFor explains a cause of failures with causeAdvice, in one summary line.
 func adviceFor(c Cause) Advice {
 	a := causeAdvice[c.Kind]
 	if a.what == "" {
@@ -288,6 +291,7 @@ type healthReport struct {
 	History        []Cycle       `json:"history,omitempty"` // persisted cycles, newest first (API only)
 }
 
+// skippedReport is the skipped members part of a healthReport.
 type skippedReport struct {
 	SkippedSummary
 	Items []SkippedMember `json:"items,omitempty"` // the latest (API only)
@@ -334,4 +338,34 @@ func (s *server) apiHealth(w http.ResponseWriter, r *http.Request, _ httprouter.
 	}
 	writeAPI(w, http.StatusOK, rep)
 	return nil
+}
+
+// quarantineAlert is the quarantine-risk alert's check: it fires while the
+// risk is a warning or worse, and says why.
+func (h *Health) quarantineAlert(context.Context) (bool, string, error) {
+	risk := h.Snapshot().Risk
+	if risk.Level != RiskWarning && risk.Level != RiskQuarantine {
+		return false, "", nil
+	}
+	return true, "Quarantine risk: " + string(risk.Level) + ". " + strings.Join(risk.Reasons, " "), nil
+}
+
+// cycleMetrics is what /metrics reports of the newest cycle (in progress, or
+// else the last): its counts, and the failure ratio as a share of Entra's
+// 40 % (1 once Entra's criteria hold). False before the first cycle.
+func (h *Health) cycleMetrics() (cycleMetrics, bool) {
+	snap := h.Snapshot()
+	c := snap.Current
+	if c == nil {
+		c = snap.Last
+	}
+	if c == nil {
+		return cycleMetrics{}, false
+	}
+	risk := min(snap.Risk.FailureRatio/entraFailureRatio, 1)
+	if snap.Risk.Level == RiskQuarantine {
+		risk = 1
+	}
+	return cycleMetrics{Operations: c.Requests, Failures: c.Failures, ReferenceFailures: c.ReferenceFailures,
+		QuarantineRisk: risk, Started: c.FirstCall, LastCall: c.LastCall}, true
 }

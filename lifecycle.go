@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,7 @@ type workerGroup struct {
 	log    *slog.Logger
 }
 
+// newWorkerGroup returns a group whose workers stop when parent ends or Stop is called.
 func newWorkerGroup(parent context.Context, log *slog.Logger) *workerGroup {
 	ctx, cancel := context.WithCancel(parent)
 	return &workerGroup{ctx: ctx, cancel: cancel, log: log}
@@ -57,9 +59,12 @@ type app struct {
 	store   *Store
 	server  *server
 	handler http.Handler
+	metrics *metrics // nil unless -metrics-addr is set
 
 	workers []worker
 	running *workerGroup
+	certs   *certHealth // what the TLS code reports of the certificate
+	alerts  *alerter
 	checked chan error // the integrity check's verdict
 
 	// requests is the parent context of every request: cancelled only when
@@ -68,6 +73,12 @@ type app struct {
 	cancelRequests context.CancelFunc
 	gate           requestGate
 	grace          time.Duration // shutdownGrace, unless a test sets another
+
+	// conns counts the open client connections of every server.
+	conns atomic.Int64
+	// handingOver: the sockets now belong to a new process (or stay with
+	// systemd); each response asks the client to close its connection.
+	handingOver atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -86,13 +97,23 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	if err != nil {
 		return nil, err
 	}
-	a := &app{log: log, store: store, server: &server{store: store, log: log}, checked: make(chan error, 1),
-		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace}
+	certs := &certHealth{}
+	alerts := newAlerter(store, log, cfg.Alerts, alertSources{certs: certs, tls: cfg.mode() == modeACME || cfg.mode() == modeCert, snapshots: cfg.BackupInterval > 0})
+	// Features that watch something register their alert conditions here.
+	alerts.register(quarantineRiskCondition(store.Health().quarantineAlert))
+	alerts.register(massChangeHeldCondition(store.heldChangesAlert))
+	a := &app{log: log, store: store, server: &server{store: store, log: log, alerts: alerts, tls: newTLSChecker(log), certs: certs}, checked: make(chan error, 1),
+		running: newWorkerGroup(context.WithoutCancel(ctx), log), grace: shutdownGrace, certs: certs, alerts: alerts}
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace
 	}
+	if cfg.MetricsAddr != "" {
+		a.metrics = newMetrics(store, log)
+		a.metrics.cycleStatsFunc = store.Health().cycleMetrics
+		a.server.metrics = a.metrics.requests
+	}
 	a.requests, a.cancelRequests = context.WithCancel(context.WithoutCancel(ctx))
-	a.handler = a.gate.wrap(withHSTS(a.server.handler()))
+	a.handler = a.gate.wrap(a.closeWhenHandingOver(withHSTS(a.server.handler())))
 
 	// The integrity check reads the whole file (seconds at a million users), so
 	// it runs while serving; a damaged file stops the server. After an unclean
@@ -103,9 +124,14 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 			store.RunSnapshots(ctx, cfg.BackupInterval, cfg.BackupKeep)
 		}})
 	}
+	sender := newWebhookSender(store, log)
+	if cfg.hooks.webhookTimeout > 0 {
+		sender.client.Timeout = cfg.hooks.webhookTimeout
+	}
 	a.workers = append(a.workers,
-		worker{"webhook sender", newWebhookSender(store, log).Run},
-		worker{"maintenance", func(ctx context.Context) { runMaintenance(ctx, store, log, maintenanceEvery) }})
+		worker{"webhook sender", sender.Run},
+		worker{"maintenance", func(ctx context.Context) { runMaintenance(ctx, store, log, maintenanceEvery) }},
+		worker{"alerts", alerts.run})
 	return a, nil
 }
 
@@ -117,9 +143,50 @@ func (a *app) startWorkers() {
 }
 
 // configure makes srv's requests children of a.requests, so that stopHTTP
-// can cancel the ones that outlive the grace period.
+// can cancel the ones that outlive the grace period, tells long polls when
+// srv begins to shut down, and counts srv's connections for handOver.
 func (a *app) configure(srv *http.Server) {
 	srv.BaseContext = func(net.Listener) context.Context { return a.requests }
+	srv.RegisterOnShutdown(a.server.stopping.begin)
+	srv.ConnState = func(_ net.Conn, state http.ConnState) {
+		switch state {
+		case http.StateNew:
+			a.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			a.conns.Add(-1)
+		}
+	}
+}
+
+// closeWhenHandingOver adds Connection: close to every HTTP/1 response once
+// the hand-over has begun (HTTP/2 clients get GOAWAY from Shutdown instead).
+func (a *app) closeWhenHandingOver(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.handingOver.Load() && r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// handOver moves clients to the process that now holds the listening
+// sockets (or to the queue systemd keeps for the next one) before stopHTTP:
+// the background workers stop, so two processes never run them at once;
+// this process stops accepting; and for up to handOverLinger each response
+// closes its connection, so clients reconnect between two requests rather
+// than having an idle connection closed under a request they are sending.
+// It returns when no connection is left or the linger has passed.
+func (a *app) handOver(servers []served) {
+	a.log.Info("handing over: no new connections here; open ones close after their next response", "connections", a.conns.Load())
+	a.running.Stop()
+	a.handingOver.Store(true)
+	for _, s := range servers {
+		s.ln.Close()
+	}
+	deadline := time.Now().Add(handOverLinger)
+	for a.conns.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // stopHTTP shuts the servers down gracefully: they stop accepting
@@ -161,6 +228,7 @@ func (a *app) close() error {
 // those still running, so that none of them outlives the store.
 type requestGate struct{ mu sync.RWMutex }
 
+// wrap lets requests through to next while the gate is open, and refuses them with 503 after.
 func (g *requestGate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Only a request read in the instant the listeners closed finds the gate shut.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -91,6 +92,9 @@ func TestShutdownUnderLoad(t *testing.T) {
 	cfg, token := testServeConfig(t)
 	cfg.Addr = "127.0.0.1:0"
 
+	// The hanging delivery must outlast the run up to the shutdown, however
+	// slow the machine: only the shutdown may end it.
+	cfg.hooks.webhookTimeout = 10 * time.Minute
 	const answered = 5 // deliveries the receiver answers before it hangs
 	var calls atomic.Int64
 	hanging := make(chan struct{})
@@ -217,10 +221,16 @@ func TestShutdownCancelsRequestsPastTheGrace(t *testing.T) {
 	}
 	defer conn.Close()
 	body := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"late@example.com"}`
-	fmt.Fprintf(conn, "POST /scim/v2/Users HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/scim+json\r\nContent-Length: %d\r\n\r\n%s",
-		addrs.Plain, token, len(body), body[:10])
-	waitForLog(t, logs, 10*time.Second, "serving")
-	time.Sleep(50 * time.Millisecond) // let the handler start reading the body
+	// With Expect: 100-continue the server answers "100 Continue" when the
+	// handler first reads the body: then the request is surely in flight.
+	fmt.Fprintf(conn, "POST /scim/v2/Users HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/scim+json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n",
+		addrs.Plain, token, len(body))
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(line, "100 Continue") {
+		t.Fatalf("waiting for the handler to read the body: %q, %v", line, err)
+	}
+	conn.Write([]byte(body[:10]))
+	time.Sleep(50 * time.Millisecond) // let the first bytes arrive; the handler waits for the rest
 	stop()
 	select {
 	case err := <-done:

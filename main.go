@@ -13,9 +13,10 @@ import (
 	"syscall"
 )
 
+// main runs the command line until it ends or SIGINT/SIGTERM arrives.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := runProcess(ctx, os.Args[1:], os.Stdout, os.Stderr, true)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "scimbox:", err)
@@ -25,6 +26,12 @@ func main() {
 
 // run dispatches a command line; with no command it serves with the defaults.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runProcess(ctx, args, stdout, stderr, false)
+}
+
+// runProcess is run; ownsProcess says it runs as the scimbox process itself
+// (from main), so serve may take inherited sockets and upgrade on SIGHUP.
+func runProcess(ctx context.Context, args []string, stdout, stderr io.Writer, ownsProcess bool) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -39,6 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "scimbox", version())
 			return nil
 		}
+		cfg.ownsProcess = ownsProcess
 		return serve(ctx, cfg, stdout, stderr)
 	case "token":
 		return tokenCommand(ctx, args, stdout, stderr)
@@ -54,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return exportCommand(ctx, args, stdout, stderr)
 	case "migrate":
 		return migrateCommand(ctx, args, stdout, stderr)
+	case "holds":
+		return holdsCommand(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "scimbox", version())
 		return nil
@@ -64,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 }
 
+// usage is the help text of `scimbox help` and of an unknown command.
 const usage = `usage:
   scimbox [serve] [-db PATH] [-addr HOST:PORT]   serve SCIM (default: ./scimbox.db on 127.0.0.1:8080, local trial)
   scimbox serve -domain scim.example.com         HTTPS on :443 with an automatic certificate, :80 redirects
@@ -73,12 +84,14 @@ const usage = `usage:
   scimbox token create [-db PATH] -name NAME     create a Secret Token for Entra (printed once)
   scimbox token list [-db PATH]                  list tokens (never their secrets)
   scimbox token revoke [-db PATH] ID             revoke a token
-  scimbox admin reset-password [-db PATH]        print a one-time link that sets the admin password
+  scimbox admin reset-password [-db PATH] [-domain NAME | -addr HOST:PORT | -url URL]
+                                                 print a one-time link that sets the admin password
   scimbox backup [-db PATH] DEST                 consistent copy of the database, safe while serving
   scimbox restore [-db PATH] SRC                 replace the database with a checked backup (server stopped)
   scimbox disconnect [-db PATH] -yes             revoke all tokens; directory accounts become manual
   scimbox export [-db PATH] [-format csv|json] [-groups]   users (or groups) with effective values
   scimbox migrate [-db PATH]                     upgrade the database for this version (server stopped; serve does it too)
+  scimbox holds list|approve|reject [-db PATH] [-all | ID…]   directory changes held by the mass-change hold
   scimbox version                                (or serve -version)
 Every flag can also be set in the environment as SCIMBOX_<FLAG>, e.g. SCIMBOX_DB, SCIMBOX_DOMAIN.
 See scimbox serve -h for all serve flags.

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -34,7 +35,8 @@ func runMaintenance(ctx context.Context, s *Store, log *slog.Logger, every time.
 // interrupted by ctx is not an error.
 func maintain(ctx context.Context, s *Store, log *slog.Logger) {
 	report := func(job string, err error) {
-		if err != nil && ctx.Err() == nil {
+		// A lost database file was reported once where it was noticed.
+		if err != nil && ctx.Err() == nil && !errors.Is(err, ErrDatabaseLost) {
 			log.Error(job, "err", err)
 		}
 	}

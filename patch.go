@@ -20,6 +20,7 @@ type patchRequest struct {
 	Operations []patchOp
 }
 
+// patchOp is one operation of a PATCH request (RFC 7644 §3.5.2).
 type patchOp struct {
 	Op    string
 	Path  string
@@ -330,6 +331,7 @@ func removeValues(obj map[string]any, def *Attr, value any) error {
 	return nil
 }
 
+// containsValueOf reports whether list already holds v, compared as def says (sameValue).
 func containsValueOf(def *Attr, list []any, v any) bool {
 	for _, el := range list {
 		if sameValue(def, el, v) {
@@ -436,6 +438,7 @@ func mergeDuplicates(obj map[string]any, def *Attr) {
 	obj[def.Name] = out
 }
 
+// hasSubstance reports whether a multi-valued element holds more than type, primary and display.
 func hasSubstance(m map[string]any) bool {
 	for k := range m {
 		switch strings.ToLower(k) {
@@ -663,6 +666,7 @@ func jsonDepth(b []byte) int {
 	return deepest
 }
 
+// jsonErrorDetail says where and why a body is not the JSON expected, without echoing the body.
 func jsonErrorDetail(err error) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError

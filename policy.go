@@ -111,6 +111,9 @@ type Override struct {
 	Value any       `json:"value"` // nil clears the field locally
 	By    string    `json:"by"`
 	At    time.Time `json:"at"`
+	// Hold is the safety-rail hold (holds.go) that keeps this value against
+	// the directory's, whatever the policy says; 0 for a local edit.
+	Hold int64 `json:"hold,omitempty"`
 }
 
 // fieldPath resolves a field key to an attribute path.
@@ -187,7 +190,7 @@ func Effective(attrs map[string]any, overrides map[string]Override, p Policy) ma
 	}
 	out := cloneJSON(attrs)
 	for key, o := range overrides {
-		if p.Source(key) == FromLocal {
+		if p.Source(key) == FromLocal || o.Hold != 0 {
 			setField(out, key, o.Value)
 		}
 	}
@@ -203,6 +206,7 @@ func cloneJSON(m map[string]any) map[string]any {
 	return out
 }
 
+// cloneValue deep-copies a JSON value, so that an override never aliases the stored attributes.
 func cloneValue(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
@@ -224,14 +228,26 @@ const (
 	originDirectory FieldOrigin = "directory"
 	originOverride  FieldOrigin = "local override"
 	originManual    FieldOrigin = "manual"
+	originHeld      FieldOrigin = "kept by a safety rail"
 )
+
+// directoryManaged reports whether the directory manages an account in the
+// effective view: a directory account, or one whose deletion a safety rail
+// keeps (accountRetained), which apps still see as the directory's.
+func directoryManaged(kind string) bool {
+	return kind == accountDirectory || kind == accountRetained
+}
 
 // Origin reports where a field's effective value comes from.
 func Origin(kind string, overrides map[string]Override, p Policy, key string) FieldOrigin {
-	if kind != accountDirectory {
+	if !directoryManaged(kind) {
 		return originManual
 	}
-	if _, ok := overrides[key]; ok && p.Source(key) == FromLocal {
+	o, ok := overrides[key]
+	if ok && o.Hold != 0 {
+		return originHeld
+	}
+	if ok && p.Source(key) == FromLocal {
 		return originOverride
 	}
 	return originDirectory
@@ -244,7 +260,7 @@ func CanEdit(kind string, p Policy, key string) (bool, string) {
 		return false, "this field cannot be edited here"
 	}
 	switch {
-	case kind != accountDirectory:
+	case !directoryManaged(kind):
 		return true, ""
 	case p.Source(key) == FromLocal:
 		return true, ""
@@ -255,6 +271,7 @@ func CanEdit(kind string, p Policy, key string) (bool, string) {
 // ErrReadOnlyField is returned for an edit the policy does not allow.
 type ErrReadOnlyField struct{ Key, Why string }
 
+// Error says which field is read-only and why.
 func (e *ErrReadOnlyField) Error() string {
 	return fmt.Sprintf("%s cannot be edited: %s", e.Key, e.Why)
 }
@@ -267,7 +284,7 @@ func LocalEdit(kind string, attrs map[string]any, overrides map[string]Override,
 	if ok, why := CanEdit(kind, p, key); !ok {
 		return nil, nil, &ErrReadOnlyField{key, why}
 	}
-	if kind != accountDirectory {
+	if !directoryManaged(kind) {
 		out := cloneJSON(attrs)
 		setField(out, key, value)
 		return out, overrides, nil
@@ -314,6 +331,7 @@ func Claimed(manual, directory map[string]any, p Policy, now time.Time) map[stri
 	return overrides
 }
 
+// jsonEqual compares JSON values by their encoding, so json.Number 1 equals float64 1.
 func jsonEqual(a, b any) bool {
 	if reflect.DeepEqual(a, b) {
 		return true

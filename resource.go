@@ -126,6 +126,7 @@ func setURNAttr(rt *resourceType, attrs map[string]any, key string, v any) error
 	return nil
 }
 
+// setExtAttr stores v under ext's object in attrs when the schema gate lets it be written.
 func setExtAttr(attrs map[string]any, ext *Schema, name string, v any) error {
 	def := ext.attr(name)
 	if def == nil || writeGate(def, false) != writeStore {
@@ -251,6 +252,7 @@ func normalizeValue(def *Attr, v any) (any, error) {
 	return normalizeSingle(def, v)
 }
 
+// normalizeSingle coerces one value to def's type (string booleans, numbers, sub-attributes), or says why it cannot.
 func normalizeSingle(def *Attr, v any) (any, error) {
 	if v == nil {
 		return nil, nil
@@ -326,6 +328,7 @@ func normalizeSingle(def *Attr, v any) (any, error) {
 	}
 }
 
+// describe names the JSON type of v for error details ("an object", "an array").
 func describe(v any) string {
 	switch v.(type) {
 	case map[string]any:
@@ -395,6 +398,7 @@ func (g *Group) doc(base string) map[string]any {
 	return d
 }
 
+// meta builds a resource's meta attribute, with a weak ETag from its version.
 func meta(resourceType, base, path, id string, created, modified time.Time, version int64) map[string]any {
 	m := map[string]any{
 		"resourceType": resourceType,
@@ -459,6 +463,7 @@ func parseProjection(attributes, excluded string) (projection, error) {
 	return p, err
 }
 
+// parseAttrList parses a comma-separated attributes or excludedAttributes parameter.
 func parseAttrList(s string) ([]projPath, error) {
 	var out []projPath
 	for _, part := range splitAttrList(s) {
@@ -575,6 +580,7 @@ func container(doc map[string]any, p attrPath) (map[string]any, string) {
 	return nil, ""
 }
 
+// keyOf finds the key of obj that is name case-insensitively, as SCIM attribute names are.
 func keyOf(obj map[string]any, name string) (string, bool) {
 	if _, ok := obj[name]; ok {
 		return name, true
@@ -587,6 +593,7 @@ func keyOf(obj map[string]any, name string) (string, bool) {
 	return "", false
 }
 
+// copyPath copies what p names from src into dst, for attributes=.
 func copyPath(dst, src map[string]any, p projPath) {
 	if p.Attr == "" { // a whole extension
 		if k, ok := keyOf(src, p.URN); ok {
@@ -686,6 +693,7 @@ func dropEmptyElements(obj map[string]any) {
 	}
 }
 
+// deletePath removes what p names from doc, for excludedAttributes=.
 func deletePath(doc map[string]any, p projPath) {
 	if p.Attr == "" {
 		if k, ok := keyOf(doc, p.URN); ok {

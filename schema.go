@@ -1,3 +1,7 @@
+// The schemas (RFC 7643 §4) and the one attribute gate: what may be written,
+// returned, filtered and exported is decided here from the definitions that
+// /Schemas serves, for every surface.
+
 package main
 
 import (
@@ -72,6 +76,7 @@ func (s *Schema) attr(name string) *Attr {
 	return findAttr(s.Attrs, name)
 }
 
+// findAttr returns the definition named name, case-insensitively, or nil.
 func findAttr(list []*Attr, name string) *Attr {
 	for _, a := range list {
 		if strings.EqualFold(a.Name, name) {
@@ -81,6 +86,7 @@ func findAttr(list []*Attr, name string) *Attr {
 	return nil
 }
 
+// str and boolean shorten the many plain definitions below.
 func str(name, desc string) *Attr { return &Attr{Name: name, Type: typeString, Description: desc} }
 
 func boolean(name, desc string) *Attr { return &Attr{Name: name, Type: typeBoolean, Description: desc} }
@@ -100,6 +106,7 @@ func multiComplex(name, desc string, types []string, valueType string) *Attr {
 }
 
 var (
+	// idAttr, externalIDAttr and metaAttr are the common attributes of every resource (RFC 7643 §3.1).
 	idAttr = &Attr{Name: "id", Type: typeString, CaseExact: true, Mutability: "readOnly", Returned: "always",
 		Uniqueness: "server", Description: "Unique identifier for the resource, assigned by the service provider."}
 	externalIDAttr = &Attr{Name: "externalId", Type: typeString, CaseExact: true,
@@ -113,6 +120,7 @@ var (
 	}}
 )
 
+// userSchemaDef is the core User schema (RFC 7643 §4.1) as scimbox stores and serves it.
 var userSchemaDef = &Schema{ID: userSchema, Name: "User", Description: "User Account", Attrs: []*Attr{
 	{Name: "userName", Type: typeString, Required: true, Uniqueness: "server",
 		Description: "Unique identifier for the User, typically used to sign in. Matched case-insensitively."},
@@ -161,6 +169,7 @@ var userSchemaDef = &Schema{ID: userSchema, Name: "User", Description: "User Acc
 	multiComplex("x509Certificates", "A list of certificates issued to the User.", nil, typeBinary),
 }}
 
+// enterpriseSchemaDef is the enterprise User extension (RFC 7643 §4.3).
 var enterpriseSchemaDef = &Schema{ID: enterpriseSchema, Name: "EnterpriseUser", Description: "Enterprise User", Attrs: []*Attr{
 	str("employeeNumber", "Numeric or alphanumeric identifier assigned to a person."),
 	str("costCenter", "Identifies the name of a cost center."),
@@ -174,6 +183,7 @@ var enterpriseSchemaDef = &Schema{ID: enterpriseSchema, Name: "EnterpriseUser", 
 	}},
 }}
 
+// groupSchemaDef is the Group schema (RFC 7643 §4.2).
 var groupSchemaDef = &Schema{ID: groupSchema, Name: "Group", Description: "Group", Attrs: []*Attr{
 	{Name: "displayName", Type: typeString, Required: true, Uniqueness: "server",
 		Description: "A human-readable name for the Group, unique case-insensitively."},
@@ -196,6 +206,7 @@ type resourceType struct {
 }
 
 var (
+	// userType and groupType tie each endpoint to its schemas.
 	userType  = &resourceType{Name: "User", Endpoint: "/Users", Schema: userSchemaDef, Extensions: []*Schema{enterpriseSchemaDef}}
 	groupType = &resourceType{Name: "Group", Endpoint: "/Groups", Schema: groupSchemaDef}
 	// resourceTypes are the resource types /ResourceTypes serves.
@@ -344,6 +355,7 @@ func (rt *resourceType) hide(attrs map[string]any, dryRun bool) bool {
 	return found
 }
 
+// hideIn removes from obj what defs say is never returned, and reports whether there was any; dryRun only reports.
 func hideIn(obj map[string]any, defs []*Attr, dryRun bool) bool {
 	found := false
 	for _, a := range defs {

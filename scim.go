@@ -1,3 +1,7 @@
+// The SCIM API's plumbing: the server, its router and middleware (request
+// log, authentication, trailing slashes), list and search parameters, and SCIM
+// error JSON. The resource handlers are in scim_users.go and scim_groups.go.
+
 package main
 
 import (
@@ -21,14 +25,14 @@ import (
 )
 
 const (
-	scimBase = "/scim/v2"
+	scimBase = "/scim/v2" // the path every SCIM endpoint is under
 	// maxBodyBytes caps request bodies; Entra's largest are group PATCHes with member batches.
 	maxBodyBytes = 1 << 20
 	// defaultPageSize and maxPageSize bound list responses (advertised in /ServiceProviderConfig).
 	defaultPageSize = 100
 	maxPageSize     = 1000
-	scimContentType = "application/scim+json; charset=utf-8"
-	maxFilterLen    = 4096
+	scimContentType = "application/scim+json; charset=utf-8" // of every SCIM response (RFC 7644 §3.1)
+	maxFilterLen    = 4096                                   // characters of a filter; longer is 400 invalidFilter
 	// Failed authentications allowed per client address within authWindow
 	// before it gets 429s; a valid token is never throttled.
 	authFailures = 30
@@ -42,8 +46,13 @@ type server struct {
 
 	authLimit *loginLimiter // failed bearer tokens per client address (lazily created)
 	limitOnce sync.Once
-	rejected  rejectedTokens // unknown or revoked bearer tokens per client address, for the Connection page
-	passwords passwordGate   // bounds concurrent admin password hashes
+	rejected  rejectedTokens  // unknown or revoked bearer tokens per client address, for the Connection page
+	stopping  shutdownSignal  // closed when shutdown begins, so that long polls answer at once
+	passwords passwordGate    // bounds concurrent admin password hashes
+	alerts    *alerter        // nil in tests that build a server without newApp
+	tls       *tlsChecker     // the served certificate chain's health (tlsHealth); nil in tests
+	certs     *certHealth     // obtaining and renewing the certificate; nil in tests
+	metrics   *requestMetrics // nil unless -metrics-addr is set
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.
@@ -74,8 +83,10 @@ func about(r *http.Request, resourceType, id, target string) {
 	}
 }
 
+// requestInfoKey is the context key of a request's requestInfo.
 type requestInfoKey struct{}
 
+// infoOf returns the request's requestInfo (a throwaway one outside logRequests, as in unit tests).
 func infoOf(r *http.Request) *requestInfo {
 	if ri, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
 		return ri
@@ -99,12 +110,18 @@ func (s *server) scim(op string, h scimHandler) httprouter.Handle {
 		if id := ps.ByName("id"); id != "" {
 			ri.resourceID = id
 		}
-		if err := h(w, r, ps); err != nil {
+		// The directory's writes meet the safety rails (holds.go); what they
+		// did goes into the request's provisioning log entry.
+		ctx, dw := withDirectoryWrite(r.Context(), r.Method+" "+r.URL.Path)
+		if err := h(w, r.WithContext(ctx), ps); err != nil {
 			s.writeError(w, r, err)
+		} else if note := dw.summary(); note != "" {
+			ri.detail = strings.TrimPrefix(ri.detail+"; "+note, "; ")
 		}
 	}
 }
 
+// authenticate checks the bearer token; refused tokens are counted per client address and throttled with 429 after authFailures.
 func (s *server) authenticate(r *http.Request) error {
 	auth := r.Header.Get("Authorization")
 	scheme, tok, _ := strings.Cut(auth, " ")
@@ -113,16 +130,24 @@ func (s *server) authenticate(r *http.Request) error {
 	}
 	_, err := s.store.AuthenticateToken(r.Context(), strings.TrimSpace(tok))
 	if errors.Is(err, ErrNotFound) {
-		s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
-		client, now := clientAddr(r), time.Now()
-		s.rejected.record(client, now)
-		if wait := s.authLimit.blocked(client, now); wait > 0 {
-			return tooManyRequests("too many requests with invalid tokens from this address; try again later", wait)
-		}
-		s.authLimit.fail(client, now)
-		return unauthorized("the bearer token is not valid: it may have been revoked; generate a new Secret Token")
+		s.rejected.record(clientAddr(r), time.Now())
+		return s.refuseCredential(r, "the bearer token is not valid: it may have been revoked; generate a new Secret Token")
 	}
 	return err
+}
+
+// refuseCredential counts a refused bearer credential (a SCIM token or an app
+// key) against the client's address and returns the 401 with detail, or a
+// 429 with Retry-After once the address has failed authFailures times within
+// authWindow. A valid credential never comes here, so it is never throttled.
+func (s *server) refuseCredential(r *http.Request, detail string) error {
+	s.limitOnce.Do(func() { s.authLimit = newLimiter(authFailures, authWindow) })
+	client, now := clientAddr(r), time.Now()
+	if wait := s.authLimit.blocked(client, now); wait > 0 {
+		return tooManyRequests("too many requests with invalid credentials from this address; try again later", wait)
+	}
+	s.authLimit.fail(client, now)
+	return unauthorized(detail)
 }
 
 // writeError renders an error as SCIM error JSON (RFC 7644 §3.12); what the
@@ -229,6 +254,7 @@ func writeResource(w http.ResponseWriter, r *http.Request, status int, doc map[s
 	return nil
 }
 
+// projectionOf reads ?attributes and ?excludedAttributes.
 func projectionOf(r *http.Request) (projection, error) {
 	q := r.URL.Query()
 	p, err := parseProjection(q.Get("attributes"), q.Get("excludedAttributes"))
@@ -265,6 +291,7 @@ type searchRequest struct {
 	Count              *int
 }
 
+// parseListParams reads the query parameters of a SCIM list (RFC 7644 §3.4.2).
 func parseListParams(r *http.Request) (listParams, error) {
 	q := r.URL.Query()
 	sr := searchRequest{Filter: q.Get("filter"), SortBy: q.Get("sortBy"), SortOrder: q.Get("sortOrder")}
@@ -291,6 +318,7 @@ func parseListParams(r *http.Request) (listParams, error) {
 	return lp, err
 }
 
+// params checks a SearchRequest body (or query parameters) and turns it into list parameters.
 func (sr searchRequest) params() (listParams, error) {
 	lp := listParams{ListQuery: ListQuery{StartIndex: 1, Count: defaultPageSize, SortBy: strings.TrimSpace(sr.SortBy)}}
 	if len(sr.Filter) > maxFilterLen {
@@ -336,6 +364,7 @@ func invalidFilter(err error) error {
 	return badRequest("invalidFilter", "%s", strings.TrimPrefix(err.Error(), errInvalidFilter.Error()+": "))
 }
 
+// paramsWithProjection is params with attributes and excludedAttributes from the body.
 func (sr searchRequest) paramsWithProjection() (listParams, error) {
 	lp, err := sr.params()
 	if err != nil {
@@ -348,6 +377,7 @@ func (sr searchRequest) paramsWithProjection() (listParams, error) {
 	return lp, nil
 }
 
+// readSearch reads a POST .search body (RFC 7644 §3.4.3).
 func readSearch(r *http.Request) (listParams, error) {
 	body, err := readBody(r)
 	if err != nil {
@@ -360,6 +390,7 @@ func readSearch(r *http.Request) (listParams, error) {
 	return sr.paramsWithProjection()
 }
 
+// writeList writes a ListResponse of docs, the page of total that lp asked for.
 func writeList(w http.ResponseWriter, lp listParams, total int, docs []map[string]any) {
 	resources := make([]any, len(docs))
 	for i, d := range docs {
@@ -453,7 +484,9 @@ func (s *server) handler() http.Handler {
 	}
 	// The admin page is for browsers: refuse cross-origin form posts to it. The
 	// SCIM API is for directory clients, which send no browser origin headers.
-	adminSite := http.NewCrossOriginProtection().Handler(rt)
+	crossOrigin := http.NewCrossOriginProtection()
+	crossOrigin.SetDenyHandler(http.HandlerFunc(adm.crossOriginRefused))
+	adminSite := crossOrigin.Handler(rt)
 	return s.logRequests(normalizePath(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, scimBase+"/") || strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/healthz" {
 			rt.ServeHTTP(w, r)
@@ -521,6 +554,7 @@ func describeGroupPatch(ops []patchOp) string {
 	return "update group"
 }
 
+// healthz serves GET /healthz without a token: 200 once the database answers, 503 when it does not or its file was lost.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	infoOf(r).op = "health"
 	if err := s.store.CheckFile(); err != nil {
@@ -574,6 +608,7 @@ type statusRecorder struct {
 	status int
 }
 
+// WriteHeader records the first status written.
 func (sr *statusRecorder) WriteHeader(code int) {
 	if sr.status == 0 {
 		sr.status = code
@@ -581,6 +616,7 @@ func (sr *statusRecorder) WriteHeader(code int) {
 	sr.ResponseWriter.WriteHeader(code)
 }
 
+// Write records an implicit 200 before the first body byte.
 func (sr *statusRecorder) Write(b []byte) (int, error) {
 	if sr.status == 0 {
 		sr.status = http.StatusOK
@@ -609,8 +645,10 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
+		took := time.Since(start)
+		s.metrics.observe(r, ri, rec.status, took)
 		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"ms", float64(time.Since(start).Microseconds()) / 1000, "op", ri.op}
+			"ms", float64(took.Microseconds()) / 1000, "op", ri.op}
 		if ri.detail != "" {
 			attrs = append(attrs, "detail", ri.detail)
 		}

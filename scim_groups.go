@@ -13,6 +13,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// listGroups serves GET /Groups.
 func (s *server) listGroups(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	lp, err := parseListParams(r)
 	if err != nil {
@@ -21,6 +22,7 @@ func (s *server) listGroups(w http.ResponseWriter, r *http.Request, _ httprouter
 	return s.writeGroups(w, r, lp)
 }
 
+// searchGroups serves POST /Groups/.search.
 func (s *server) searchGroups(w http.ResponseWriter, r *http.Request) error {
 	lp, err := readSearch(r)
 	if err != nil {
@@ -29,6 +31,7 @@ func (s *server) searchGroups(w http.ResponseWriter, r *http.Request) error {
 	return s.writeGroups(w, r, lp)
 }
 
+// writeGroups answers a group list or search, reading members only when the projection returns them.
 func (s *server) writeGroups(w http.ResponseWriter, r *http.Request, lp listParams) error {
 	var err error
 	if lp.Filter, err = filterFor(lp.Filter, groupType); err != nil {
@@ -65,6 +68,7 @@ func groupBody(r *http.Request) (map[string]any, []string, error) {
 	return attrs, ids, err
 }
 
+// createGroup serves POST /Groups.
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	attrs, ids, err := groupBody(r)
 	if err != nil {
@@ -198,11 +202,13 @@ func setGroupHeaders(w http.ResponseWriter, status int, g *Group, base string) {
 	}
 }
 
+// getGroup serves GET /Groups/{id}.
 func (s *server) getGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	about(r, "Group", ps.ByName("id"), "")
 	return s.writeGroup(w, r, http.StatusOK, ps.ByName("id"))
 }
 
+// replaceGroup serves PUT /Groups/{id}: its members become exactly those sent.
 func (s *server) replaceGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	attrs, ids, err := groupBody(r)
 	if err != nil {
@@ -254,6 +260,7 @@ func (s *server) patchGroup(w http.ResponseWriter, r *http.Request, ps httproute
 	return nil
 }
 
+// deleteGroup serves DELETE /Groups/{id}; its users stay.
 func (s *server) deleteGroup(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	if g, err := s.store.GroupByID(r.Context(), ps.ByName("id"), false); err == nil {
 		about(r, "Group", g.ID, stringAttr(g.Attrs, "displayName"))

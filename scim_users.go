@@ -12,6 +12,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 )
 
+// listUsers serves GET /Users, Entra's match query included.
 func (s *server) listUsers(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	lp, err := parseListParams(r)
 	if err != nil {
@@ -20,6 +21,7 @@ func (s *server) listUsers(w http.ResponseWriter, r *http.Request, _ httprouter.
 	return s.writeUsers(w, r, lp)
 }
 
+// searchUsers serves POST /Users/.search.
 func (s *server) searchUsers(w http.ResponseWriter, r *http.Request) error {
 	lp, err := readSearch(r)
 	if err != nil {
@@ -28,6 +30,7 @@ func (s *server) searchUsers(w http.ResponseWriter, r *http.Request) error {
 	return s.writeUsers(w, r, lp)
 }
 
+// writeUsers answers a user list or search.
 func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParams) error {
 	var err error
 	if lp.Filter, err = filterFor(lp.Filter, userType); err != nil {
@@ -47,6 +50,7 @@ func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParam
 	return nil
 }
 
+// createUser serves POST /Users (or claims a manual account when Settings allow it).
 func (s *server) createUser(w http.ResponseWriter, r *http.Request, _ httprouter.Params) error {
 	body, err := readObject(r)
 	if err != nil {
@@ -72,6 +76,7 @@ func (s *server) createUser(w http.ResponseWriter, r *http.Request, _ httprouter
 	return writeResource(w, r, http.StatusCreated, u.doc(baseURL(r)), u.Version)
 }
 
+// getUser serves GET /Users/{id}, with If-None-Match.
 func (s *server) getUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	about(r, "User", ps.ByName("id"), "")
 	u, err := s.directoryUser(r.Context(), ps.ByName("id"))
@@ -84,6 +89,7 @@ func (s *server) getUser(w http.ResponseWriter, r *http.Request, ps httprouter.P
 	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
 }
 
+// replaceUser serves PUT /Users/{id}.
 func (s *server) replaceUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	body, err := readObject(r)
 	if err != nil {
@@ -115,6 +121,7 @@ func (s *server) replaceUser(w http.ResponseWriter, r *http.Request, ps httprout
 	return writeResource(w, r, http.StatusOK, u.doc(baseURL(r)), u.Version)
 }
 
+// patchUser serves PATCH /Users/{id}, answering 200 with the user.
 func (s *server) patchUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	body, err := readBody(r)
 	if err != nil {
@@ -178,6 +185,8 @@ func (s *server) claim(r *http.Request, attrs map[string]any, conflict error) (*
 		case u.Kind == accountDeprovisioned:
 			infoOf(r).op = "reprovision user"
 			u.Overrides = nil
+		case u.Kind == accountRetained: // its delete was kept by a safety rail: apps never lost it
+			infoOf(r).op = "reprovision user"
 		case allow == "true":
 			infoOf(r).op = "claim manual account"
 			u.Overrides = Claimed(u.Attrs, attrs, p, now)
@@ -198,6 +207,7 @@ func (s *server) claim(r *http.Request, attrs map[string]any, conflict error) (*
 	return u, err
 }
 
+// deleteUser serves DELETE /Users/{id}: deleted or hidden, as the deprovisioning setting says.
 func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, ps httprouter.Params) error {
 	ctx := r.Context()
 	mode, err := s.store.Setting(ctx, settingDeprovision)

@@ -1,3 +1,7 @@
+// scimbox serve: the configuration (flags with SCIMBOX_* fallbacks, validated
+// at once), the HTTP servers of each mode, the run from start to shutdown, and
+// the welcome text with the addresses to use.
+
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
+// defaultAddr is where a plain ./scimbox serves: loopback only, for a local trial.
 const defaultAddr = "127.0.0.1:8080"
 
 // serveConfig is the configuration of `scimbox serve`.
@@ -31,6 +36,11 @@ type serveConfig struct {
 	LogFormat string
 	LogLevel  string
 	Version   bool
+
+	// ownsProcess: serve runs as the scimbox process itself (not inside a
+	// test), so it may take sockets passed by systemd or by the process it
+	// replaces, and upgrade itself on SIGHUP. Only main sets it.
+	ownsProcess bool
 
 	// Domain switches on automatic HTTPS: certificates from ACME for this name.
 	Domain     string
@@ -56,6 +66,10 @@ type serveConfig struct {
 	// certificates beside the path show that one existed there.
 	AllowFreshDB bool
 
+	Alerts alertFlags
+	// MetricsAddr serves GET /metrics (Prometheus) on a listener of its own; "" turns it off.
+	MetricsAddr string
+
 	hooks serveHooks
 }
 
@@ -72,6 +86,8 @@ type serveHooks struct {
 	// shutdownGrace, if set, replaces shutdownGrace: how long requests in
 	// flight may take to finish once shutdown begins.
 	shutdownGrace time.Duration
+	// webhookTimeout, if set, replaces webhookTimeout for one delivery attempt.
+	webhookTimeout time.Duration
 	// noARI turns ACME Renewal Information off. Pebble v2.10.1 cannot find
 	// the certificate an ARI renewal replaces when its serial number's DER
 	// form has a leading zero byte (it keys certificates by big.Int.Bytes),
@@ -81,9 +97,10 @@ type serveHooks struct {
 
 // boundAddrs are the addresses serve listens on; empty when unused.
 type boundAddrs struct {
-	Plain string // plain HTTP: local trial mode or -behind-proxy
-	HTTPS string
-	HTTP  string // the ACME HTTP-01 challenge and the redirect to HTTPS
+	Plain   string // plain HTTP: local trial mode or -behind-proxy
+	HTTPS   string
+	HTTP    string // the ACME HTTP-01 challenge and the redirect to HTTPS
+	Metrics string // GET /metrics, with -metrics-addr
 }
 
 // serve modes, chosen by mode().
@@ -153,6 +170,7 @@ func envDefaultFrom(fs *flag.FlagSet, lookup func(string) (string, bool)) error 
 	return err
 }
 
+// dbFlag defines -db for the commands other than serve.
 func dbFlag(fs *flag.FlagSet) *string {
 	return fs.String("db", "scimbox.db", "path of the SQLite database file (created if missing)")
 }
@@ -176,9 +194,12 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.DurationVar(&cfg.BackupInterval, "backup-interval", 24*time.Hour, "how often to snapshot the database into a backups folder next to it; 0 turns snapshots off")
 	fs.IntVar(&cfg.BackupKeep, "backup-keep", 7, "how many snapshots to keep")
 	fs.BoolVar(&cfg.AllowFreshDB, "allow-fresh-db", false, "start with a new, empty database although a backups or certs folder beside -db shows that one existed (it was deleted or moved: restore it instead)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", `address to serve Prometheus metrics on (GET /metrics, no credential), e.g. 127.0.0.1:9090: bind it to loopback or a private interface; "" turns it off`)
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
+	alertFlagsOn(fs, &cfg.Alerts)
 }
 
+// parseServeConfig parses and validates the serve flags with the SCIMBOX_* environment.
 func parseServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	return parseServeConfigEnv(args, stderr, os.LookupEnv)
 }
@@ -220,6 +241,7 @@ func (c serveConfig) validate() error {
 	if c.BackupInterval > 0 && c.BackupKeep < 1 {
 		add("-backup-keep must be at least 1 while snapshots are on")
 	}
+	errs = append(errs, c.Alerts.validate()...)
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		add("-log-level must be debug, info, warn or error, not %q", c.LogLevel)
@@ -268,6 +290,9 @@ func (c serveConfig) validate() error {
 		}
 	}
 
+	if err := c.checkMetricsAddr(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Domain != "" {
 		if err := checkDomain(c.Domain, c.ACMECA == ""); err != nil {
 			errs = append(errs, err)
@@ -338,6 +363,7 @@ func parseTrustedProxies(list string) ([]netip.Prefix, error) {
 	return nets, nil
 }
 
+// newLogger builds the one logger of the process, text or JSON, at level.
 func newLogger(format, level string, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(level))
@@ -385,6 +411,7 @@ type streamingWriter struct {
 // (only a ResponseWriter that is no connection, as in unit tests, has none).
 func (sw *streamingWriter) extend() { sw.rc.SetWriteDeadline(time.Now().Add(serverWriteTimeout)) }
 
+// Write moves the write deadline forward and writes p.
 func (sw *streamingWriter) Write(p []byte) (int, error) {
 	sw.extend()
 	return sw.ResponseWriter.Write(p)
@@ -393,45 +420,59 @@ func (sw *streamingWriter) Write(p []byte) (int, error) {
 // Unwrap gives http.ResponseController the writer underneath.
 func (sw *streamingWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
 
-// serve runs scimbox until ctx ends, in this order: open the store and build
-// the server and its workers; bind the listeners (a port in use is reported
-// before anything starts); start the workers; serve; then stop HTTP
-// gracefully, stop and join every worker, and close the store last, so that
-// nothing runs after it closes. Certificates come in the background.
+// serve runs scimbox until ctx ends or a new process takes over (SIGHUP),
+// in this order: take the sockets handed over (systemd, or the process this
+// one replaces); open the store and build the server and its workers; bind
+// the listeners still missing (a port in use is reported before anything
+// starts); start the workers; serve, and tell the process being replaced to
+// stop; then stop HTTP gracefully, stop and join every worker, and close
+// the store last, so that nothing runs after it closes. Certificates come
+// in the background.
 func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
-	a, err := newApp(ctx, cfg, log)
+	handover, err := newHandover(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer handover.stop()
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return explainUpgradeOpen(handover, err)
+	}
 	defer a.close() // on the early returns; the end of serve closes it and reports the error
 
-	lns, err := listenAll(cfg)
+	lns, err := listenAll(cfg, handover)
 	if err != nil {
 		return err
 	}
 	defer lns.close()
-	if cfg.hooks.ready != nil {
-		cfg.hooks.ready(lns.addrs())
+	metricsLn, err := listenMetrics(cfg, handover, log)
+	if err != nil {
+		return err
 	}
-	servers, acme, host, err := httpServers(cfg, lns, a.handler, log)
+	addrs := lns.addrs()
+	if metricsLn != nil {
+		defer metricsLn.Close()
+		addrs.Metrics = metricsLn.Addr().String()
+	}
+	if cfg.hooks.ready != nil {
+		cfg.hooks.ready(addrs)
+	}
+	servers, acme, host, err := httpServers(cfg, lns, a.handler, a.certs, a.server.tls, log)
 	if err != nil {
 		return err
 	}
 	if acme != nil {
 		defer acme.stop()
 	}
-	printWelcome(stdout, cfg, host, lns.addrs())
-	adminURL := "https://" + host
-	if cfg.mode() == modeLocal {
-		adminURL = "http://" + lns.addrs().Plain
-	}
-	if err := a.server.announceSetup(ctx, adminURL, stdout); err != nil {
+	servers = a.metrics.attach(servers, metricsLn, log)
+	printWelcome(stdout, cfg, host, addrs)
+	if err := a.server.announceSetup(ctx, publicBaseURL(cfg, host, addrs), stdout); err != nil {
 		return a.store.explainDamage(err)
 	}
 
 	a.startWorkers()
-	log.Info("serving", "mode", cfg.mode(), "addrs", lns.addrs().String(), "db", cfg.DB, "version", version())
+	log.Info("serving", "mode", cfg.mode(), "addrs", addrs.String(), "db", cfg.DB, "version", version(), "pid", os.Getpid())
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		a.configure(s.srv)
@@ -443,17 +484,24 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 			}
 		}()
 	}
-	var serveErr error
-	if acme != nil {
+	serveErr := handover.ready()
+	sighupCtx, stopSIGHUP := context.WithCancel(ctx)
+	defer stopSIGHUP()
+	go handover.watchSIGHUP(sighupCtx)
+	if acme != nil && serveErr == nil {
 		// The servers are up, so the CA's challenges find them answering.
 		if err := acme.start(ctx); err != nil {
 			serveErr = fmt.Errorf("certificate management: %w", err)
 		}
 	}
+	replaced := false
 	if serveErr == nil {
-		serveErr = a.wait(ctx, errc)
+		replaced, serveErr = a.wait(ctx, errc, handover.replaced())
 	}
 
+	if handover.keepsSockets(replaced) {
+		a.handOver(servers)
+	}
 	log.Info("shutting down: finishing in-flight requests")
 	a.stopHTTP(servers)
 	if err := a.close(); err != nil && serveErr == nil {
@@ -465,23 +513,36 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 	return serveErr
 }
 
-// wait serves until ctx ends (nil), a server fails or the integrity check
-// finds the database damaged (their error).
-func (a *app) wait(ctx context.Context, errc <-chan error) error {
+// explainUpgradeOpen adds what to do when the process started by a SIGHUP
+// upgrade cannot open the database while the old one still serves it.
+func explainUpgradeOpen(h *handover, err error) error {
+	if h.upg != nil && h.upg.HasParent() && errors.Is(err, ErrSchemaMismatch) {
+		return fmt.Errorf("%w. This version changes the database schema, which cannot happen while the old process serves: "+
+			"the old process keeps serving; stop it and start this version instead", err)
+	}
+	return err
+}
+
+// wait serves until ctx ends (nil), a new process takes over the sockets
+// (replaced, nil), a server fails or the integrity check finds the database
+// damaged (their error).
+func (a *app) wait(ctx context.Context, errc <-chan error, takenOver <-chan struct{}) (replaced bool, err error) {
 	checked := a.checked
 	for {
 		select {
 		case err := <-errc:
-			return fmt.Errorf("serve: %w", err)
+			return false, fmt.Errorf("serve: %w", err)
 		case err := <-checked:
 			checked = nil // a nil channel is never ready again
 			if err != nil {
 				a.log.Error("refusing to serve a damaged database", "err", err)
-				return err
+				return false, err
 			}
 			a.log.Info("database integrity check passed")
+		case <-takenOver:
+			return true, nil
 		case <-ctx.Done():
-			return nil
+			return false, nil
 		}
 	}
 }
@@ -494,8 +555,10 @@ type served struct {
 }
 
 // httpServers builds the servers of cfg's mode on lns, and the certificate
-// manager in ACME mode; host is the public name, for the welcome text.
-func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
+// manager in ACME mode; host is the public name, for the welcome text. What
+// happens to the certificate is reported to health (alerts), and each
+// certificate served is checked by tlsCheck.
+func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, health *certHealth, tlsCheck *tlsChecker, log *slog.Logger) (servers []served, acme *acmeManager, host string, err error) {
 	host = cfg.Domain
 	switch cfg.mode() {
 	case modeLocal:
@@ -508,6 +571,8 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 		if err != nil {
 			return nil, nil, "", err
 		}
+		acme.health = health
+		acme.tlsCheck = tlsCheck
 		srv := newHTTPServer(handler, log)
 		srv.TLSConfig = acme.tlsConfig()
 		servers = append(servers, served{srv, lns.https, true})
@@ -516,12 +581,12 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 			servers = append(servers, served{newHTTPServer(acme.httpHandler(redirect, log), log), lns.http, false})
 		}
 	case modeCert:
-		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		certs, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, health, tlsCheck, log)
 		if err != nil {
 			return nil, nil, "", err
 		}
 		srv := newHTTPServer(handler, log)
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetCertificate}
+		srv.TLSConfig = forEntra(&tls.Config{GetCertificate: certs.GetCertificate})
 		servers = append(servers, served{srv, lns.https, true})
 		if lns.http != nil {
 			servers = append(servers, served{newHTTPServer(redirectToHTTPS("", lns.https.Addr()), log), lns.http, false})
@@ -536,14 +601,47 @@ func httpServers(cfg serveConfig, lns *listeners, handler http.Handler, log *slo
 	return servers, acme, host, nil
 }
 
+// String lists the bound addresses for the log, as http=… https=… http-redirect=….
 func (a boundAddrs) String() string {
 	var parts []string
-	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}} {
+	for _, p := range []struct{ name, addr string }{{"http", a.Plain}, {"https", a.HTTPS}, {"http-redirect", a.HTTP}, {"metrics", a.Metrics}} {
 		if p.addr != "" {
 			parts = append(parts, p.name+"="+p.addr)
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// unknownHost stands for the public name when scimbox cannot know it.
+const unknownHost = "<your host name>"
+
+// publicBaseURL is the address of scimbox for people and for Entra, as far
+// as scimbox can know it: the port is kept unless it is the scheme's
+// default; a plain-HTTP listener on every address is shown as 127.0.0.1 (a
+// browser on the machine can open it); a name scimbox cannot know (behind a
+// proxy, or a certificate without one) is unknownHost, never a broken URL.
+// host is the public name from -domain or the certificate, or "".
+func publicBaseURL(cfg serveConfig, host string, addrs boundAddrs) string {
+	switch cfg.mode() {
+	case modeLocal:
+		h, port, err := net.SplitHostPort(addrs.Plain)
+		if err != nil {
+			return "http://" + addrs.Plain
+		}
+		if ip, err := netip.ParseAddr(h); h == "" || err == nil && ip.IsUnspecified() {
+			h = "127.0.0.1"
+		}
+		return "http://" + net.JoinHostPort(h, port)
+	case modeProxy:
+		return "https://" + unknownHost // the proxy's name and port
+	}
+	if host == "" {
+		host = unknownHost
+	}
+	if _, port, err := net.SplitHostPort(addrs.HTTPS); err == nil && port != "443" {
+		host = net.JoinHostPort(host, port)
+	}
+	return "https://" + host
 }
 
 // printWelcome tells the admin where scimbox is and what to do next; host
@@ -555,55 +653,61 @@ func printWelcome(w io.Writer, cfg serveConfig, host string, addrs boundAddrs) {
 	}
 	db, _ := filepath.Abs(cfg.DB)
 	token := fmt.Sprintf("%s token create -db %s -name entra", self, cfg.DB)
-	if host == "" {
-		host = "<your host name>"
-	}
+	base := publicBaseURL(cfg, host, addrs)
 	switch cfg.mode() {
 	case modeLocal:
 		fmt.Fprintf(w, `scimbox %s — local trial mode (plain HTTP)
-  SCIM base URL:  http://%s%s
+  SCIM base URL:  %s%s
   Database:       %s
 Microsoft Entra cannot reach this address: it needs a public HTTPS Tenant URL.
 To serve Entra, run on a VM with -domain scim.example.com (see docs/run-on-a-vm.md).
 To try it locally, create a token and query it:
   %s token create -db %s -name trial
-  curl -H "Authorization: Bearer <token>" 'http://%s%s/Users?filter=userName+eq+%%22nobody%%22'
-`, version(), addrs.Plain, scimBase, db, self, cfg.DB, addrs.Plain, scimBase)
+  curl -H "Authorization: Bearer <token>" '%s%s/Users?filter=userName+eq+%%22nobody%%22'
+`, version(), base, scimBase, db, self, cfg.DB, base, scimBase)
 	case modeProxy:
 		fmt.Fprintf(w, `scimbox %s — behind a reverse proxy (plain HTTP on %s)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Trusted proxies: %s (only they may set X-Forwarded-Proto/For)
 Point the proxy's HTTPS site at http://%s, keeping the Host header.
 Create the Secret Token for Entra with:
   %s
-`, version(), addrs.Plain, host, scimBase, db, cfg.TrustedProxies, addrs.Plain, token)
+`, version(), addrs.Plain, base, scimBase, db, cfg.TrustedProxies, addrs.Plain, token)
 	case modeACME:
 		ca := cfg.ACMECA
 		if ca == "" {
 			ca = "Let's Encrypt"
 		}
 		fmt.Fprintf(w, `scimbox %s — HTTPS for %s (certificate from %s, obtained in the background)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Certificates:   %s
   Listening:      %s
 Create the Secret Token for Entra with:
   %s
-`, version(), cfg.Domain, ca, host, scimBase, db, cfg.certDir(), addrs, token)
+`, version(), cfg.Domain, ca, base, scimBase, db, cfg.certDir(), addrs, token)
 	case modeCert:
 		fmt.Fprintf(w, `scimbox %s — HTTPS with the certificate in %s (reloaded when the file changes)
-  Tenant URL:     https://%s%s
+  Tenant URL:     %s%s
   Database:       %s
   Listening:      %s
 Create the Secret Token for Entra with:
   %s
-`, version(), cfg.TLSCert, host, scimBase, db, addrs, token)
+`, version(), cfg.TLSCert, base, scimBase, db, addrs, token)
 	}
 }
 
-// version is the module version when built from a tagged module, else the VCS revision.
+// buildVersion, when set at link time (go build -ldflags "-X main.buildVersion=1.4.2"),
+// is the version scimbox reports, as packagers set it.
+var buildVersion string
+
+// version is buildVersion, else the module version when built from a tagged
+// module, else the VCS revision.
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "dev"

@@ -1,3 +1,7 @@
+// The store: one SQLite file behind a read pool and a single-writer pool,
+// the append-only migrations, write transactions and the translation of
+// SQLite errors. Each concern's queries are in a store_<concern>.go of its own.
+
 package main
 
 import (
@@ -63,9 +67,11 @@ type Store struct {
 	migratedFrom int                   // the schema version found when opening
 	writes       atomic.Int64
 
-	rstmts, wstmts *stmtCache   // prepared statements of the hot paths (store_prepared.go)
-	secrets        secretCache  // hashes of secrets that authenticated (store_secrets.go)
-	memberReadHook func() error // tests only: called before each read of group members
+	snapshotResult atomic.Pointer[snapshotResult] // the last automatic snapshot's outcome; nil before the first
+	stats          *writerStats                   // what write measures, for the metrics
+	rstmts, wstmts *stmtCache                     // prepared statements of the hot paths (store_prepared.go)
+	secrets        secretCache                    // hashes of secrets that authenticated (store_secrets.go)
+	memberReadHook func() error                   // tests only: called before each read of group members
 }
 
 // migrations are applied in order and tracked with PRAGMA user_version.
@@ -299,6 +305,67 @@ var migrations = []string{
 		count INTEGER NOT NULL,
 		PRIMARY KEY (group_id, member_id)
 	) STRICT, WITHOUT ROWID;`,
+	// What each alert channel was told, so a restart neither repeats an
+	// alert nor forgets to say it resolved; and the index that counts the
+	// provisioning log's recent failures for the burst alert.
+	`CREATE TABLE alert_state (
+		condition TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		firing_since TEXT NOT NULL,
+		last_sent TEXT NOT NULL,
+		detail TEXT NOT NULL,
+		PRIMARY KEY (condition, channel)
+	) STRICT, WITHOUT ROWID;
+	CREATE INDEX provisioning_log_outcome_at ON provisioning_log(outcome, at);`,
+	// Safety rails (store_holds.go): directory changes the effective view
+	// does not take (held for review, rejected, refused for a protected
+	// account), the directory's removals per class for the mass-change
+	// window, and protected accounts. A member-remove hold in a kept state
+	// is a membership the effective view still has: effective_members is
+	// the membership apps see.
+	`CREATE TABLE holds (
+		id INTEGER PRIMARY KEY,
+		at TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		state TEXT NOT NULL,
+		resource_type TEXT NOT NULL,
+		resource_id TEXT NOT NULL,
+		member_id TEXT NOT NULL DEFAULT '',
+		member_type TEXT NOT NULL DEFAULT '',
+		target TEXT NOT NULL,
+		member_name TEXT NOT NULL DEFAULT '',
+		parent INTEGER,
+		request TEXT NOT NULL,
+		before TEXT NOT NULL,
+		mode TEXT NOT NULL DEFAULT '',
+		decided_at TEXT,
+		decided_by TEXT NOT NULL DEFAULT ''
+	) STRICT;
+	CREATE INDEX holds_state ON holds(state, kind, id);
+	CREATE INDEX holds_resource ON holds(resource_id, id);
+	CREATE INDEX holds_parent ON holds(parent) WHERE parent IS NOT NULL;
+	CREATE INDEX holds_kept_members ON holds(resource_id, member_id)
+		WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');
+	CREATE INDEX holds_kept_memberships ON holds(member_id)
+		WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');
+	CREATE TABLE directory_removals (
+		id INTEGER PRIMARY KEY,
+		at TEXT NOT NULL,
+		class TEXT NOT NULL,
+		n INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX directory_removals_window ON directory_removals(class, at, n);
+	CREATE TABLE protected_users (
+		user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+		by TEXT NOT NULL,
+		at TEXT NOT NULL
+	) STRICT;
+	CREATE VIEW effective_members (group_id, member_id, member_type) AS
+		SELECT group_id, member_id, member_type FROM members
+		UNION ALL
+		SELECT resource_id, member_id, member_type FROM holds
+			WHERE kind = 'member-remove' AND state IN ('held', 'rejected', 'protected');`,
+	rolesMigration,
 	// Servers cache the hashes of SCIM tokens and app keys that authenticated;
 	// every deletion (revoke, disconnect, from any process) bumps this
 	// generation, which each request reads, so a revocation holds at once.
@@ -317,6 +384,7 @@ var migrations = []string{
 // entry's text names the step, which runs in the migration's transaction.
 var goMigrations = map[string]func(s *Store, ctx context.Context, tx *sql.Tx) error{
 	rekeyUserNamesMigration: (*Store).rekeyUserNames,
+	rolesMigration:          (*Store).createRoles,
 }
 
 // stripPasswordsMigration removes the passwords that PATCH used to store in
@@ -350,6 +418,7 @@ func OpenStore(ctx context.Context, path string, log *slog.Logger) (*Store, erro
 	return openStore(ctx, path, log, storeOptions{migrate: true})
 }
 
+// openStore is OpenStore with options: whether to migrate (the server and scimbox migrate) and to start a fresh database where one evidently existed.
 func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOptions) (*Store, error) {
 	if path == "" || strings.Contains(path, ":memory:") {
 		return nil, fmt.Errorf("open store: a database file path is required")
@@ -394,7 +463,8 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, path: path, lock: lock, identity: identity, now: time.Now, log: log, lastUsed: map[string]time.Time{}}
+	s := &Store{w: w, path: path, lock: lock, identity: identity, now: time.Now, log: log, lastUsed: map[string]time.Time{},
+		stats: newWriterStats()}
 	fail := func(err error) (*Store, error) {
 		w.Close()
 		lock.Close()
@@ -515,17 +585,22 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) er
 	if lost := s.lost.Load(); lost != nil {
 		return *lost
 	}
+	s.stats.waiting.Add(1)
 	tx, err := s.w.BeginTx(ctx, nil)
+	s.stats.waiting.Add(-1)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	s.stats.takeEvents() // a rolled-back transaction's
 	if err := fn(tx, s.now().UTC().Truncate(time.Millisecond)); err != nil {
 		return err
 	}
+	events, start := s.stats.takeEvents(), time.Now()
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.stats.committed(time.Since(start), events)
 	s.writes.Add(1)
 	return s.CheckFile()
 }
@@ -582,11 +657,13 @@ func newID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
+// parseTime reads a time stored by formatTime; the zero time for "" or garbage.
 func parseTime(s string) time.Time {
 	t, _ := time.Parse(timeLayout, s)
 	return t
 }
 
+// decodeAttrs decodes stored attributes, keeping numbers as json.Number so that they round-trip exactly.
 func decodeAttrs(raw string) (map[string]any, error) {
 	dec := json.NewDecoder(strings.NewReader(raw))
 	dec.UseNumber()
@@ -597,6 +674,7 @@ func decodeAttrs(raw string) (map[string]any, error) {
 	return m, nil
 }
 
+// nullString stores "" as NULL, so that unique indexes ignore absent values.
 func nullString(s string) any {
 	if s == "" {
 		return nil
@@ -604,6 +682,7 @@ func nullString(s string) any {
 	return s
 }
 
+// stringAttr returns a top-level string attribute, "" when absent or not a string.
 func stringAttr(attrs map[string]any, name string) string {
 	s, _ := attrs[name].(string)
 	return s

@@ -44,6 +44,7 @@ func (s *Store) NewSetupCode(ctx context.Context, validFor time.Duration) (strin
 	return code, nil
 }
 
+// putSettings upserts settings inside tx.
 func putSettings(ctx context.Context, tx *sql.Tx, kv map[string]string) error {
 	for k, v := range kv {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, v); err != nil {
@@ -53,6 +54,7 @@ func putSettings(ctx context.Context, tx *sql.Tx, kv map[string]string) error {
 	return nil
 }
 
+// setting reads one setting, "" when it was never set.
 func setting(ctx context.Context, q queryer, key string) (string, error) {
 	var v string
 	err := q.QueryRowContext(ctx, "SELECT value FROM settings WHERE key = ?", key).Scan(&v)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -43,7 +44,13 @@ func (s *Store) cycleWriter(ctx context.Context) {
 		if len(cycles) == 0 {
 			return
 		}
-		if err := s.saveCycles(context.Background(), cycles); err != nil {
+		err := s.saveCycles(context.Background(), cycles)
+		if errors.Is(err, ErrDatabaseLost) {
+			// Already reported once, where it was noticed; nothing can be
+			// written until the admin restores and restarts.
+			return
+		}
+		if err != nil {
 			s.health.markDirty(cycles)
 			s.log.Error("write provisioning cycles", "cycles", len(cycles), "err", err)
 		}
@@ -94,6 +101,7 @@ func (s *Store) RecentCycles(ctx context.Context, limit int) ([]Cycle, error) {
 	return cycles, err
 }
 
+// recentCycles reads the latest limit persisted cycles, newest first.
 func recentCycles(ctx context.Context, q queryer, limit int) ([]Cycle, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id, first_call, last_call, requests, events, failures, reference_failures,
 		skipped_members, probe, first_op, first_status, causes FROM cycles ORDER BY id DESC LIMIT ?`, limit)

@@ -75,11 +75,58 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
+	s.stats.noteEvents(typ, len(data))
 	if !s.hasWebhooks.Load() {
 		return nil
 	}
 	_, err = tx.ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last)
 	if err != nil {
+		return fmt.Errorf("queue event: %w", err)
+	}
+	return nil
+}
+
+// emitEach records one event of a type for each resource in ids (data[i]
+// about ids[i]), with one statement for the events and one for their
+// deliveries, whatever their number: a role rule can change thousands of users.
+func (s *Store) emitEach(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType string, ids []string, data []any) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	pairs := make([]any, len(ids))
+	for i, id := range ids {
+		pairs[i] = []any{id, data[i]}
+	}
+	raw, err := json.Marshal(pairs)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data)
+		SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, j.value->>0, j.value->'$[1]' FROM json_each(?) j WHERE true
+		RETURNING cursor`, formatTime(now), typ, resourceType, string(raw))
+	if err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	var first, last int64
+	for rows.Next() {
+		var c int64
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return fmt.Errorf("record event: %w", err)
+		}
+		if first == 0 || c < first {
+			first = c
+		}
+		last = max(last, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("record event: %w", err)
+	}
+	if !s.hasWebhooks.Load() {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last); err != nil {
 		return fmt.Errorf("queue event: %w", err)
 	}
 	return nil
@@ -105,6 +152,7 @@ func (s *Store) policyIn(ctx context.Context, q queryer) (Policy, error) {
 	return p, nil
 }
 
+// eventsAfterSQL reads a page of the change feed after a cursor.
 const eventsAfterSQL = `SELECT cursor, id, at, type, resource_type, resource_id, data FROM events
 	WHERE cursor > ? ORDER BY cursor LIMIT ?`
 

@@ -45,6 +45,7 @@ type MemberChange struct {
 	Filter filterExpr // for removeMatching: a filter over member attributes
 }
 
+// memberChangeKind is what a memberChange does to a group's members.
 type memberChangeKind int
 
 const (
@@ -55,6 +56,7 @@ const (
 	membersRemoveMatching
 )
 
+// groupColumns are the group attributes a filter can answer from indexed columns.
 var groupColumns = map[string]sqlColumn{
 	schemaKey:           {expr: groupSchema},
 	"id":                {expr: "groups.id", kind: colExact},
@@ -66,17 +68,21 @@ var groupColumns = map[string]sqlColumn{
 	"members":           {expr: "groups.id IN (SELECT group_id FROM members WHERE member_id = ?)", kind: colExistsEq},
 }
 
+// groupSortColumns are the group attributes sortBy pages through indexes.
 var groupSortColumns = map[string]string{
 	"id": "groups.id", "displayname": "groups.display_name_key", "externalid": "groups.external_id",
 	"meta.created": "groups.created", "meta.lastmodified": "groups.modified",
 }
 
+// groupSelect is the column list scanGroup reads; groupByIDSQL reads one
+// group; memberCountSQL moves a group's member count by a delta.
 const (
 	groupSelect    = "SELECT groups.id, groups.attrs, groups.created, groups.modified, groups.version FROM groups"
 	groupByIDSQL   = groupSelect + " WHERE groups.id = ?"
 	memberCountSQL = "UPDATE groups SET member_count = member_count + ? WHERE id = ?"
 )
 
+// scanGroup reads a row of groupSelect, without members.
 func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
 	var g Group
 	var attrs, created, modified string
@@ -91,6 +97,7 @@ func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
 	return &g, nil
 }
 
+// putGroup inserts or updates g's row (not its members); ErrConflict when its displayName is taken.
 func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
 	raw, err := json.Marshal(g.Attrs)
 	if err != nil {
@@ -290,6 +297,7 @@ func (s *Store) readingMembers() error {
 // naming itself. (Ids that no user or group has are skipped instead.)
 type UnknownMembersError struct{ IDs []string }
 
+// Error lists the unknown member ids.
 func (e *UnknownMembersError) Error() string {
 	return "no user or group has the id " + strings.Join(e.IDs, ", ")
 }
@@ -551,6 +559,11 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 			if err := putGroup(ctx, tx, g, false); err != nil {
 				return err
 			}
+			// The SCIM view took every change; apps get the ones the safety rails let through.
+			added, removed, err := s.railMemberChanges(ctx, tx, now, g, added, removed)
+			if err != nil {
+				return err
+			}
 			if err := s.groupEvents(ctx, tx, now, before, g, added, removed); err != nil {
 				return err
 			}
@@ -581,13 +594,25 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 				return err
 			}
 		}
+		// The users under the group, while its memberships are there to say who.
+		affected, err := usersUnder(ctx, tx, id, []string{id})
+		if err != nil {
+			return err
+		}
 		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
+			return err
+		}
+		if err := mootGroupHolds(ctx, tx, now, id); err != nil {
 			return err
 		}
 		if _, err = tx.ExecContext(ctx, "DELETE FROM groups WHERE id = ?", id); err != nil {
 			return err
 		}
-		return s.emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id})
+		if err := s.emit(ctx, tx, now, evGroupDeleted, "Group", id, map[string]any{"id": id}); err != nil {
+			return err
+		}
+		_, err = s.updateRoles(ctx, tx, now, affected)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete group: %w", err)

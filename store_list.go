@@ -53,6 +53,9 @@ func (s *Store) ListUsers(ctx context.Context, q ListQuery) ([]*User, int, error
 	if err := fillUserGroups(ctx, groupsOf, users); err != nil {
 		return nil, 0, err
 	}
+	if err := fillUserRoles(ctx, s.r, users); err != nil {
+		return nil, 0, err
+	}
 	return users, total, nil
 }
 
@@ -64,6 +67,7 @@ type listTable struct {
 }
 
 var (
+	// usersTable and groupsTable are what the list queries know of each table.
 	usersTable  = listTable{"users", userSelect, userColumns, userSortColumns}
 	groupsTable = listTable{"groups", groupSelect, groupColumns, groupSortColumns}
 )
@@ -89,6 +93,7 @@ const unindexedSortWindow = 10_000
 // by an attribute without an index.
 type SortWindowError struct{ SortBy string }
 
+// Error says how deep an unindexed sort may page.
 func (e *SortWindowError) Error() string {
 	return fmt.Sprintf("sorting by %s reaches only the first %d results; sort by an indexed attribute "+
 		"(id, userName, displayName, externalId, meta.created, meta.lastModified) or narrow the filter", e.SortBy, unindexedSortWindow)
@@ -157,7 +162,7 @@ func (t listTable) listStatements(q ListQuery, kindFilter bool) listSQL {
 }
 
 // nonDirectoryCountSQL counts the accounts SCIM does not see, before every SCIM list.
-const nonDirectoryCountSQL = "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned')"
+const nonDirectoryCountSQL = "SELECT count(*) FROM users WHERE kind IN ('manual', 'deprovisioned', 'retained')"
 
 // list pages through a resource table. Filters that translate exactly to SQL
 // (the hot path: eq on indexed attributes) are answered with COUNT and
@@ -324,6 +329,7 @@ type sortedHits struct {
 	hits       []sortHit
 }
 
+// add keeps h, trimming to the best keep once twice as many are held: memory stays bounded by the window.
 func (b *sortedHits) add(h sortHit) {
 	b.hits = append(b.hits, h)
 	if len(b.hits) >= 2*b.keep {
@@ -419,13 +425,19 @@ func (s *Store) ListGroups(ctx context.Context, q ListQuery, withMembers bool) (
 
 // UsersAfter returns up to limit users after the cursor (a row number), in
 // creation order, with the cursor of the last one: keyset paging for apps and
-// exports. Their groups are filled in if withGroups.
+// exports, with their roles, and their groups (the directory's and the ones a
+// safety rail keeps) if withGroups.
 func (s *Store) UsersAfter(ctx context.Context, after int64, limit int, withGroups bool) ([]*User, int64, error) {
 	users, next, err := rowsAfter(ctx, s.r, userSelect, "users", after, limit, scanUser)
-	if err != nil || !withGroups || len(users) == 0 {
+	if err != nil || len(users) == 0 {
 		return users, next, err
 	}
-	return users, next, fillUserGroupsBetween(ctx, s.r, users, after, next)
+	if withGroups {
+		if err := fillUserGroupsBetween(ctx, s.r, users, after, next); err != nil {
+			return nil, 0, err
+		}
+	}
+	return users, next, fillUserRoles(ctx, s.r, users)
 }
 
 // userGroupsBetweenSQL reads the groups of the users in a range of rows: two
@@ -433,14 +445,15 @@ func (s *Store) UsersAfter(ctx context.Context, after int64, limit int, withGrou
 const userGroupsBetweenSQL = `SELECT m.member_id, g.id, g.display_name FROM members m JOIN groups g ON g.id = m.group_id
 	WHERE m.member_id IN (SELECT id FROM users WHERE rowid > ? AND rowid <= ?) ORDER BY g.display_name_key`
 
-// fillUserGroupsBetween sets the Groups of users, which are the users with row
-// numbers in (after, last] when they were read; users created in that range
-// since are skipped.
+// fillUserGroupsBetween sets the Groups and HeldGroups of users, which are
+// the users with row numbers in (after, last] when they were read; users
+// created in that range since are skipped.
 func fillUserGroupsBetween(ctx context.Context, q queryer, users []*User, after, last int64) error {
 	byID := make(map[string]*User, len(users))
-	for _, u := range users {
-		byID[u.ID] = u
-		u.Groups = nil
+	ids := make([]any, len(users))
+	for i, u := range users {
+		byID[u.ID], ids[i] = u, u.ID
+		u.Groups, u.HeldGroups = nil, nil
 	}
 	rows, err := q.QueryContext(ctx, userGroupsBetweenSQL, after, last)
 	if err != nil {
@@ -457,7 +470,10 @@ func fillUserGroupsBetween(ctx context.Context, q queryer, users []*User, after,
 			u.Groups = append(u.Groups, g)
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("user groups: %w", err)
+	}
+	return fillHeldGroups(ctx, q, byID, ids)
 }
 
 // GroupsAfter is UsersAfter for groups (without members).
@@ -487,12 +503,21 @@ func rowsAfter[T any](ctx context.Context, q queryer, selectSQL, table string, a
 	return out, next, rows.Err()
 }
 
+// membersAfterSQL pages through the effective members: the directory's, and
+// the ones a safety rail keeps (holds.go), both read in member id order from
+// their indexes and merged.
 const membersAfterSQL = `SELECT m.member_id, m.member_type, coalesce(u.display_name, u.user_name, g.display_name, '')
-	FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+	FROM (SELECT member_id, member_type FROM members WHERE group_id = ?1 AND member_id > ?2
+		UNION ALL
+		SELECT member_id, member_type FROM holds WHERE kind = 'member-remove' AND state IN ` + keptStatesSQL + `
+			AND resource_id = ?1 AND member_id > ?2
+		ORDER BY 1 LIMIT ?3) m
+		LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
 		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
-	WHERE m.group_id = ? AND m.member_id > ? ORDER BY m.member_id LIMIT ?`
+	ORDER BY m.member_id`
 
-// MembersAfter returns up to limit members of a group after the member id cursor.
+// MembersAfter returns up to limit members of a group after the member id
+// cursor, as apps see them (with the memberships a safety rail keeps).
 func (s *Store) MembersAfter(ctx context.Context, groupID, after string, limit int) ([]Member, error) {
 	var n int
 	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM groups WHERE id = ?", groupID).Scan(&n); err != nil || n == 0 {

@@ -31,11 +31,11 @@ const (
 	// name an id of up to a MiB.
 	maxLogText       = 256
 	maxLogDetail     = 1024
-	logQueueSize     = 4096
-	logFlushEvery    = 500 * time.Millisecond
-	defaultLogDays   = 30
-	maxLogRows       = 500_000
-	logRetentionDays = "log_retention_days"
+	logQueueSize     = 4096                   // entries waiting for the writer before Log drops them
+	logFlushEvery    = 500 * time.Millisecond // how often the writer writes a batch
+	defaultLogDays   = 30                     // retention unless Settings say otherwise
+	maxLogRows       = 500_000                // the log is pruned to this many rows whatever the retention
+	logRetentionDays = "log_retention_days"   // the setting that holds the retention
 )
 
 // Log queues an entry for the provisioning log. It never blocks a request:
@@ -101,6 +101,7 @@ func (s *Store) logWriter(ctx context.Context) {
 	}
 }
 
+// writeLog writes a batch of entries in one transaction.
 func (s *Store) writeLog(ctx context.Context, batch []LogEntry) error {
 	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
 		for _, e := range batch {
@@ -219,6 +220,7 @@ func listLogSQL(q LogQuery) (string, []any) {
 	return query + " ORDER BY id DESC LIMIT ?", append(args, max(q.Limit, 1))
 }
 
+// likePrefix is a LIKE pattern matching values that start with s (escape '\'), wildcards in s escaped.
 func likePrefix(s string) string {
 	r := strings.NewReplacer("\\", "\\\\", "%", "\\%", "_", "\\_")
 	return r.Replace(s) + "%"

@@ -57,6 +57,11 @@ func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User)
 		if err := fn(u); err != nil {
 			return err
 		}
+		if prev.Kind == accountRetained {
+			if err := restoreRetained(ctx, tx, now, u); err != nil {
+				return err
+			}
+		}
 		u.Modified, u.Version = now, u.Version+1
 		if err := putUser(ctx, tx, u, false); err != nil {
 			return err
@@ -91,21 +96,35 @@ func (s *Store) Deprovision(ctx context.Context, id string, check func(u *User) 
 				return err
 			}
 		}
-		prev := copyUser(u)
-		u.Kind, u.Modified, u.Version = accountDeprovisioned, now, u.Version+1
-		u.Attrs["active"] = false
-		if err := s.removeMemberEverywhere(ctx, tx, id, now); err != nil {
+		if retained, err := s.retainDirectoryDelete(ctx, tx, now, u, deprovisionHide); err != nil || retained {
 			return err
 		}
-		if err := putUser(ctx, tx, u, false); err != nil {
-			return err
-		}
-		return s.userEvents(ctx, tx, now, prev, u)
+		return s.deprovisionIn(ctx, tx, now, u)
 	})
 	if err != nil {
 		return fmt.Errorf("deprovision user: %w", err)
 	}
 	return nil
+}
+
+// deprovisionIn disables u, hides it from the directory and takes it out of
+// its groups, recording the events. Values a safety rail kept go with the delete.
+func (s *Store) deprovisionIn(ctx context.Context, tx *sql.Tx, now time.Time, u *User) error {
+	prev := copyUser(u)
+	u.Kind, u.Modified, u.Version = accountDeprovisioned, now, u.Version+1
+	u.Attrs["active"] = false
+	for key, o := range u.Overrides {
+		if o.Hold != 0 {
+			delete(u.Overrides, key)
+		}
+	}
+	if err := s.removeMemberEverywhere(ctx, tx, u.ID, now); err != nil {
+		return err
+	}
+	if err := putUser(ctx, tx, u, false); err != nil {
+		return err
+	}
+	return s.userEvents(ctx, tx, now, prev, u)
 }
 
 // disconnectBatch is how many accounts Disconnect converts per transaction,
@@ -176,8 +195,9 @@ func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
 func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 	var names []string
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		// A user whose active value a safety rail keeps is active for apps: never purged.
 		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind IN ('directory', 'deprovisioned') AND inactive_since IS NOT NULL
-			AND inactive_since < ?`, formatTime(now.AddDate(0, 0, -days)))
+			AND inactive_since < ? AND overrides->>'$.active.hold' IS NULL`, formatTime(now.AddDate(0, 0, -days)))
 		if err != nil {
 			return err
 		}

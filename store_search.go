@@ -57,5 +57,8 @@ func (s *Store) SearchUsers(ctx context.Context, q string, offset, limit int) ([
 	if err := fillUserGroups(ctx, s.r, users); err != nil {
 		return nil, 0, err
 	}
+	if err := fillUserRoles(ctx, s.r, users); err != nil {
+		return nil, 0, err
+	}
 	return users, total, nil
 }

@@ -26,15 +26,17 @@ type Token struct {
 }
 
 const (
-	tokenPrefix    = "scimbox_"
-	tokenIDLen     = 8
-	tokenSecretLen = 35
-	tokenCRCLen    = 6
-	base62         = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	tokenPrefix    = "scimbox_" // makes a leaked token recognisable to secret scanners
+	tokenIDLen     = 8          // the public id: looked up, shown on the Connection page
+	tokenSecretLen = 35         // base62 characters: about 208 bits
+	tokenCRCLen    = 6          // a checksum: a mistyped or made-up token is refused without a database lookup
+	// base62 is the alphabet of tokens: no character a URL, a shell or a double-click splits on.
+	base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	// lastUsedEvery bounds how often a token's last use is written.
 	lastUsedEvery = time.Minute
 )
 
+// randomBase62 returns n characters from crypto/rand.
 func randomBase62(n int) string {
 	b := make([]byte, n)
 	max := big.NewInt(int64(len(base62)))
@@ -48,6 +50,7 @@ func randomBase62(n int) string {
 	return string(b)
 }
 
+// crcBase62 is s's CRC-32 in tokenCRCLen base62 characters.
 func crcBase62(s string) string {
 	v := uint64(crc32.ChecksumIEEE([]byte(s)))
 	b := make([]byte, tokenCRCLen)
@@ -81,6 +84,7 @@ func newSecret(prefix string) (plain, id string) {
 	return body + crcBase62(body), id
 }
 
+// tokenHash is what is stored of a secret: its SHA-256 (the secret is random, so no salt or slow hash is needed).
 func tokenHash(tok string) []byte {
 	h := sha256.Sum256([]byte(tok))
 	return h[:]
@@ -90,6 +94,7 @@ func tokenHash(tok string) []byte {
 type secretKind struct{ table, prefix, what string }
 
 var (
+	// scimTokens are the Secret Tokens for SCIM; appKeys are the keys of the read API.
 	scimTokens = secretKind{"tokens", tokenPrefix, "token"}
 	appKeys    = secretKind{"app_keys", appKeyPrefix, "app key"}
 )
@@ -111,6 +116,7 @@ func (s *Store) createSecret(ctx context.Context, k secretKind, name string) (st
 	return plain, t, nil
 }
 
+// listSecrets lists the secrets of kind k, oldest first, never their hashes.
 func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) {
 	rows, err := s.r.QueryContext(ctx, "SELECT id, name, created, coalesce(last_used, '') FROM "+k.table+" ORDER BY created, id")
 	if err != nil {
@@ -130,8 +136,9 @@ func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) 
 	return out, rows.Err()
 }
 
-// revokeSecret deletes a secret. Its cached hash goes at once; servers in
-// other processes notice the deletion by the generation its trigger bumps.
+// revokeSecret deletes a secret; ErrNotFound if there is none with id. Its
+// cached hash goes at once; servers in other processes notice the deletion
+// by the generation its trigger bumps.
 func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error {
 	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM "+k.table+" WHERE id = ?", id)
@@ -150,6 +157,7 @@ func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error
 	return nil
 }
 
+// lookupSQL reads a secret of kind k by its id.
 func (k secretKind) lookupSQL() string {
 	return "SELECT id, name, hash, created FROM " + k.table + " WHERE id = ?"
 }
@@ -374,6 +382,7 @@ func (s *Store) AuthenticateAppKey(ctx context.Context, presented string) error 
 	return err
 }
 
+// Scan scans the row into first and then dest.
 func (sp scanPrefix) Scan(dest ...any) error {
 	return sp.rows.Scan(append([]any{sp.first}, dest...)...)
 }

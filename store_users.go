@@ -29,6 +29,12 @@ type User struct {
 	Kind string
 	// Overrides are local edits of a directory account; Attrs stay what the directory wrote.
 	Overrides map[string]Override
+	// HeldGroups are memberships the directory removed that a safety rail
+	// keeps in the effective view (holds.go); filled on read, never shown to SCIM.
+	HeldGroups []GroupRef
+	// Roles are the effective roles (store_roles.go), sorted; filled on read
+	// where apps or the admin page see them.
+	Roles []string
 }
 
 // userColumns maps filterable user attributes to indexed columns.
@@ -56,13 +62,16 @@ var emailColumn = sqlColumn{
 	prefixExpr: "users.id IN (SELECT user_id FROM user_emails WHERE value_key >= ? AND value_key < ?)",
 }
 
+// userSortColumns are the user attributes sortBy pages through indexes.
 var userSortColumns = map[string]string{
 	"id": "users.id", "username": "users.user_name_key", "externalid": "users.external_id",
 	"displayname": "users.display_name_key", "meta.created": "users.created", "meta.lastmodified": "users.modified",
 }
 
+// userSelect is the column list scanUser reads.
 const userSelect = "SELECT users.id, users.attrs, users.created, users.modified, users.version, users.kind, users.overrides FROM users"
 
+// scanUser reads a row of userSelect, without groups.
 func scanUser(rows interface{ Scan(...any) error }) (*User, error) {
 	var u User
 	var attrs, created, modified, overrides string
@@ -147,7 +156,7 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 			return err
 		}
 	}
-	return nil
+	return putAppRoleKeys(ctx, tx, u, insert)
 }
 
 // checkNewUserName refuses a userName holding an invisible character when
@@ -248,6 +257,7 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 	return nil
 }
 
+// userByIDSQL reads one user by id.
 const userByIDSQL = userSelect + " WHERE users.id = ?"
 
 // UserByID returns the user with its groups, or ErrNotFound.
@@ -260,6 +270,9 @@ func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 		return nil, fmt.Errorf("user %q: %w", id, err)
 	}
 	if err := fillUserGroups(ctx, s.rstmts, []*User{u}); err != nil {
+		return nil, err
+	}
+	if err := fillUserRoles(ctx, s.r, []*User{u}); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -282,6 +295,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) erro
 		}
 		before, prev := userState(u), copyUser(u)
 		if err := fn(u); err != nil {
+			return err
+		}
+		if err := s.railUserChange(ctx, tx, now, prev, u); err != nil {
 			return err
 		}
 		if userState(u) != before {
@@ -336,6 +352,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string, check func(u *User) e
 				return err
 			}
 		}
+		if retained, err := s.retainDirectoryDelete(ctx, tx, now, u, deprovisionDelete); err != nil || retained {
+			return err
+		}
 		return s.deleteUserIn(ctx, tx, now, u)
 	})
 	if err != nil {
@@ -384,7 +403,7 @@ func (s *Store) removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id strin
 			return err
 		}
 	}
-	return nil
+	return s.releaseKept(ctx, tx, now, id)
 }
 
 // userGroupsSQL reads the groups of n users.
@@ -402,7 +421,7 @@ func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
 	args := make([]any, len(users))
 	for i, u := range users {
 		byID[u.ID], args[i] = u, u.ID
-		u.Groups = nil
+		u.Groups, u.HeldGroups = nil, nil
 	}
 	rows, err := q.QueryContext(ctx, userGroupsSQL(len(users)), args...)
 	if err != nil {
@@ -417,5 +436,8 @@ func fillUserGroups(ctx context.Context, q queryer, users []*User) error {
 		}
 		byID[uid].Groups = append(byID[uid].Groups, g)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("user groups: %w", err)
+	}
+	return fillHeldGroups(ctx, q, byID, args)
 }

@@ -120,6 +120,7 @@ func (s *Store) QueueTestEvent(ctx context.Context, webhookID string) error {
 		if err != nil {
 			return err
 		}
+		s.stats.noteEvents("webhook.test", 1)
 		_, err = tx.ExecContext(ctx, "INSERT INTO deliveries (webhook_id, event_cursor, next_at) VALUES (?, ?, ?)", webhookID, cursor, formatTime(now))
 		return err
 	})
@@ -174,6 +175,7 @@ func (s *Store) RecordAttempt(ctx context.Context, webhookID string, d *Delivery
 	})
 }
 
+// attemptOutcome says how an attempt failed: its error, or its HTTP status.
 func attemptOutcome(a DeliveryAttempt) string {
 	if a.Error != "" {
 		return a.Error
@@ -199,6 +201,39 @@ func (s *Store) DeliveryAttempts(ctx context.Context, webhookID string, limit in
 		}
 		a.At = parseTime(at)
 		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// WebhookBacklog is one endpoint's delivery queue.
+type WebhookBacklog struct {
+	ID       string
+	Disabled bool
+	Pending  int       // deliveries not done
+	Oldest   time.Time // when the oldest pending delivery's event happened; zero when none
+}
+
+// WebhookBacklogs returns every endpoint's delivery queue, for the metrics.
+// Endpoints are few, and both figures come from the deliveries_pending index.
+func (s *Store) WebhookBacklogs(ctx context.Context) ([]WebhookBacklog, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT w.id, w.disabled_reason <> '',
+			(SELECT count(*) FROM deliveries d WHERE d.webhook_id = w.id AND d.done = 0),
+			coalesce((SELECT e.at FROM deliveries d JOIN events e ON e.cursor = d.event_cursor
+				WHERE d.webhook_id = w.id AND d.done = 0 ORDER BY d.id LIMIT 1), '')
+		FROM webhooks w ORDER BY w.id`)
+	if err != nil {
+		return nil, fmt.Errorf("webhook backlogs: %w", err)
+	}
+	defer rows.Close()
+	var out []WebhookBacklog
+	for rows.Next() {
+		var b WebhookBacklog
+		var oldest string
+		if err := rows.Scan(&b.ID, &b.Disabled, &b.Pending, &oldest); err != nil {
+			return nil, fmt.Errorf("webhook backlogs: %w", err)
+		}
+		b.Oldest = parseTime(oldest)
+		out = append(out, b)
 	}
 	return out, rows.Err()
 }

@@ -1,3 +1,7 @@
+// Reaching scimbox: listeners, HTTPS with automatic certificates (certmagic)
+// or the admin's own (reloaded when the files change), the :80 redirect,
+// trusted reverse proxies and HSTS.
+
 package main
 
 import (
@@ -50,18 +54,22 @@ type listeners struct {
 	plain, https, http net.Listener
 }
 
-// listenAll binds every address cfg's mode needs, or none.
-func listenAll(cfg serveConfig) (*listeners, error) {
+// listenAll gets every listener cfg's mode needs, or none: each one handed
+// over by systemd or by the process being replaced, else bound here.
+func listenAll(cfg serveConfig, h *handover) (*listeners, error) {
 	l := &listeners{}
 	var err error
 	switch cfg.mode() {
 	case modeLocal, modeProxy:
-		l.plain, err = listen("addr", cfg.Addr)
+		l.plain, err = h.listen("addr", socketPlain, cfg.Addr)
 	default:
-		l.https, err = listen("https-addr", cfg.HTTPSAddr)
+		l.https, err = h.listen("https-addr", socketHTTPS, cfg.HTTPSAddr)
 		if err == nil && cfg.HTTPAddr != "" {
-			l.http, err = listen("http-addr", cfg.HTTPAddr)
+			l.http, err = h.listen("http-addr", socketHTTP, cfg.HTTPAddr)
 		}
+	}
+	if err == nil {
+		err = h.unusedSockets(cfg)
 	}
 	if err != nil {
 		l.close()
@@ -70,6 +78,7 @@ func listenAll(cfg serveConfig) (*listeners, error) {
 	return l, nil
 }
 
+// addrs returns the addresses actually bound (port 0 resolved).
 func (l *listeners) addrs() boundAddrs {
 	addr := func(ln net.Listener) string {
 		if ln == nil {
@@ -89,6 +98,7 @@ func (l *listeners) close() {
 	}
 }
 
+// listen binds addr for flag, explaining a failure with listenError.
 func listen(flag, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -136,11 +146,13 @@ func serverErrorLog(log *slog.Logger) *log.Logger {
 // lineWriter is an io.Writer that hands each write to a function, as one line.
 type lineWriter func(string)
 
+// Write passes p to f without its trailing newline.
 func (f lineWriter) Write(p []byte) (int, error) {
 	f(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
+// newStdLogger returns a *log.Logger (as http.Server wants) whose lines go to f.
 func newStdLogger(f func(string)) *log.Logger { return log.New(lineWriter(f), "", 0) }
 
 // ---- :80: challenges and the redirect ----
@@ -247,7 +259,9 @@ func headerList(h http.Header, name string) []string {
 // handshake itself; only a change reads and parses them.
 type certReloader struct {
 	certFile, keyFile string
+	tlsCheck          *tlsChecker
 	log               *slog.Logger
+	health            *certHealth // nil when nobody watches
 
 	mu                sync.Mutex
 	cert              *tls.Certificate
@@ -255,8 +269,8 @@ type certReloader struct {
 }
 
 // newCertReloader loads the pair, returning an error if it cannot be used.
-func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
+func newCertReloader(certFile, keyFile string, health *certHealth, tlsCheck *tlsChecker, log *slog.Logger) (*certReloader, error) {
+	c := &certReloader{certFile: certFile, keyFile: keyFile, log: log, health: health, tlsCheck: tlsCheck}
 	cs, err := os.Stat(certFile)
 	if err != nil {
 		return nil, fmt.Errorf("-tls-cert: %w", err)
@@ -271,6 +285,7 @@ func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader,
 	return c, nil
 }
 
+// load reads the pair whose files have the stats cs and ks, and logs its names and expiry.
 func (c *certReloader) load(cs, ks os.FileInfo) error {
 	c.certStat, c.keyStat = cs, ks
 	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
@@ -283,6 +298,7 @@ func (c *certReloader) load(cs, ks os.FileInfo) error {
 		}
 	}
 	c.cert = &cert
+	c.health.renewed(cert.Leaf)
 	attrs := []any{"file", c.certFile, "names", cert.Leaf.DNSNames, "expires", cert.Leaf.NotAfter.Format(time.RFC3339)}
 	switch left := time.Until(cert.Leaf.NotAfter); {
 	case left <= 0:
@@ -291,6 +307,9 @@ func (c *certReloader) load(cs, ks os.FileInfo) error {
 		c.log.Warn("certificate loaded; it expires in less than two weeks: replace the files in time (scimbox reloads them by itself)", attrs...)
 	default:
 		c.log.Info("certificate loaded", attrs...)
+	}
+	if c.tlsCheck != nil {
+		c.tlsCheck.observe(&cert, "")
 	}
 	return nil
 }
@@ -314,11 +333,13 @@ func (c *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	if err1 == nil && err2 == nil && (fileChanged(c.certStat, cs) || fileChanged(c.keyStat, ks)) {
 		if err := c.load(cs, ks); err != nil {
 			c.log.Warn("the changed certificate files cannot be used yet; still serving the previous certificate", "err", err)
+			c.health.failed(time.Now(), err)
 		}
 	}
 	return c.cert, nil
 }
 
+// fileChanged reports whether cur is another file than old, or the same file rewritten.
 func fileChanged(old, cur os.FileInfo) bool {
 	return old == nil || !os.SameFile(old, cur) || !old.ModTime().Equal(cur.ModTime()) || old.Size() != cur.Size()
 }
@@ -339,6 +360,65 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// certHealth is what the alerts know of the certificate: whether the last
+// attempt to obtain or renew it failed, and when the one in use expires. Its
+// methods do nothing on a nil *certHealth.
+type certHealth struct {
+	mu       sync.Mutex
+	failedAt time.Time // zero once an attempt succeeded
+	failure  string
+	leaf     *x509.Certificate // the certificate in use, once known
+}
+
+// certHealthStatus is a copy of certHealth's state.
+type certHealthStatus struct {
+	FailedAt time.Time
+	Failure  string
+	Leaf     *x509.Certificate
+}
+
+// failed records an attempt to obtain, renew or reload the certificate that failed.
+func (h *certHealth) failed(at time.Time, err error) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failedAt, h.failure = at, err.Error()
+}
+
+// renewed records a new certificate (leaf, when already known): a failure before it is over.
+func (h *certHealth) renewed(leaf *x509.Certificate) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failedAt, h.failure = time.Time{}, ""
+	if leaf != nil {
+		h.leaf = leaf
+	}
+}
+
+// inUse records the certificate being served.
+func (h *certHealth) inUse(leaf *x509.Certificate) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.leaf = leaf
+}
+
+func (h *certHealth) status() certHealthStatus {
+	if h == nil {
+		return certHealthStatus{}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return certHealthStatus{FailedAt: h.failedAt, Failure: h.failure, Leaf: h.leaf}
+}
+
 // ---- -domain: ACME with certmagic ----
 
 // acmeManager obtains and renews the certificate for one domain with
@@ -346,10 +426,13 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 type acmeManager struct {
 	domain  string
 	log     *slog.Logger
+	health  *certHealth // nil when nobody watches
 	cache   *certmagic.Cache
 	magic   *certmagic.Config
 	issuers []*certmagic.ACMEIssuer
 	cancel  context.CancelFunc
+
+	tlsCheck *tlsChecker // checks each certificate put in use; nil in some tests
 }
 
 // zeroSSLEABEndpoint gives the External Account Binding that ZeroSSL's ACME
@@ -434,8 +517,7 @@ func hostPort(ln net.Listener) (string, int) {
 
 // tlsConfig serves the managed certificate and answers TLS-ALPN-01 challenges.
 func (m *acmeManager) tlsConfig() *tls.Config {
-	tc := m.magic.TLSConfig()
-	tc.MinVersion = tls.VersionTLS12
+	tc := forEntra(m.magic.TLSConfig())
 	tc.NextProtos = []string{"h2", "http/1.1", acmez.ACMETLS1Protocol}
 	return tc
 }
@@ -499,13 +581,18 @@ func (m *acmeManager) onEvent(ctx context.Context, event string, data map[string
 		}
 	case "cert_obtained":
 		m.log.Info("certificate obtained", "domain", domain, "issuer", data["issuer"], "renewal", renewal)
+		m.health.renewed(nil)
 	case "cached_managed_cert":
 		// emitted once the certificate is loaded for handshakes: at start
 		// from storage, or after it was obtained
 		sans, _ := data["sans"].([]string)
 		for _, cert := range m.cache.AllMatchingCertificates(m.domain) {
 			if cert.Leaf != nil && slices.Equal(cert.Names, sans) {
+				m.health.inUse(cert.Leaf)
 				m.log.Info("certificate in use: HTTPS is ready", "domain", m.domain, "expires", cert.Leaf.NotAfter.Format(time.RFC3339))
+				if m.tlsCheck != nil {
+					m.tlsCheck.observe(&cert.Certificate, m.domain)
+				}
 				return nil
 			}
 		}
@@ -517,6 +604,10 @@ func (m *acmeManager) onEvent(ctx context.Context, event string, data map[string
 			msg = "certificate: could not renew it; the current one stays in use. scimbox retries by itself"
 		}
 		m.log.Error(msg, "domain", domain, "err", err, "likely_cause", acmeFailureHint(err, domain))
+		if err == nil {
+			err = errors.New("no error given")
+		}
+		m.health.failed(time.Now(), fmt.Errorf("%w (likely cause: %s)", err, acmeFailureHint(err, domain)))
 	case "cert_ocsp_revoked":
 		m.log.Warn("certificate: the CA says it is revoked; getting a new one", "domain", domain)
 	}
@@ -619,6 +710,7 @@ type slogCore struct {
 	fields []zapcore.Field
 }
 
+// slogLevel maps zap's levels to slog's; certmagic's info lines become debug (onEvent says what matters).
 func slogLevel(l zapcore.Level) slog.Level {
 	switch {
 	case l >= zapcore.ErrorLevel:
@@ -629,6 +721,7 @@ func slogLevel(l zapcore.Level) slog.Level {
 	return slog.LevelDebug
 }
 
+// Enabled, With, Check, Write and Sync implement zapcore.Core on a slog.Handler.
 func (c slogCore) Enabled(l zapcore.Level) bool {
 	return c.h.Enabled(context.Background(), slogLevel(l))
 }

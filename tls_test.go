@@ -382,7 +382,7 @@ func TestACMEHTTP01(t *testing.T) {
 			t.Errorf("GET http://…%s: %d to %q, want 308 to %q", path, resp.StatusCode, got, want)
 		}
 	}
-	if !strings.Contains(s.out.String(), "Tenant URL:     https://localhost/scim/v2") {
+	if !strings.Contains(s.out.String(), "Tenant URL:     "+base+"/scim/v2") { // the port is not 443: it is kept
 		t.Errorf("welcome text without the Tenant URL:\n%s", s.out)
 	}
 }
@@ -642,6 +642,10 @@ func TestTLSCertFilesReloaded(t *testing.T) {
 	state = checkSCIMOverHTTPS(t, poolOf(third), base, token)
 	if got := state.PeerCertificates[0].SerialNumber; got.Cmp(third.SerialNumber) != 0 {
 		t.Errorf("after replacing the files, served %s, want %s", got, third.SerialNumber)
+	}
+	// Each certificate loaded was checked: self-signed ones Entra refuses.
+	if got := strings.Count(s.log.String(), "level=ERROR msg=\"TLS check: the certificate is self-signed"); got != 2 {
+		t.Errorf("the TLS check reported %d self-signed certificates, want 2 (the first and the third):\n%s", got, s.log.String())
 	}
 
 	// Port 80 redirects to the HTTPS port, on the name the client asked for.
@@ -1130,6 +1134,8 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("database %s (and WorkingDirectory %q) outside the StateDirectory /var/lib/scimbox", cfg.DB, svc["WorkingDirectory"])
 	}
 
+	sockets := checkSocketUnits(t, svc, cfg)
+
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Log("systemd-analyze is not installed (apt-get install systemd): the unit was checked above, but not by systemd itself")
@@ -1144,11 +1150,23 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unit := filepath.Join(t.TempDir(), "scimbox.service")
+	dir := t.TempDir()
+	unit := filepath.Join(dir, "scimbox.service")
 	if err := os.WriteFile(unit, bytes.ReplaceAll(raw, []byte("/usr/local/bin/scimbox"), []byte(self)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(analyze, "verify", unit).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+	verify := []string{"verify", unit}
+	for _, socket := range sockets {
+		raw, err := os.ReadFile(filepath.Join("contrib", socket))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, socket), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		verify = append(verify, filepath.Join(dir, socket))
+	}
+	if out, err := exec.Command(analyze, verify...).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	// The overall exposure level must stay at 2.0 or below ("OK" is below 4).
@@ -1159,6 +1177,52 @@ func TestSystemdUnit(t *testing.T) {
 	case err != nil:
 		t.Errorf("systemd-analyze security: exposure above 2.0 (%v)\n%s", err, out)
 	}
+}
+
+// checkSocketUnits checks the socket units the service takes its sockets
+// from: each exists in contrib/, activates scimbox.service, and holds one
+// socket named for the listener it replaces, on the port the service's
+// configuration would bind for that listener; together they cover every
+// listener of the service's mode. It returns their file names.
+func checkSocketUnits(t *testing.T, svc map[string][]string, cfg serveConfig) []string {
+	t.Helper()
+	var sockets []string
+	for _, v := range svc["Sockets"] {
+		sockets = append(sockets, strings.Fields(v)...)
+	}
+	// The address each socket name replaces, in the service's configuration.
+	replaces := map[string]string{socketHTTPS: cfg.HTTPSAddr, socketHTTP: cfg.HTTPAddr}
+	covered := map[string]bool{}
+	for _, name := range sockets {
+		u := parseUnit(t, filepath.Join("contrib", name))
+		sock := u["Socket"]
+		if got := sock["Service"]; len(got) != 1 || got[0] != "scimbox.service" {
+			t.Errorf("%s: Service = %q, want scimbox.service", name, got)
+		}
+		if got := u["Install"]["WantedBy"]; len(got) != 1 || got[0] != "sockets.target" {
+			t.Errorf("%s: [Install] WantedBy = %q, want sockets.target", name, got)
+		}
+		streams, fdName := sock["ListenStream"], sock["FileDescriptorName"]
+		if len(streams) != 1 || len(fdName) != 1 {
+			t.Errorf("%s: ListenStream = %q, FileDescriptorName = %q: scimbox takes one socket per name", name, streams, fdName)
+			continue
+		}
+		addr, ok := replaces[fdName[0]]
+		if !ok {
+			t.Errorf("%s: FileDescriptorName = %q, which the service's mode (%s) does not use", name, fdName[0], cfg.mode())
+			continue
+		}
+		if _, port, _ := net.SplitHostPort(addr); port != streams[0] {
+			t.Errorf("%s: ListenStream = %s, but the service would bind %s itself for %q", name, streams[0], addr, fdName[0])
+		}
+		covered[fdName[0]] = true
+	}
+	for name := range replaces {
+		if !covered[name] {
+			t.Errorf("no socket unit in Sockets = %q replaces the %q listener", sockets, name)
+		}
+	}
+	return sockets
 }
 
 // checkUnitMemory requires the unit to bound scimbox's memory, in an order

@@ -43,6 +43,7 @@ type webhookSender struct {
 	runs    sync.WaitGroup  // the delivery runs in progress
 }
 
+// newWebhookSender returns a sender that disables an endpoint after 20 failures in a row.
 func newWebhookSender(store *Store, log *slog.Logger) *webhookSender {
 	return &webhookSender{
 		store: store, log: log, tick: time.Second, maxFailures: 20, sending: map[string]bool{},
@@ -191,6 +192,9 @@ func (ws *webhookSender) send(ctx context.Context, w Webhook, d *Delivery) bool 
 	}
 	retryAt := now.Add(ws.backoff(d.Attempts))
 	if err := ws.store.RecordAttempt(context.WithoutCancel(ctx), w.ID, d, a, ok, retryAt, ws.maxFailures); err != nil {
+		if errors.Is(err, ErrDatabaseLost) {
+			return false // reported once, where it was noticed
+		}
 		ws.log.Error("record webhook attempt", "webhook", w.ID, "err", err)
 		return false
 	}

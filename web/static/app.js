@@ -18,7 +18,7 @@ document.addEventListener("click", async (e) => {
   setTimeout(() => { button.textContent = label; }, 1500);
 });
 document.addEventListener("submit", (e) => {
-  const message = e.target.dataset.confirm;
+  const message = (e.submitter && e.submitter.dataset.confirm) || e.target.dataset.confirm;
   if (message && !confirm(message)) e.preventDefault();
 });
 // The manager box offers users as one types (the server checks the name on save).
