@@ -79,7 +79,7 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if !s.hasWebhooks.Load() {
 		return nil
 	}
-	_, err = tx.ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last)
+	_, err = s.in(tx).ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last)
 	if err != nil {
 		return fmt.Errorf("queue event: %w", err)
 	}

@@ -117,11 +117,14 @@ func (s *Store) in(tx *sql.Tx) txStmts { return txStmts{tx, s.wstmts} }
 
 // writerStatements are the statements of the hot write paths, prepared on
 // the writer's connection when the store opens: a user or group read for
-// update, membership changes, and the change feed's event insert.
+// update, a user's row and email index written, a user's roles, membership
+// changes, and the change feed's event insert and webhook queueing.
 var writerStatements = []string{
 	userByIDSQL, userGroupsSQL(1), groupByIDSQL,
+	insertUserSQL, updateUserSQL, deleteUserEmailsSQL, insertUserEmailSQL,
+	storedRolesSQL, rolesInUseSQL,
 	unknownMembersSQL, addMembersSQL, removeMembersSQL, memberCountSQL,
-	insertEventsSQL,
+	insertEventsSQL, queueDeliveriesSQL,
 }
 
 // prepareStatements sets up the statement caches of both pools.
