@@ -6,12 +6,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"slices"
 	"strconv"
@@ -148,7 +150,7 @@ func (s *server) apiUsers(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if err != nil {
 		return err
 	}
-	users, next, err := s.store.UsersAfter(r.Context(), after, limit)
+	users, next, err := s.store.UsersAfter(r.Context(), after, limit, true)
 	if err != nil {
 		return err
 	}
@@ -396,6 +398,49 @@ func (c *csvWriter) Flush() { c.err = c.w.Flush() }
 // Error returns the error of the last Flush.
 func (c *csvWriter) Error() error { return c.err }
 
+// exportBatch is how many users an export reads at a time.
+const exportBatch = 500
+
+// userBatches yields every user, exportBatch at a time in creation order.
+// The next batch is read (and its attributes decoded, most of an export's
+// work) while the caller writes the one before: a goroutine reads ahead by
+// one batch (handing it over unbuffered), so memory stays bounded by two batches.
+func userBatches(ctx context.Context, store *Store, withGroups bool) iter.Seq2[[]*User, error] {
+	return func(yield func([]*User, error) bool) {
+		type batch struct {
+			users []*User
+			err   error
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		batches := make(chan batch)
+		go func() {
+			defer close(batches)
+			for after := int64(0); ; {
+				users, next, err := store.UsersAfter(ctx, after, exportBatch, withGroups)
+				select {
+				case batches <- batch{users, err}:
+				case <-ctx.Done():
+					return
+				}
+				if err != nil || len(users) < exportBatch {
+					return
+				}
+				after = next
+			}
+		}()
+		defer func() {
+			cancel()
+			for range batches { // until the reader has stopped
+			}
+		}()
+		for b := range batches {
+			if !yield(b.users, b.err) || b.err != nil {
+				return
+			}
+		}
+	}
+}
+
 // exportUsers streams every user with effective values, a batch at a time,
 // as CSV (the chosen columns) or as a JSON array.
 func exportUsers(ctx context.Context, store *Store, w io.Writer, format string, columns []string) error {
@@ -421,12 +466,15 @@ func exportUsers(ctx context.Context, store *Store, w io.Writer, format string, 
 	default:
 		return badRequest("invalidValue", "format must be csv or json")
 	}
+	// A user's groups cost a query per batch; a CSV without the column skips it.
+	withGroups := cw == nil || slices.Contains(columns, "groups")
+	var buf bytes.Buffer
 	first := true
-	for after := int64(0); ; {
-		users, next, err := store.UsersAfter(ctx, after, 500)
+	for users, err := range userBatches(ctx, store, withGroups) {
 		if err != nil {
 			return err
 		}
+		buf.Reset()
 		for _, u := range users {
 			d := appUserWithGroups(u, p)
 			if cw != nil {
@@ -439,21 +487,20 @@ func exportUsers(ctx context.Context, store *Store, w io.Writer, format string, 
 			}
 			b, _ := json.Marshal(d)
 			if !first {
-				io.WriteString(w, ",\n")
+				buf.WriteString(",\n")
 			}
 			first = false
-			w.Write(b)
+			buf.Write(b)
 		}
 		if cw != nil {
 			cw.Flush()
-			if err := cw.Error(); err != nil {
-				return err
-			}
+			err = cw.Error()
+		} else {
+			_, err = w.Write(buf.Bytes())
 		}
-		if len(users) < 500 {
-			break
+		if err != nil {
+			return err
 		}
-		after = next
 	}
 	if cw == nil {
 		io.WriteString(w, "]\n")
@@ -461,7 +508,9 @@ func exportUsers(ctx context.Context, store *Store, w io.Writer, format string, 
 	return nil
 }
 
-// exportGroups streams every group with its members as a JSON array.
+// exportGroups streams every group with its members as a JSON array. A
+// group's members are written a batch at a time, so that a group of any size
+// costs the memory of one batch.
 func exportGroups(ctx context.Context, store *Store, w io.Writer) error {
 	io.WriteString(w, "[")
 	first := true
@@ -471,28 +520,13 @@ func exportGroups(ctx context.Context, store *Store, w io.Writer) error {
 			return err
 		}
 		for _, g := range groups {
-			d := appGroup(g)
-			var members []any
-			for cursor := ""; ; {
-				batch, err := store.MembersAfter(ctx, g.ID, cursor, 1000)
-				if err != nil {
-					return err
-				}
-				for _, m := range batch {
-					members = append(members, map[string]any{"id": m.ID, "type": m.Type, "display": m.Display})
-				}
-				if len(batch) < 1000 {
-					break
-				}
-				cursor = batch[len(batch)-1].ID
-			}
-			d["members"] = members
-			b, _ := json.Marshal(d)
 			if !first {
 				io.WriteString(w, ",\n")
 			}
 			first = false
-			w.Write(b)
+			if err := exportGroup(ctx, store, w, g); err != nil {
+				return err
+			}
 		}
 		if len(groups) < 100 {
 			break
@@ -500,5 +534,47 @@ func exportGroups(ctx context.Context, store *Store, w io.Writer) error {
 		after = next
 	}
 	_, err := io.WriteString(w, "]\n")
+	return err
+}
+
+// exportMember is a member in an export, fields in the order of their keys.
+type exportMember struct {
+	Display string `json:"display"`
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+}
+
+// exportGroup writes one group: the document rendered around a random
+// placeholder where the members go, and the members in batches in between.
+func exportGroup(ctx context.Context, store *Store, w io.Writer, g *Group) error {
+	d := appGroup(g)
+	slot := "members:" + newID()
+	d["members"] = slot
+	doc, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	prefix, suffix, _ := bytes.Cut(doc, []byte(`"`+slot+`"`))
+	w.Write(prefix)
+	io.WriteString(w, "[")
+	for cursor := ""; ; {
+		batch, err := store.MembersAfter(ctx, g.ID, cursor, memberBatch)
+		if err != nil {
+			return err
+		}
+		for i, m := range batch {
+			if i > 0 || cursor != "" {
+				io.WriteString(w, ",")
+			}
+			b, _ := json.Marshal(exportMember{Display: m.Display, ID: m.ID, Type: m.Type})
+			w.Write(b)
+		}
+		if len(batch) < memberBatch {
+			break
+		}
+		cursor = batch[len(batch)-1].ID
+	}
+	io.WriteString(w, "]")
+	_, err = w.Write(suffix)
 	return err
 }

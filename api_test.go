@@ -151,6 +151,113 @@ func addMembersByPatch(t testing.TB, ts *testServer, groupID string, ids ...stri
 	}
 }
 
+// TestGroupsExportStreamsMembers: groups.json, whose members are written a
+// batch at a time, is the JSON of each group with its whole member list (an
+// empty list for a group without members), for a group of several batches,
+// a small one and an empty one.
+func TestGroupsExportStreamsMembers(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := context.Background()
+	ids := stManyUsers(t, s, "x", 2*memberBatch+7)
+	small := stGroup(t, s, `Small "<&>"`, ids[:3]...)
+	big := stGroup(t, s, "Big", append(ids, small.ID)...)
+	empty := stGroup(t, s, "Empty")
+	var out bytes.Buffer
+	if err := exportGroups(ctx, s, &out); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	want.WriteString("[")
+	for i, g := range []*Group{small, big, empty} {
+		g, err := s.GroupByID(ctx, g.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := appGroup(g)
+		members := []any{}
+		page, err := s.MembersAfter(ctx, g.ID, "", len(ids)+10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range page {
+			members = append(members, map[string]any{"id": m.ID, "type": m.Type, "display": m.Display})
+		}
+		d["members"] = members
+		b, _ := json.Marshal(d)
+		if i > 0 {
+			want.WriteString(",\n")
+		}
+		want.Write(b)
+	}
+	want.WriteString("]\n")
+	if out.String() != want.String() {
+		t.Errorf("groups.json differs (%d vs %d bytes)\ngot  %.500s\nwant %.500s", out.Len(), want.Len(), out.String(), want.String())
+	}
+}
+
+// TestUsersExportAcrossBatches: users.json and users.csv hold every user
+// once, across several batches read ahead of the writing, with the user's
+// effective values and groups as the API shows them.
+func TestUsersExportAcrossBatches(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := context.Background()
+	ids := stManyUsers(t, s, "b", 2*exportBatch+3)
+	g := stGroup(t, s, "Staff", ids[exportBatch-1], ids[exportBatch], ids[len(ids)-1])
+	p, err := s.Policy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := exportUsers(ctx, s, &out, "json", nil); err != nil {
+		t.Fatal(err)
+	}
+	var docs []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &docs); err != nil {
+		t.Fatalf("users.json is not a JSON array: %v", err)
+	}
+	byID := map[string]map[string]any{}
+	for _, d := range docs {
+		byID[d["id"].(string)] = d
+	}
+	if len(docs) != len(ids) || len(byID) != len(ids) {
+		t.Fatalf("users.json has %d users (%d distinct), want %d", len(docs), len(byID), len(ids))
+	}
+	for _, id := range []string{ids[0], ids[exportBatch-1], ids[exportBatch], ids[len(ids)-1]} {
+		u, err := s.UserByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(appUserWithGroups(u, p))
+		if got, _ := json.Marshal(byID[id]); string(got) != string(raw) {
+			t.Errorf("user %s in users.json:\ngot  %s\nwant %s", id, got, raw)
+		}
+	}
+
+	out.Reset()
+	if err := exportUsers(ctx, s, &out, "csv", []string{"id", "groups"}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&out).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(ids)+1 {
+		t.Fatalf("users.csv has %d rows, want %d and a header", len(rows), len(ids))
+	}
+	inStaff := 0
+	for _, row := range rows[1:] {
+		if row[1] == "Staff" {
+			inStaff++
+		}
+	}
+	if inStaff != 3 {
+		t.Errorf("%d rows name the group %s, want 3", inStaff, g.ID)
+	}
+}
+
 // TestInvalidAppKeysAreRateLimited: failed app keys are throttled per client
 // address like failed SCIM tokens (429 with Retry-After), and a valid key
 // from the same address never is.
@@ -250,5 +357,135 @@ func TestLongPollEndsOnShutdown(t *testing.T) {
 	waitServe(t, done, logs)
 	if strings.Contains(logs.String(), "requests still running after the shutdown grace period") {
 		t.Errorf("the long poll held the shutdown up:\n%s", logs)
+	}
+}
+
+// TestStreamedViewsKeepWhatRailsKeep: the streamed and batched paths (SCIM
+// GET of a group, the API's member pages, groups.json, users.json and
+// users.csv) show the view each surface owes, for a group of more than one
+// batch whose removals a safety rail partly kept (held past the threshold,
+// refused for a protected account): SCIM the directory's members, apps the
+// effective ones, and each exported user as GET /api/v1/users/{id} shows it,
+// kept groups and the roles they give included. The oracle is SQL over the
+// members table and the effective_members view, not the code under test.
+func TestStreamedViewsKeepWhatRailsKeep(t *testing.T) {
+	t.Parallel()
+	rs := newRailsServer(t, 2)
+	ctx := context.Background()
+	ids := stManyUsers(t, rs.store, "kept", memberBatch+10)
+	g := stGroup(t, rs.store, "Everyone", ids...)
+	if err := rs.store.CreateRole(ctx, "staff", "", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.store.AddRoleRule(ctx, RoleRule{Role: "staff", GroupID: g.ID}, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	protected := ids[memberBatch+5]
+	if err := rs.store.SetProtected(ctx, protected, true, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	var remove []any
+	for _, id := range ids[memberBatch : memberBatch+6] {
+		remove = append(remove, map[string]any{"value": id})
+	}
+	if status, _, doc := rs.do(t, "PATCH", "/Groups/"+g.ID, patchBody(map[string]any{"op": "Remove", "path": "members", "value": remove})); status != http.StatusNoContent {
+		t.Fatalf("remove members: %d %v", status, doc)
+	}
+
+	memberIDs := func(query string) []string {
+		t.Helper()
+		rows, err := rs.store.r.QueryContext(ctx, query, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := scanIDs(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(out)
+		return out
+	}
+	directory := memberIDs("SELECT member_id FROM members WHERE group_id = ?")
+	effective := memberIDs("SELECT member_id FROM effective_members WHERE group_id = ?")
+	if len(directory) != len(ids)-6 || len(effective) <= len(directory) || !slices.Contains(effective, protected) {
+		t.Fatalf("setup: %d directory members, %d effective (protected kept: %v); want %d directory and some kept",
+			len(directory), len(effective), slices.Contains(effective, protected), len(ids)-6)
+	}
+
+	// SCIM: the directory's members, streamed in two batches.
+	if got := rs.memberIDsOfGroup(t, g.ID); !slices.Equal(got, directory) {
+		t.Errorf("SCIM GET has %d members, want the directory's %d", len(got), len(directory))
+	}
+
+	// API member pages: the effective members, across the batch boundary.
+	var paged []string
+	for path := "/api/v1/groups/" + g.ID + "/members?limit=1000"; ; {
+		status, doc := apiGet(t, rs.testServer, rs.key, path)
+		if status != http.StatusOK {
+			t.Fatalf("%s: %d %v", path, status, doc)
+		}
+		for _, m := range doc["data"].([]any) {
+			paged = append(paged, m.(map[string]any)["id"].(string))
+		}
+		next := doc["next"].(string)
+		if next == "" {
+			break
+		}
+		path = "/api/v1/groups/" + g.ID + "/members?limit=1000&after=" + url.QueryEscape(next)
+	}
+	if !slices.Equal(paged, effective) {
+		t.Errorf("API member pages have %d members, want the %d effective ones", len(paged), len(effective))
+	}
+
+	// groups.json: the effective members, written a batch at a time.
+	var out bytes.Buffer
+	if err := exportGroups(ctx, rs.store, &out); err != nil {
+		t.Fatal(err)
+	}
+	var groups []struct {
+		ID      string `json:"id"`
+		Members []struct {
+			ID string `json:"id"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &groups); err != nil || len(groups) != 1 || groups[0].ID != g.ID {
+		t.Fatalf("groups.json: %v %.300s", err, out.String())
+	}
+	var exported []string
+	for _, m := range groups[0].Members {
+		exported = append(exported, m.ID)
+	}
+	slices.Sort(exported)
+	if !slices.Equal(exported, effective) {
+		t.Errorf("groups.json has %d members, want the %d effective ones", len(exported), len(effective))
+	}
+
+	// users.json: each user as the API's user page shows it.
+	out.Reset()
+	if err := exportUsers(ctx, rs.store, &out, "json", nil); err != nil {
+		t.Fatal(err)
+	}
+	var docs []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &docs); err != nil || len(docs) != len(ids) {
+		t.Fatalf("users.json: %d users, %v", len(docs), err)
+	}
+	for _, d := range docs {
+		id := d["id"].(string)
+		_, want := apiGet(t, rs.testServer, rs.key, "/api/v1/users/"+id)
+		if got, want := fmt.Sprint(d), fmt.Sprint(want); got != want {
+			t.Errorf("user %s in users.json:\ngot  %s\nwant %s", id, got, want)
+		}
+		if id == protected && (len(d["groups"].([]any)) != 1 || fmt.Sprint(d["roles"]) != "[staff]") {
+			t.Errorf("the protected user in users.json: groups %v roles %v, want Everyone and staff", d["groups"], d["roles"])
+		}
+	}
+
+	// users.csv: the kept group and its role in their columns.
+	out.Reset()
+	if err := exportUsers(ctx, rs.store, &out, "csv", []string{"id", "groups", "roles"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"`+protected+`","Everyone","staff"`) {
+		t.Errorf("users.csv lacks the protected user's kept group and role:\n%.500s", out.String())
 	}
 }

@@ -89,7 +89,7 @@ func changedKeys(a, b map[string]any) []string {
 // change of them is told by user.roles_changed after the user's own events,
 // or before user.deleted.
 func (s *Store) userEvents(ctx context.Context, tx *sql.Tx, now time.Time, before, after *User) error {
-	roles, err := refreshUserRoles(ctx, tx, before, after)
+	roles, err := refreshUserRoles(ctx, s.in(tx), before, after)
 	if err != nil {
 		return err
 	}

@@ -510,6 +510,11 @@ func TestHoldsPage(t *testing.T) {
 	for _, id := range ids {
 		rs.disable(t, id)
 	}
+	// The requests' log entries are queued; in the file before the
+	// decisions' own, so that the newest entry is the decision.
+	if err := rs.store.FlushLog(ctx); err != nil {
+		t.Fatal(err)
+	}
 	_, _, body := ac.get(t, "/holds")
 	for _, want := range []string{"disable page1@example.com", "disable page3@example.com", "PATCH /scim/v2/Users/" + ids[1]} {
 		if !strings.Contains(body, want) {
@@ -608,6 +613,11 @@ func TestHoldsCommand(t *testing.T) {
 	ids := usersNamed(t, rs, "cli", 4)
 	for _, id := range ids {
 		rs.disable(t, id)
+	}
+	// The requests' log entries are queued; in the file before the
+	// command's own, so that the newest entry is the decision.
+	if err := rs.store.FlushLog(ctx); err != nil {
+		t.Fatal(err)
 	}
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer

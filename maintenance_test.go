@@ -69,7 +69,7 @@ func TestMaintenance(t *testing.T) {
 
 	userNames := func() []string {
 		t.Helper()
-		users, _, err := s.UsersAfter(ctx, 0, 100)
+		users, _, err := s.UsersAfter(ctx, 0, 100, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -50,6 +50,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 	}{
 		{name: "user by id", statements: append(one(userByIDSQL, "id"), one(userGroupsSQL(1), "id")...)},
 		{name: "groups of a page of users", statements: one(userGroupsSQL(3), "a", "b", "c")},
+		{name: "groups of a range of users (exports, API pages)", statements: one(userGroupsBetweenSQL, 10, 1010)},
 		{name: "group by id", statements: one(groupSelect+" WHERE groups.id = ?", "id")},
 		{name: "filter userName eq", statements: list(usersTable, ListQuery{Filter: filter(`userName eq "a@x"`), StartIndex: 1, Count: 100}, false)},
 		{name: "filter userName eq, directory only", statements: list(usersTable, ListQuery{Filter: filter(`userName eq "a@x"`), StartIndex: 1, Count: 100}, true)},
@@ -75,6 +76,11 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		// The directory's members and the ones a safety rail keeps, merged from
 		// two index ranges; m is that merge, already cut to its LIMIT.
 		{name: "group member page (API)", statements: one(membersAfterSQL, "g", "after", 100), allowScans: []string{"m"}},
+		// Streamed members: a batch after the last one, from members_by_name,
+		// is a range of that index; the page's rows are then read in order.
+		{name: "group member batch (streamed GET)", statements: append(one(memberBatchSQL, "g", "name", "id", 1000),
+			one(memberBatchAfterNullSQL, "g", nil, "", 1000)...), allowScans: []string{"m"}},
+		{name: "secrets generation", statements: one(secretsGenerationSQL)},
 		{name: "mass-change window", statements: one(windowRemovalsSQL, classUsers, "2026-01-01T00:00:00.000Z")},
 		{name: "events after a cursor", statements: one(eventsAfterSQL, 10, 100)},
 		// A handful of webhooks; the scan of delivery_attempts is the foreign key

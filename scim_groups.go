@@ -3,8 +3,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/julienschmidt/httprouter"
@@ -81,11 +84,16 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request, _ httproute
 	return s.writeGroup(w, r, http.StatusCreated, g.ID)
 }
 
-// writeGroup reads the group back (members only if the projection wants them) and writes it.
+// writeGroup reads the group back and writes it as the request's projection
+// wants it: with its members streamed when they are wanted whole (a group
+// may have 100,000 of them), without reading them when they are not.
 func (s *server) writeGroup(w http.ResponseWriter, r *http.Request, status int, id string) error {
 	p, err := projectionOf(r)
 	if err != nil {
 		return err
+	}
+	if !p.excludes("members") && membersWhole(p) {
+		return s.streamGroup(w, r, status, id, p)
 	}
 	g, err := s.store.GroupByID(r.Context(), id, !p.excludes("members"))
 	if err != nil {
@@ -95,6 +103,103 @@ func (s *server) writeGroup(w http.ResponseWriter, r *http.Request, status int, 
 		return nil
 	}
 	return writeResource(w, r, status, g.doc(baseURL(r)), g.Version)
+}
+
+// membersWhole reports whether a projection takes a group's members, if at
+// all, whole: it names no sub-attribute of them and no filter on them. Such
+// projections change single members, and are answered from a list in memory.
+func membersWhole(p projection) bool {
+	for _, pp := range slices.Concat(p.include, p.exclude) {
+		if strings.EqualFold(pp.Attr, "members") && (pp.URN == "" || strings.EqualFold(pp.URN, groupSchema)) &&
+			(pp.Sub != "" || pp.filter != nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// memberJSON is a member as Group.doc renders it, fields in the order of
+// its sorted keys, so that a streamed group is byte for byte the document
+// writeResource writes.
+type memberJSON struct {
+	Ref     string `json:"$ref,omitempty"`
+	Display string `json:"display,omitempty"`
+	Type    string `json:"type"`
+	Value   string `json:"value"`
+}
+
+// streamGroup writes a group with all its members, read in batches from one
+// snapshot and written as they come, in memory bounded by a batch. The
+// document around the members is rendered first, with a random placeholder
+// where they go. Everything that can be refused (the projection, the
+// group's existence, If-None-Match, the first batch) is decided before the
+// first byte; an error after it aborts the response (see decide).
+func (s *server) streamGroup(w http.ResponseWriter, r *http.Request, status int, id string, p projection) error {
+	base := baseURL(r)
+	var g *Group
+	var prefix, suffix []byte
+	notMod := false
+	var out http.ResponseWriter // once the response has begun
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := s.store.StreamGroup(r.Context(), id, func(got *Group) (bool, error) {
+		g = got
+		if status == http.StatusOK && notModified(w, r, g.Version) {
+			notMod = true
+			return false, nil
+		}
+		doc := g.doc(base)
+		slot := "members:" + newID()
+		doc["members"] = slot
+		if err := enc.Encode(p.apply(doc)); err != nil {
+			return false, err
+		}
+		var ok bool
+		prefix, suffix, ok = bytes.Cut(buf.Bytes(), []byte(`"`+slot+`"`))
+		if !ok {
+			return false, fmt.Errorf("group %s: the members placeholder is missing from the rendered document", id)
+		}
+		prefix, suffix = append(slices.Clone(prefix), '['), append([]byte{']'}, suffix...)
+		return true, nil
+	}, func(batch []Member) error {
+		buf.Reset()
+		if out == nil {
+			out = streamingResponse(w)
+			setGroupHeaders(out, status, g, base)
+			out.WriteHeader(status)
+			buf.Write(prefix)
+		} else {
+			buf.WriteByte(',')
+		}
+		for i, m := range batch {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			enc.Encode(memberJSON{Ref: base + "/" + m.Type + "s/" + m.ID, Display: m.Display, Type: m.Type, Value: m.ID})
+			buf.Truncate(buf.Len() - 1) // Encode's newline
+		}
+		_, err := out.Write(buf.Bytes())
+		return err
+	})
+	switch {
+	case err != nil || notMod:
+		return err
+	case out == nil: // no members
+		g.Members = []Member{}
+		return writeResource(w, r, status, g.doc(base), g.Version)
+	}
+	_, err = out.Write(suffix)
+	return err
+}
+
+// setGroupHeaders sets the headers writeResource sets for a group.
+func setGroupHeaders(w http.ResponseWriter, status int, g *Group, base string) {
+	w.Header().Set("Content-Type", scimContentType)
+	w.Header().Set("ETag", etag(g.Version))
+	if status == http.StatusCreated {
+		w.Header().Set("Location", base+"/Groups/"+g.ID)
+	}
 }
 
 // getGroup serves GET /Groups/{id}.

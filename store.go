@@ -69,6 +69,9 @@ type Store struct {
 
 	snapshotResult atomic.Pointer[snapshotResult] // the last automatic snapshot's outcome; nil before the first
 	stats          *writerStats                   // what write measures, for the metrics
+	rstmts, wstmts *stmtCache                     // prepared statements of the hot paths (store_prepared.go)
+	secrets        secretCache                    // hashes of secrets that authenticated (store_secrets.go)
+	memberReadHook func() error                   // tests only: called before each read of group members
 }
 
 // migrations are applied in order and tracked with PRAGMA user_version.
@@ -370,6 +373,18 @@ var migrations = []string{
 	`ALTER TABLE app_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'api' CHECK (scope IN ('api', 'ldap'));
 	CREATE INDEX users_overridden ON users(id) WHERE overrides <> '{}';`,
 	adminsMigration,
+	// Servers cache the hashes of SCIM tokens and app keys that authenticated;
+	// every deletion (revoke, disconnect, from any process) bumps this
+	// generation, which each request reads, so a revocation holds at once.
+	`INSERT INTO settings (key, value) VALUES ('secrets_generation', '0');
+	CREATE TRIGGER tokens_revoked AFTER DELETE ON tokens BEGIN
+		INSERT INTO settings (key, value) VALUES ('secrets_generation', '1')
+			ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+	END;
+	CREATE TRIGGER app_keys_revoked AFTER DELETE ON app_keys BEGIN
+		INSERT INTO settings (key, value) VALUES ('secrets_generation', '1')
+			ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
+	END;`,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the
@@ -479,6 +494,10 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	s.r = r
+	if err := s.prepareStatements(ctx); err != nil {
+		r.Close()
+		return fail(err)
+	}
 	s.logQueue = make(chan LogEntry, logQueueSize)
 	s.workers = newWorkerGroup(context.Background(), log)
 	s.workers.Go("provisioning log writer", s.logWriter)

@@ -28,9 +28,11 @@ func readsAsOfNow(t *testing.T, s *Store) (useThem func() (restore func())) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		live := s.r
-		s.r = stale
-		return func() { s.r = live; stale.Close() }
+		// Both read paths: the pool, and the prepared statements on it
+		// (token checks among them).
+		live, liveStmts := s.r, s.rstmts
+		s.r, s.rstmts = stale, newStmtCache(stale, 64)
+		return func() { s.r, s.rstmts = live, liveStmts; stale.Close() }
 	}
 }
 

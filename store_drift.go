@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 )
@@ -23,7 +22,7 @@ const driftMigration = `ALTER TABLE users ADD COLUMN directory_written TEXT;
 // markDirectoryWrite records that the directory wrote u now (u.Modified is
 // the write's time), when the write is the directory's: putUser calls it.
 // A directory write that changes nothing writes no row and is not recorded.
-func markDirectoryWrite(ctx context.Context, tx *sql.Tx, u *User) error {
+func markDirectoryWrite(ctx context.Context, tx writeTx, u *User) error {
 	if directoryWriteOf(ctx) == nil {
 		return nil
 	}

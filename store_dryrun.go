@@ -13,7 +13,7 @@ import (
 func (s *Store) EachUser(ctx context.Context, fn func(u *User) error) error {
 	const batch = 500
 	for after := int64(0); ; {
-		users, next, err := s.UsersAfter(ctx, after, batch)
+		users, next, err := s.UsersAfter(ctx, after, batch, true)
 		if err != nil {
 			return err
 		}

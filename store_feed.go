@@ -40,6 +40,11 @@ const queueDeliveriesSQL = `INSERT INTO deliveries (webhook_id, event_cursor, ne
 		ON w.types = '*' OR instr(',' || w.types || ',', ',' || e.type || ',') > 0
 	WHERE e.cursor BETWEEN ? AND ? ORDER BY e.cursor`
 
+// insertEventsSQL records one event per element of a JSON array.
+const insertEventsSQL = `INSERT INTO events (id, at, type, resource_type, resource_id, data)
+	SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true
+	RETURNING cursor`
+
 // emitMany records several events of one type and resource with one statement
 // for the events and one for their deliveries, whatever their number.
 func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, resourceType, resourceID string, data []any) error {
@@ -50,9 +55,7 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data)
-		SELECT 'evt_' || lower(hex(randomblob(12))), ?, ?, ?, ?, j.value FROM json_each(?) j WHERE true
-		RETURNING cursor`, formatTime(now), typ, resourceType, resourceID, string(raw))
+	rows, err := s.in(tx).QueryContext(ctx, insertEventsSQL, formatTime(now), typ, resourceType, resourceID, string(raw))
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
@@ -76,7 +79,7 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if !s.hasWebhooks.Load() {
 		return nil
 	}
-	_, err = tx.ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last)
+	_, err = s.in(tx).ExecContext(ctx, queueDeliveriesSQL, formatTime(now), first, last)
 	if err != nil {
 		return fmt.Errorf("queue event: %w", err)
 	}

@@ -74,8 +74,13 @@ var groupSortColumns = map[string]string{
 	"meta.created": "groups.created", "meta.lastmodified": "groups.modified",
 }
 
-// groupSelect is the column list scanGroup reads.
-const groupSelect = "SELECT groups.id, groups.attrs, groups.created, groups.modified, groups.version FROM groups"
+// groupSelect is the column list scanGroup reads; groupByIDSQL reads one
+// group; memberCountSQL moves a group's member count by a delta.
+const (
+	groupSelect    = "SELECT groups.id, groups.attrs, groups.created, groups.modified, groups.version FROM groups"
+	groupByIDSQL   = groupSelect + " WHERE groups.id = ?"
+	memberCountSQL = "UPDATE groups SET member_count = member_count + ? WHERE id = ?"
+)
 
 // scanGroup reads a row of groupSelect, without members.
 func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
@@ -127,7 +132,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) err
 		if err := putGroup(ctx, tx, g, true); err != nil {
 			return err
 		}
-		added, _, skipped, err := applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
+		added, _, skipped, err := s.applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
 		if err != nil {
 			return err
 		}
@@ -145,7 +150,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) err
 
 // GroupByID returns the group, with its members if withMembers, or ErrNotFound.
 func (s *Store) GroupByID(ctx context.Context, id string, withMembers bool) (*Group, error) {
-	g, err := scanGroup(s.r.QueryRowContext(ctx, groupSelect+" WHERE groups.id = ?", id))
+	g, err := scanGroup(s.rstmts.QueryRowContext(ctx, groupByIDSQL, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("group %q: %w", id, ErrNotFound)
 	}
@@ -153,6 +158,9 @@ func (s *Store) GroupByID(ctx context.Context, id string, withMembers bool) (*Gr
 		return nil, fmt.Errorf("group %q: %w", id, err)
 	}
 	if withMembers {
+		if err := s.readingMembers(); err != nil {
+			return nil, err
+		}
 		if g.Members, err = groupMembers(ctx, s.r, id); err != nil {
 			return nil, err
 		}
@@ -160,13 +168,14 @@ func (s *Store) GroupByID(ctx context.Context, id string, withMembers bool) (*Gr
 	return g, nil
 }
 
-// groupMembers returns all members of a group with their display names.
+// groupMembers returns all members of a group with their display names, in
+// name order (as StreamGroup and the admin page's member pages).
 func groupMembers(ctx context.Context, q queryer, groupID string) ([]Member, error) {
 	rows, err := q.QueryContext(ctx, `SELECT m.member_id, m.member_type,
 			coalesce(u.display_name, u.user_name, g.display_name, '')
 		FROM members m LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
 			LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
-		WHERE m.group_id = ?`, groupID)
+		WHERE m.group_id = ? ORDER BY m.name_key, m.member_id`, groupID)
 	if err != nil {
 		return nil, fmt.Errorf("group members: %w", err)
 	}
@@ -180,6 +189,108 @@ func groupMembers(ctx context.Context, q queryer, groupID string) ([]Member, err
 		members = append(members, m)
 	}
 	return members, rows.Err()
+}
+
+// memberBatch is how many members StreamGroup reads and hands on at a time:
+// enough that a batch costs little per member, few enough that a group of any
+// size streams in bounded memory.
+const memberBatch = 1000
+
+// Batches of a group's members in name order, read from the members_by_name
+// index after the last member of the batch before (?2 its name key, ?3 its
+// id); ?4 is the batch size. The first batch, and a batch after a member
+// without a name key (they sort first; a NULL compares with nothing), use
+// memberBatchAfterNullSQL.
+const (
+	memberBatchSQL = `SELECT m.member_id, m.member_type, m.name_key, coalesce(u.display_name, u.user_name, g.display_name, '')
+	FROM (SELECT member_id, member_type, name_key FROM members WHERE group_id = ?1 AND (name_key, member_id) > (?2, ?3)
+			ORDER BY name_key, member_id LIMIT ?4) m
+		LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+	ORDER BY m.name_key, m.member_id`
+	memberBatchAfterNullSQL = `SELECT m.member_id, m.member_type, m.name_key, coalesce(u.display_name, u.user_name, g.display_name, '')
+	FROM (SELECT member_id, member_type, name_key FROM members WHERE group_id = ?1 AND ?2 IS NULL
+			AND (name_key IS NULL AND member_id > ?3 OR name_key IS NOT NULL)
+			ORDER BY name_key, member_id LIMIT ?4) m
+		LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id
+		LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id
+	ORDER BY m.name_key, m.member_id`
+)
+
+// StreamGroup reads a group and then its members, memberBatch at a time in
+// name order (as groupMembers), all from one snapshot of the database, so
+// that the members are those of the version head sees. head gets the group
+// before any member is read and says whether to read them; each gets every
+// non-empty batch in turn and may keep nothing of it (the slice is reused).
+// An error from head or each ends the reading and is returned. It returns
+// ErrNotFound if there is no such group.
+func (s *Store) StreamGroup(ctx context.Context, id string, head func(*Group) (bool, error), each func([]Member) error) error {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("group %q: %w", id, err)
+	}
+	defer tx.Rollback()
+	g, err := scanGroup(tx.QueryRowContext(ctx, groupByIDSQL, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("group %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("group %q: %w", id, err)
+	}
+	if more, err := head(g); err != nil || !more {
+		return err
+	}
+	var key sql.NullString // of the last member read
+	after := ""
+	batch := make([]Member, 0, memberBatch)
+	for {
+		if err := s.readingMembers(); err != nil {
+			return err
+		}
+		query, args := memberBatchAfterNullSQL, []any{id, nil, after, memberBatch}
+		if key.Valid {
+			query, args[1] = memberBatchSQL, key.String
+		}
+		if batch, err = readMemberBatch(ctx, tx, batch[:0], &key, query, args); err != nil {
+			return fmt.Errorf("group %q members: %w", id, err)
+		}
+		if len(batch) > 0 {
+			after = batch[len(batch)-1].ID
+			if err := each(batch); err != nil {
+				return err
+			}
+		}
+		if len(batch) < memberBatch {
+			return nil
+		}
+	}
+}
+
+// readMemberBatch appends the members a batch query returns to batch and
+// leaves the last one's name key in key.
+func readMemberBatch(ctx context.Context, tx *sql.Tx, batch []Member, key *sql.NullString, query string, args []any) ([]Member, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m Member
+		if err := rows.Scan(&m.ID, &m.Type, key, &m.Display); err != nil {
+			return nil, err
+		}
+		batch = append(batch, m)
+	}
+	return batch, rows.Err()
+}
+
+// readingMembers is called before every read of a group's members (a whole
+// list or a batch): a hook for tests, which count the reads or fail one.
+func (s *Store) readingMembers() error {
+	if s.memberReadHook != nil {
+		return s.memberReadHook()
+	}
+	return nil
 }
 
 // UnknownMembersError reports member ids that cannot be members: a group
@@ -200,7 +311,8 @@ func (e *UnknownMembersError) Error() string {
 // co-batched member every cycle, and Entra never re-reads members after a
 // success (entra-field.md 7, 8). The skipped ids are recorded instead, and
 // forgotten when Entra removes them from the group.
-func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (added, removed, skipped []string, err error) {
+func (s *Store) applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes []MemberChange) (added, removed, skipped []string, err error) {
+	ptx := s.in(tx)
 	delta := 0
 	// initial and final membership of every id the changes touched, so that a
 	// request whose net effect is nothing (remove then re-add) changes nothing.
@@ -215,7 +327,7 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 	// batch of k members costs one statement, not k, whatever the group's size.
 	ids := idList
 	returning := func(query string, args ...any) (map[string]bool, error) {
-		rows, err := tx.QueryContext(ctx, query, args...)
+		rows, err := ptx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -294,7 +406,7 @@ func applyMemberChanges(ctx context.Context, tx *sql.Tx, groupID string, changes
 		}
 	}
 	if delta != 0 {
-		if _, err := tx.ExecContext(ctx, "UPDATE groups SET member_count = member_count + ? WHERE id = ?", delta, groupID); err != nil {
+		if _, err := ptx.ExecContext(ctx, memberCountSQL, delta, groupID); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -320,6 +432,9 @@ const (
 		SELECT ?1, j.value, CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = j.value) THEN 'User' ELSE 'Group' END
 		FROM json_each(?2) j WHERE true
 		ON CONFLICT DO NOTHING RETURNING member_id`
+	// unknownMembersSQL returns the ids no user or group has.
+	unknownMembersSQL = `SELECT j.value FROM json_each(?2) j WHERE ?1 IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM users WHERE id = j.value) AND NOT EXISTS (SELECT 1 FROM groups WHERE id = j.value)`
 )
 
 // addMembers adds the users or groups among list in one statement and
@@ -330,8 +445,7 @@ func addMembers(ctx context.Context, tx *sql.Tx, groupID string, list []string, 
 	if slices.Contains(list, groupID) {
 		return nil, &UnknownMembersError{IDs: []string{groupID + " (a group cannot be a member of itself)"}}
 	}
-	unknown, err := returning(`SELECT j.value FROM json_each(?2) j WHERE ?1 IS NOT NULL
-		AND NOT EXISTS (SELECT 1 FROM users WHERE id = j.value) AND NOT EXISTS (SELECT 1 FROM groups WHERE id = j.value)`, groupID, idsJSON)
+	unknown, err := returning(unknownMembersSQL, groupID, idsJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -417,7 +531,7 @@ func memberIDsOf(f filterExpr) ([]string, bool) {
 func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([]MemberChange, error)) (*Group, error) {
 	var out *Group
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		g, err := scanGroup(tx.QueryRowContext(ctx, groupSelect+" WHERE groups.id = ?", id))
+		g, err := scanGroup(s.in(tx).QueryRowContext(ctx, groupByIDSQL, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("group %q: %w", id, ErrNotFound)
 		}
@@ -431,7 +545,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 		if err != nil {
 			return err
 		}
-		added, removed, skipped, err := applyMemberChanges(ctx, tx, id, changes)
+		added, removed, skipped, err := s.applyMemberChanges(ctx, tx, id, changes)
 		if err != nil {
 			return err
 		}

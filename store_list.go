@@ -46,7 +46,11 @@ func (s *Store) ListUsers(ctx context.Context, q ListQuery) ([]*User, int, error
 	if err != nil {
 		return nil, 0, fmt.Errorf("list users: %w", err)
 	}
-	if err := fillUserGroups(ctx, s.r, users); err != nil {
+	groupsOf := queryer(s.r)
+	if len(users) == 1 {
+		groupsOf = s.rstmts // a match by userName or externalId: Entra's most frequent read
+	}
+	if err := fillUserGroups(ctx, groupsOf, users); err != nil {
 		return nil, 0, err
 	}
 	if err := fillUserRoles(ctx, s.r, users); err != nil {
@@ -170,7 +174,7 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	if q.DirectoryOnly && spec.table == "users" {
 		// Usually every account is a directory account and the condition is left out.
 		var others int
-		if err := s.r.QueryRowContext(ctx, nonDirectoryCountSQL).Scan(&others); err != nil {
+		if err := s.rstmts.QueryRowContext(ctx, nonDirectoryCountSQL).Scan(&others); err != nil {
 			return 0, err
 		}
 		kindFilter = others > 0
@@ -179,14 +183,20 @@ func (s *Store) list(ctx context.Context, spec listSpec, q ListQuery) (int, erro
 	start := max(q.StartIndex, 1) - 1
 
 	if st.indexed {
+		// The fast paths (no filter, or one comparison such as userName eq)
+		// have few shapes, and run prepared; other shapes are as they come.
+		db := queryer(s.r)
+		if _, single := q.Filter.(compareExpr); q.Filter == nil || single {
+			db = s.rstmts
+		}
 		var total int
-		if err := s.r.QueryRowContext(ctx, st.count, st.args...).Scan(&total); err != nil {
+		if err := db.QueryRowContext(ctx, st.count, st.args...).Scan(&total); err != nil {
 			return 0, err
 		}
 		if q.Count <= 0 || start >= total {
 			return total, nil
 		}
-		rows, err := s.r.QueryContext(ctx, st.page, append(st.args, q.Count, start)...)
+		rows, err := db.QueryContext(ctx, st.page, append(st.args, q.Count, start)...)
 		if err != nil {
 			return 0, err
 		}
@@ -414,16 +424,56 @@ func (s *Store) ListGroups(ctx context.Context, q ListQuery, withMembers bool) (
 }
 
 // UsersAfter returns up to limit users after the cursor (a row number), in
-// creation order, with the cursor of the last one: keyset paging for apps and exports.
-func (s *Store) UsersAfter(ctx context.Context, after int64, limit int) ([]*User, int64, error) {
+// creation order, with the cursor of the last one: keyset paging for apps and
+// exports, with their roles, and their groups (the directory's and the ones a
+// safety rail keeps) if withGroups.
+func (s *Store) UsersAfter(ctx context.Context, after int64, limit int, withGroups bool) ([]*User, int64, error) {
 	users, next, err := rowsAfter(ctx, s.r, userSelect, "users", after, limit, scanUser)
-	if err != nil {
-		return nil, 0, err
+	if err != nil || len(users) == 0 {
+		return users, next, err
 	}
-	if err := fillUserGroups(ctx, s.r, users); err != nil {
-		return nil, 0, err
+	if withGroups {
+		if err := fillUserGroupsBetween(ctx, s.r, users, after, next); err != nil {
+			return nil, 0, err
+		}
 	}
 	return users, next, fillUserRoles(ctx, s.r, users)
+}
+
+// userGroupsBetweenSQL reads the groups of the users in a range of rows: two
+// arguments, where fillUserGroups binds one per user.
+const userGroupsBetweenSQL = `SELECT m.member_id, g.id, g.display_name FROM members m JOIN groups g ON g.id = m.group_id
+	WHERE m.member_id IN (SELECT id FROM users WHERE rowid > ? AND rowid <= ?) ORDER BY g.display_name_key`
+
+// fillUserGroupsBetween sets the Groups and HeldGroups of users, which are
+// the users with row numbers in (after, last] when they were read; users
+// created in that range since are skipped.
+func fillUserGroupsBetween(ctx context.Context, q queryer, users []*User, after, last int64) error {
+	byID := make(map[string]*User, len(users))
+	ids := make([]any, len(users))
+	for i, u := range users {
+		byID[u.ID], ids[i] = u, u.ID
+		u.Groups, u.HeldGroups = nil, nil
+	}
+	rows, err := q.QueryContext(ctx, userGroupsBetweenSQL, after, last)
+	if err != nil {
+		return fmt.Errorf("user groups: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid string
+		var g GroupRef
+		if err := rows.Scan(&uid, &g.ID, &g.Display); err != nil {
+			return fmt.Errorf("user groups: %w", err)
+		}
+		if u := byID[uid]; u != nil {
+			u.Groups = append(u.Groups, g)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("user groups: %w", err)
+	}
+	return fillHeldGroups(ctx, q, byID, ids)
 }
 
 // GroupsAfter is UsersAfter for groups (without members).

@@ -106,7 +106,7 @@ func (s *Store) createRoles(ctx context.Context, tx *sql.Tx) error {
 }
 
 // putAppRoleKeys writes the app-role keys of a user being written by putUser.
-func putAppRoleKeys(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
+func putAppRoleKeys(ctx context.Context, tx writeTx, u *User, insert bool) error {
 	if !insert {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM user_app_roles WHERE user_id = ?", u.ID); err != nil {
 			return err
@@ -115,7 +115,7 @@ func putAppRoleKeys(ctx context.Context, tx *sql.Tx, u *User, insert bool) error
 	return insertAppRoleKeys(ctx, tx, u.ID, appRoleKeys(u.Attrs))
 }
 
-func insertAppRoleKeys(ctx context.Context, tx *sql.Tx, userID string, keys []string) error {
+func insertAppRoleKeys(ctx context.Context, tx writeTx, userID string, keys []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -227,6 +227,9 @@ const usersUnderSQL = `WITH RECURSIVE down(id) AS (
 // storedRolesSQL reads the effective roles of the users in ?1 (a JSON array of ids).
 const storedRolesSQL = `SELECT user_id, role FROM user_roles WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, role`
 
+// rolesInUseSQL says whether any role is named.
+const rolesInUseSQL = "SELECT EXISTS (SELECT 1 FROM roles)"
+
 // roleHoldersSQL lists the users who hold a role.
 const roleHoldersSQL = `SELECT user_id FROM user_roles WHERE role = ?`
 
@@ -260,7 +263,7 @@ func (rc roleChanges) changed() []string {
 // role, and writes skip the work of roles.
 func rolesInUse(ctx context.Context, q queryer) (bool, error) {
 	var inUse bool
-	err := q.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM roles)").Scan(&inUse)
+	err := q.QueryRowContext(ctx, rolesInUseSQL).Scan(&inUse)
 	return inUse, err
 }
 
@@ -339,7 +342,7 @@ func roleSources(ctx context.Context, q queryer, idsJSON string) (map[string][]R
 // (roleSourcesSQL), stores them and returns, for each user who holds or held
 // a role, the roles before and after. A user who no longer exists ends with
 // none. The cost is that of the users given, never of all users.
-func refreshRoles(ctx context.Context, tx *sql.Tx, ids []string) (roleChanges, error) {
+func refreshRoles(ctx context.Context, tx writeTx, ids []string) (roleChanges, error) {
 	out := roleChanges{}
 	if len(ids) == 0 {
 		return out, nil
@@ -411,7 +414,7 @@ func pairList(pairs [][2]string) string {
 // refreshUserRoles recomputes the roles of the user a write concerns (before
 // nil: a creation; after nil: a deletion) and sets Roles on both sides, so
 // that the events of the write show the roles before and after it.
-func refreshUserRoles(ctx context.Context, tx *sql.Tx, before, after *User) (roleChanges, error) {
+func refreshUserRoles(ctx context.Context, tx writeTx, before, after *User) (roleChanges, error) {
 	id := ""
 	if after != nil {
 		id = after.ID

@@ -13,6 +13,7 @@ import (
 	"hash/crc32"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -155,7 +156,9 @@ func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) 
 	return out, rows.Err()
 }
 
-// revokeSecret deletes a secret; ErrNotFound if there is none with id.
+// revokeSecret deletes a secret; ErrNotFound if there is none with id. Its
+// cached hash goes at once; servers in other processes notice the deletion
+// by the generation its trigger bumps.
 func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error {
 	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM "+k.table+" WHERE id = ?", id)
@@ -167,6 +170,7 @@ func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error
 		}
 		return nil
 	})
+	s.secrets.forget(k.table + ":" + id)
 	if err != nil {
 		return fmt.Errorf("revoke %s: %w", k.what, err)
 	}
@@ -178,6 +182,85 @@ func (k secretKind) lookupSQL() string {
 	return "SELECT id, name, hash, created, " + k.scope + " FROM " + k.table + " WHERE id = ?"
 }
 
+// secretsGenerationSQL reads the generation that every deletion of a SCIM
+// token or app key bumps (a trigger does, in whatever process deletes it).
+const secretsGenerationSQL = "SELECT value FROM settings WHERE key = 'secrets_generation'"
+
+// secretCache holds the stored records of SCIM tokens and app keys that were
+// looked up, keyed by table and id, for as long as no secret is deleted: a
+// request then costs one read of the generation (one indexed row, prepared)
+// instead of the lookup. Every deletion bumps the generation, so a
+// revocation made by another process (scimbox token revoke) holds from the
+// next request; one made here also forgets its entry at once.
+type secretCache struct {
+	mu         sync.Mutex
+	generation string // the generation the entries were read under
+	entries    map[string]cachedSecret
+}
+
+type cachedSecret struct {
+	t    Token
+	hash []byte
+}
+
+// get returns the entry for key if it was read under generation; a
+// different generation empties the cache.
+func (c *secretCache) get(generation, key string) (cachedSecret, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if generation != c.generation {
+		c.generation, c.entries = generation, nil
+	}
+	e, ok := c.entries[key]
+	return e, ok
+}
+
+// put keeps an entry read after the generation was read, unless the cache
+// has since moved to another generation: the entry may predate a deletion.
+func (c *secretCache) put(generation, key string, e cachedSecret) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if generation != c.generation {
+		return
+	}
+	if c.entries == nil {
+		c.entries = map[string]cachedSecret{}
+	}
+	c.entries[key] = e
+}
+
+func (c *secretCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, key)
+}
+
+// lookupSecret returns the stored record and hash of a secret by id, from the
+// cache when no secret was deleted since it was read, or ErrNotFound.
+func (s *Store) lookupSecret(ctx context.Context, k secretKind, id string) (cachedSecret, error) {
+	var generation string
+	err := s.rstmts.QueryRowContext(ctx, secretsGenerationSQL).Scan(&generation)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return cachedSecret{}, fmt.Errorf("authenticate: %w", err)
+	}
+	key := k.table + ":" + id
+	if e, ok := s.secrets.get(generation, key); ok {
+		return e, nil
+	}
+	var e cachedSecret
+	var created string
+	err = s.rstmts.QueryRowContext(ctx, k.lookupSQL(), id).Scan(&e.t.ID, &e.t.Name, &e.hash, &created, &e.t.Scope)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cachedSecret{}, ErrNotFound
+	}
+	if err != nil {
+		return cachedSecret{}, fmt.Errorf("authenticate: %w", err)
+	}
+	e.t.Created = parseTime(created)
+	s.secrets.put(generation, key, e)
+	return e, nil
+}
+
 // authenticateSecret returns the record of a presented secret, or ErrNotFound.
 // The comparison is constant-time; the last use is recorded at most once a
 // minute per secret, so that authentication is not a write per request.
@@ -186,20 +269,14 @@ func (s *Store) authenticateSecret(ctx context.Context, k secretKind, presented 
 	if !ok {
 		return Token{}, ErrNotFound
 	}
-	var t Token
-	var hash []byte
-	var created string
-	err := s.r.QueryRowContext(ctx, k.lookupSQL(), id).Scan(&t.ID, &t.Name, &hash, &created, &t.Scope)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Token{}, ErrNotFound
-	}
+	e, err := s.lookupSecret(ctx, k, id)
 	if err != nil {
-		return Token{}, fmt.Errorf("authenticate: %w", err)
+		return Token{}, err
 	}
-	if subtle.ConstantTimeCompare(hash, tokenHash(presented)) != 1 {
+	if subtle.ConstantTimeCompare(e.hash, tokenHash(presented)) != 1 {
 		return Token{}, ErrNotFound
 	}
-	t.Created = parseTime(created)
+	t := e.t
 	now := s.now()
 	s.mu.Lock()
 	due := now.Sub(s.lastUsed[k.table+":"+id]) >= lastUsedEvery

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -288,5 +289,106 @@ func TestStoreTokenLastUsed(t *testing.T) {
 		if got, want := lastUsed(), step.want; !got.Equal(want) {
 			t.Errorf("%s: LastUsed = %v, want %v", step.name, got, want)
 		}
+	}
+}
+
+// TestSecretRevocationHoldsOnTheNextRequest: a SCIM token or app key that
+// authenticated (and is cached) is refused on the very next check after it
+// is revoked or the directory is disconnected, whether that happened in
+// the server's own process or through another handle on the same file, as
+// `scimbox token revoke` does from another process. The other secrets keep
+// working.
+func TestSecretRevocationHoldsOnTheNextRequest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	other := func(t *testing.T, server *Store) *Store {
+		s, err := openCLIStore(ctx, server.path, io.Discard, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	tokens := func(s *Store) (func(context.Context, string) (string, Token, error), func(context.Context, string) error) {
+		return s.CreateToken, func(ctx context.Context, tok string) error { _, err := s.AuthenticateToken(ctx, tok); return err }
+	}
+	keys := func(s *Store) (func(context.Context, string) (string, Token, error), func(context.Context, string) error) {
+		return s.CreateAppKey, func(ctx context.Context, key string) error {
+			_, err := s.AuthenticateAppKey(ctx, key, scopeAPI)
+			return err
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		kind    func(*Store) (func(context.Context, string) (string, Token, error), func(context.Context, string) error)
+		revoke  func(t *testing.T, server *Store, id string) error
+		keepsOn bool // whether the other secret of the kind survives
+	}{
+		{"token revoked here", tokens, func(t *testing.T, s *Store, id string) error { return s.RevokeToken(ctx, id) }, true},
+		{"token revoked by another handle", tokens, func(t *testing.T, s *Store, id string) error {
+			return other(t, s).RevokeToken(ctx, id)
+		}, true},
+		{"token revoked by the CLI", tokens, func(t *testing.T, s *Store, id string) error {
+			return tokenCommand(ctx, []string{"revoke", "-db", s.path, id}, io.Discard, io.Discard)
+		}, true},
+		{"disconnected by another handle", tokens, func(t *testing.T, s *Store, id string) error {
+			_, err := other(t, s).Disconnect(ctx, Policy{})
+			return err
+		}, false},
+		{"app key revoked here", keys, func(t *testing.T, s *Store, id string) error { return s.RevokeAppKey(ctx, id) }, true},
+		{"app key revoked by another handle", keys, func(t *testing.T, s *Store, id string) error {
+			return other(t, s).RevokeAppKey(ctx, id)
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestStore(t)
+			create, authenticate := tc.kind(s)
+			secret, rec, err := create(ctx, "revoked")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept, _, err := create(ctx, "kept")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 { // the first check fills the cache, the others use it
+				if err := authenticate(ctx, secret); err != nil {
+					t.Fatalf("before revoking: %v", err)
+				}
+				if err := authenticate(ctx, kept); err != nil {
+					t.Fatalf("before revoking: %v", err)
+				}
+			}
+			if err := tc.revoke(t, s, rec.ID); err != nil {
+				t.Fatalf("revoke: %v", err)
+			}
+			if err := authenticate(ctx, secret); !errors.Is(err, ErrNotFound) {
+				t.Errorf("the next check after revoking: err = %v, want ErrNotFound", err)
+			}
+			if err := authenticate(ctx, kept); (err == nil) != tc.keepsOn {
+				t.Errorf("the other secret: err = %v, want it to work: %v", err, tc.keepsOn)
+			}
+		})
+	}
+}
+
+// TestTokenRevokedByCLIRefusedOverHTTP: a server that has just accepted a
+// token answers 401 to the very next request with it once `scimbox token
+// revoke` (another handle on the file) has revoked it.
+func TestTokenRevokedByCLIRefusedOverHTTP(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	for range 2 {
+		if status, _, body := ts.do(t, "GET", "/Users", nil); status != 200 {
+			t.Fatalf("before revoking: %d %v", status, body)
+		}
+	}
+	id, _ := parseToken(ts.token)
+	if err := tokenCommand(context.Background(), []string{"revoke", "-db", ts.store.path, id}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, body := ts.do(t, "GET", "/Users", nil); status != 401 {
+		t.Errorf("after revoking: %d %v, want 401", status, body)
 	}
 }

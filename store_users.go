@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -35,6 +36,9 @@ type User struct {
 	// Roles are the effective roles (store_roles.go), sorted; filled on read
 	// where apps or the admin page see them.
 	Roles []string
+	// stored is the attributes' JSON text as scanUser read it: UpdateUser
+	// compares the one encoding a write makes with it.
+	stored string
 }
 
 // userColumns maps filterable user attributes to indexed columns.
@@ -87,6 +91,7 @@ func scanUser(rows interface{ Scan(...any) error }) (*User, error) {
 	if u.Attrs, err = decodeAttrs(attrs); err != nil {
 		return nil, err
 	}
+	u.stored = attrs
 	u.Created, u.Modified = parseTime(created), parseTime(modified)
 	return &u, nil
 }
@@ -106,12 +111,38 @@ func userEmailKeys(attrs map[string]any) []string {
 	return slices.Compact(keys)
 }
 
-// putUser writes the user's row and its email index.
+// putUser writes the user's row and its index rows (emails, app roles).
 func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 	raw, err := json.Marshal(u.Attrs)
 	if err != nil {
 		return fmt.Errorf("encode attributes: %w", err)
 	}
+	return writeUser(ctx, tx, u, raw, insert, nil)
+}
+
+// writeTx runs the statements of a write transaction: a *sql.Tx, or the
+// same transaction with the writer's prepared statements (Store.in).
+type writeTx interface {
+	queryer
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// The statements that write a user's row and its email index.
+const (
+	insertUserSQL = `INSERT INTO users (user_name, user_name_key, external_id, display_name,
+			display_name_key, active, attrs, created, modified, version, kind, overrides, inactive_since, id)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?, CASE WHEN ? = 0 THEN ? END, ?)`
+	updateUserSQL = `UPDATE users SET user_name = ?, user_name_key = ?, external_id = ?, display_name = ?,
+			display_name_key = ?, active = ?, attrs = ?, created = ?, modified = ?, version = ?, kind = ?, overrides = ?,
+			inactive_since = CASE WHEN ? = 0 THEN coalesce(inactive_since, ?) END WHERE id = ?`
+	deleteUserEmailsSQL = "DELETE FROM user_emails WHERE user_id = ?"
+	insertUserEmailSQL  = "INSERT INTO user_emails (value_key, user_id) VALUES (?, ?)"
+)
+
+// writeUser is putUser with the attributes already encoded (raw). Given
+// prev, the user as the transaction read it, an index whose rows the change
+// leaves as they were is not rewritten.
+func writeUser(ctx context.Context, tx writeTx, u *User, raw []byte, insert bool, prev *User) error {
 	userName := stringAttr(u.Attrs, "userName")
 	displayName := stringAttr(u.Attrs, "displayName")
 	var active any
@@ -123,6 +154,7 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 	}
 	overrides := []byte("{}")
 	if len(u.Overrides) > 0 {
+		var err error
 		if overrides, err = json.Marshal(u.Overrides); err != nil {
 			return fmt.Errorf("encode overrides: %w", err)
 		}
@@ -131,15 +163,11 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 	args := []any{userName, userNameKey(userName), nullString(stringAttr(u.Attrs, "externalId")),
 		nullString(displayName), nullString(foldCase(displayName)), active, string(raw),
 		formatTime(u.Created), formatTime(u.Modified), u.Version, u.Kind, string(overrides), active, formatTime(u.Modified), u.ID}
+	query := updateUserSQL
 	if insert {
-		_, err = tx.ExecContext(ctx, `INSERT INTO users (user_name, user_name_key, external_id, display_name,
-			display_name_key, active, attrs, created, modified, version, kind, overrides, inactive_since, id)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?, CASE WHEN ? = 0 THEN ? END, ?)`, args...)
-	} else {
-		_, err = tx.ExecContext(ctx, `UPDATE users SET user_name = ?, user_name_key = ?, external_id = ?, display_name = ?,
-			display_name_key = ?, active = ?, attrs = ?, created = ?, modified = ?, version = ?, kind = ?, overrides = ?,
-			inactive_since = CASE WHEN ? = 0 THEN coalesce(inactive_since, ?) END WHERE id = ?`, args...)
+		query = insertUserSQL
 	}
+	_, err := tx.ExecContext(ctx, query, args...)
 	if err := translate(err); err != nil {
 		if errors.Is(err, ErrConflict) {
 			return fmt.Errorf("%w: userName %q is already taken", ErrConflict, userName)
@@ -149,15 +177,21 @@ func putUser(ctx context.Context, tx *sql.Tx, u *User, insert bool) error {
 	if err := markDirectoryWrite(ctx, tx, u); err != nil {
 		return err
 	}
-	if !insert {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM user_emails WHERE user_id = ?", u.ID); err != nil {
-			return err
+	emails := userEmailKeys(u.Attrs)
+	if prev == nil || !slices.Equal(emails, userEmailKeys(prev.Attrs)) {
+		if !insert {
+			if _, err := tx.ExecContext(ctx, deleteUserEmailsSQL, u.ID); err != nil {
+				return err
+			}
+		}
+		for _, k := range emails {
+			if _, err := tx.ExecContext(ctx, insertUserEmailSQL, k, u.ID); err != nil {
+				return err
+			}
 		}
 	}
-	for _, k := range userEmailKeys(u.Attrs) {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO user_emails (value_key, user_id) VALUES (?, ?)", k, u.ID); err != nil {
-			return err
-		}
+	if prev != nil && slices.Equal(appRoleKeys(u.Attrs), appRoleKeys(prev.Attrs)) {
+		return nil
 	}
 	return putAppRoleKeys(ctx, tx, u, insert)
 }
@@ -249,7 +283,11 @@ func (s *Store) CreateUser(ctx context.Context, u *User) error {
 		if err := checkNewUserName(nil, u); err != nil {
 			return err
 		}
-		if err := putUser(ctx, tx, u, true); err != nil {
+		raw, err := json.Marshal(u.Attrs)
+		if err != nil {
+			return fmt.Errorf("encode attributes: %w", err)
+		}
+		if err := writeUser(ctx, s.in(tx), u, raw, true, nil); err != nil {
 			return err
 		}
 		return s.userEvents(ctx, tx, now, nil, u)
@@ -265,14 +303,14 @@ const userByIDSQL = userSelect + " WHERE users.id = ?"
 
 // UserByID returns the user with its groups, or ErrNotFound.
 func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, userByIDSQL, id))
+	u, err := scanUser(s.rstmts.QueryRowContext(ctx, userByIDSQL, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("user %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("user %q: %w", id, err)
 	}
-	if err := fillUserGroups(ctx, s.r, []*User{u}); err != nil {
+	if err := fillUserGroups(ctx, s.rstmts, []*User{u}); err != nil {
 		return nil, err
 	}
 	if err := fillUserRoles(ctx, s.r, []*User{u}); err != nil {
@@ -289,39 +327,68 @@ func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error) {
 	var out *User
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+		wtx := s.in(tx)
+		u, err := scanUser(wtx.QueryRowContext(ctx, userByIDSQL, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %q: %w", id, ErrNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		before, prev := userState(u), copyUser(u)
+		prev := copyUser(u)
 		if err := fn(u); err != nil {
 			return err
 		}
 		if err := s.railUserChange(ctx, tx, now, prev, u); err != nil {
 			return err
 		}
-		if userState(u) != before {
-			if err := checkNewUserName(prev, u); err != nil {
-				return err
-			}
-			u.Modified, u.Version = now, u.Version+1
-			if err := putUser(ctx, tx, u, false); err != nil {
-				return err
-			}
-			if err := s.userEvents(ctx, tx, now, prev, u); err != nil {
-				return err
-			}
-		}
 		out = u
-		return fillUserGroups(ctx, tx, []*User{u})
+		// The one encoding of the attributes: compared with the text read,
+		// then written.
+		raw, err := json.Marshal(u.Attrs)
+		if err != nil {
+			return fmt.Errorf("encode attributes: %w", err)
+		}
+		if !userChanged(prev, u, raw) {
+			return nil
+		}
+		if err := checkNewUserName(prev, u); err != nil {
+			return err
+		}
+		u.Modified, u.Version = now, u.Version+1
+		if err := writeUser(ctx, wtx, u, raw, false, prev); err != nil {
+			return err
+		}
+		return s.userEvents(ctx, tx, now, prev, u)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update user: %w", err)
 	}
+	// The groups are read after the commit, from the read pool: a user's
+	// write does not change them, and whatever runs inside the transaction
+	// holds the one writer that every other write waits for.
+	if err := fillUserGroups(ctx, s.rstmts, []*User{out}); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// userChanged reports whether u, whose attributes encode to raw, differs
+// from prev, the user as read: in its kind, its overrides or its attributes.
+// Attributes equal to prev's are no change even when the text read is in
+// another form (one a migration wrote in SQL).
+func userChanged(prev, u *User, raw []byte) bool {
+	if u.Kind != prev.Kind {
+		return true
+	}
+	if len(prev.Overrides) > 0 || len(u.Overrides) > 0 {
+		before, _ := json.Marshal(prev.Overrides)
+		after, _ := json.Marshal(u.Overrides)
+		if string(before) != string(after) {
+			return true
+		}
+	}
+	return string(raw) != prev.stored && !reflect.DeepEqual(prev.Attrs, u.Attrs)
 }
 
 // copyUser copies what events compare.
@@ -331,19 +398,13 @@ func copyUser(u *User) *User {
 	return &c
 }
 
-// userState is what UpdateUser compares to know whether anything changed.
-func userState(u *User) string {
-	b, _ := json.Marshal([]any{u.Attrs, u.Kind, u.Overrides})
-	return string(b)
-}
-
 // DeleteUser removes the user and its group memberships. check, if not nil,
 // sees the user as it is inside the deleting transaction and may veto: what it
 // checks (the account's kind, its version) cannot change before the delete.
 // It returns ErrNotFound.
 func (s *Store) DeleteUser(ctx context.Context, id string, check func(u *User) error) error {
 	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
-		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ?", id))
+		u, err := scanUser(s.in(tx).QueryRowContext(ctx, userByIDSQL, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %q: %w", id, ErrNotFound)
 		}

@@ -617,3 +617,88 @@ func TestUserNameLookalikesOnEverySurface(t *testing.T) {
 		t.Errorf("claim of a fullwidth manual account: %d %v, want 201 with id %s", status, doc["id"], manualID)
 	}
 }
+
+// TestUserPatchKeepsIndexesInStep: a user PATCH encodes the attributes once,
+// rewrites the email and app-role index rows only when they change, and
+// reads the user's groups after its commit. Each step checks what those
+// shortcuts could get wrong: the filter by email, the roles an app-role rule
+// gives, the groups in the response, and a PATCH that changes nothing
+// (even against attributes stored in another textual form, as SQL writes
+// them) writing nothing.
+func TestUserPatchKeepsIndexesInStep(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ctx := context.Background()
+	if err := ts.store.CreateRole(ctx, "admins", "", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.store.AddRoleRule(ctx, RoleRule{Role: "admins", AppRole: "Admin"}, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	body := newUserBody("ada@example.com")
+	body["roles"] = []any{map[string]any{"value": "Admin", "primary": false}}
+	status, _, doc := ts.do(t, "POST", "/Users", body)
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d %v", status, doc)
+	}
+	id := doc["id"].(string)
+	gid := ts.createGroup(t, "Staff")
+	addMembersByPatch(t, ts, gid, id)
+
+	byEmail := func(email string) float64 {
+		t.Helper()
+		_, _, list := ts.do(t, "GET", "/Users?filter="+url.QueryEscape(`emails.value eq "`+email+`"`), nil)
+		return list["totalResults"].(float64)
+	}
+	roles := func() []string {
+		t.Helper()
+		u, err := ts.store.UserByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Roles
+	}
+	patch := func(op map[string]any) map[string]any {
+		t.Helper()
+		status, _, doc := ts.do(t, "PATCH", "/Users/"+id, patchBody(op))
+		if status != http.StatusOK {
+			t.Fatalf("PATCH %v: %d %v", op, status, doc)
+		}
+		return doc
+	}
+	version := func(doc map[string]any) string { return doc["meta"].(map[string]any)["version"].(string) }
+
+	doc = patch(map[string]any{"op": "Replace", "path": "displayName", "value": "Ada & co"})
+	if groups, _ := doc["groups"].([]any); len(groups) != 1 || groups[0].(map[string]any)["value"] != gid {
+		t.Errorf("PATCH response groups %v, want the group %s", doc["groups"], gid)
+	}
+	if n := byEmail("ada@example.com"); n != 1 {
+		t.Errorf("filter by the unchanged email after a displayName PATCH: %v results, want 1", n)
+	}
+	if got := roles(); !slices.Equal(got, []string{"admins"}) {
+		t.Errorf("roles after a displayName PATCH: %v, want [admins]", got)
+	}
+
+	patch(map[string]any{"op": "Replace", "path": `emails[type eq "work"].value`, "value": "lovelace@example.com"})
+	if old, now := byEmail("ada@example.com"), byEmail("lovelace@example.com"); old != 0 || now != 1 {
+		t.Errorf("filter by email after the email changed: old %v, new %v results; want 0 and 1", old, now)
+	}
+
+	patch(map[string]any{"op": "Remove", "path": "roles"})
+	if got := roles(); len(got) != 0 {
+		t.Errorf("roles after the app role was removed: %v, want none", got)
+	}
+
+	before := patch(map[string]any{"op": "Replace", "path": "displayName", "value": "Ada & co"})
+	if _, err := ts.store.w.ExecContext(ctx, `UPDATE users SET attrs = json_set(attrs, '$.displayName', 'Ada & co') WHERE id = ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	if err := ts.store.r.QueryRowContext(ctx, "SELECT attrs FROM users WHERE id = ?", id).Scan(&stored); err != nil || !strings.Contains(stored, `"Ada & co"`) {
+		t.Fatalf("setup: the stored attributes are not in SQL's form: %v %s", err, stored)
+	}
+	after := patch(map[string]any{"op": "Replace", "path": "displayName", "value": "Ada & co"})
+	if version(after) != version(before) {
+		t.Errorf("a PATCH that changes nothing moved the version from %s to %s", version(before), version(after))
+	}
+}

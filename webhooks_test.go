@@ -296,7 +296,7 @@ func TestWebhookDeliveryRetryAndRestart(t *testing.T) {
 	// After a restart the queue is intact and goes out in order.
 	s = openStoreAt(t, path)
 	defer s.Close()
-	u, _, _ := s.UsersAfter(context.Background(), 0, 1)
+	u, _, _ := s.UsersAfter(context.Background(), 0, 1, true)
 	if err := s.DeleteUser(context.Background(), u[0].ID, nil); err != nil {
 		t.Fatal(err)
 	}
