@@ -108,7 +108,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		a.grace = cfg.hooks.shutdownGrace
 	}
 	if len(cfg.Replicas) > 0 {
-		rep, err := newReplicator(cfg.DB, cfg.Replicas[0], log)
+		rep, err := newReplicator(cfg.DB, cfg.Replicas[0], store.writes.Load, log)
 		if err != nil {
 			store.Close()
 			return nil, err

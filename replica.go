@@ -118,18 +118,23 @@ type replicator struct {
 
 	lastErr atomic.Pointer[replicaFailure]
 
-	mu         sync.Mutex
-	pending    []pendingTx // local transactions not yet replicated, oldest first, with when they were seen
+	commits func() int64 // the store's count of commits
+
+	mu          sync.Mutex
+	pending     []pendingTx // commits not yet known to be replicated, oldest first
+	lastCommits int64
+	lastLocal   uint64
+	movedAt     time.Time // the last commit or move of the local position
 	size       int64
 	sizeAt     time.Time
 	started    bool
 	startError string
 }
 
-// pendingTx is a transaction seen in the database and not yet in the replica.
+// pendingTx is a commit seen and not yet known to be in the replica.
 type pendingTx struct {
-	txid uint64
-	seen time.Time
+	local uint64    // Litestream's local position when the commit was seen
+	seen  time.Time // when
 }
 
 // replicaFailure is a replication error as Litestream logged it.
@@ -142,7 +147,7 @@ type replicaFailure struct {
 // start runs it. Credentials for S3 come from AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY (or a profile/role the AWS SDK finds); an SFTP
 // password or key path comes in the URL's user info or ?key-path=.
-func newReplicator(path, rawURL string, log *slog.Logger) (*replicator, error) {
+func newReplicator(path, rawURL string, commits func() int64, log *slog.Logger) (*replicator, error) {
 	if err := checkReplicaURL(rawURL); err != nil {
 		return nil, err
 	}
@@ -150,7 +155,7 @@ func newReplicator(path, rawURL string, log *slog.Logger) (*replicator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", replicaDisplayURL(rawURL), err)
 	}
-	r := &replicator{rawURL: rawURL, log: log.With("replica", replicaDisplayURL(rawURL))}
+	r := &replicator{rawURL: rawURL, commits: commits, log: log.With("replica", replicaDisplayURL(rawURL))}
 	db := litestream.NewDB(path)
 	db.CheckpointInterval = replicaCheckpointInterval
 	replica := litestream.NewReplicaWithClient(db, client)
@@ -204,9 +209,14 @@ func (h *failureRecorder) WithGroup(name string) slog.Handler {
 // store closes.
 func (r *replicator) run(ctx context.Context) {
 	if err := r.ls.Open(ctx); err != nil {
-		r.log.Error("replication could not start", "err", err)
+		msg := err.Error()
+		if strings.Contains(msg, "RootCAs") && os.Getenv("AWS_CA_BUNDLE") != "" {
+			// Litestream gives the AWS SDK an http.Client it cannot add a CA bundle to.
+			msg += " (AWS_CA_BUNDLE is set: Litestream's S3 client cannot use it; unset it for scimbox)"
+		}
+		r.log.Error("replication could not start", "err", msg)
 		r.mu.Lock()
-		r.startError = err.Error()
+		r.startError = msg
 		r.mu.Unlock()
 		return
 	}
@@ -238,24 +248,34 @@ func (r *replicator) run(ctx context.Context) {
 	r.mu.Unlock()
 }
 
-// sample notes the database's newest transaction and drops those the
-// replica now has, so that the lag is the age of the oldest one waiting.
+// sample notes the commits since the last sample and drops those the
+// replica now has, so that the lag is the age of the oldest commit waiting.
+// Litestream's own position trails the WAL by up to its monitor interval, so
+// a commit is known to be replicated once the replica holds a transaction
+// newer than the local position read after the commit, or, when writes have
+// stopped, once the local position has settled and the replica holds it.
 func (r *replicator) sample(now time.Time) {
-	local, err := r.db.Pos()
+	localPos, err := r.db.Pos()
 	if err != nil {
 		return
 	}
-	remote := uint64(r.db.Replica.Pos().TXID)
+	local, remote := uint64(localPos.TXID), uint64(r.db.Replica.Pos().TXID)
+	commits := r.commits()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if n := len(r.pending); uint64(local.TXID) > remote && (n == 0 || r.pending[n-1].txid < uint64(local.TXID)) {
-		if n >= 4096 { // a replica down for hours: keep the oldest, which sets the lag
+	if commits != r.lastCommits {
+		if len(r.pending) >= 4096 { // a replica down for hours: keep the oldest, which sets the lag
 			r.pending = append(r.pending[:1], r.pending[2:]...)
 		}
-		r.pending = append(r.pending, pendingTx{txid: uint64(local.TXID), seen: now})
+		r.pending = append(r.pending, pendingTx{local: local, seen: now})
+		r.lastCommits, r.movedAt = commits, now
 	}
+	if local != r.lastLocal {
+		r.lastLocal, r.movedAt = local, now
+	}
+	settled := now.Sub(r.movedAt) > 2*litestream.DefaultMonitorInterval
 	i := 0
-	for i < len(r.pending) && r.pending[i].txid <= remote {
+	for i < len(r.pending) && (remote > r.pending[i].local || settled && remote >= local) {
 		i++
 	}
 	r.pending = r.pending[i:]
@@ -283,6 +303,12 @@ func (r *replicator) readSize(ctx context.Context) {
 
 // Status reports the replication now.
 func (r *replicator) Status() replicaStatus {
+	r.mu.Lock()
+	started := r.started
+	r.mu.Unlock()
+	if started {
+		r.sample(time.Now())
+	}
 	st := replicaStatus{URL: replicaDisplayURL(r.rawURL), CheckpointOwner: "litestream", LastSync: r.db.LastSuccessfulSyncAt()}
 	if local, err := r.db.Pos(); err == nil {
 		st.LocalPosition = local.TXID.String()
