@@ -125,10 +125,10 @@ type replicator struct {
 	lastCommits int64
 	lastLocal   uint64
 	movedAt     time.Time // the last commit or move of the local position
-	size       int64
-	sizeAt     time.Time
-	started    bool
-	startError string
+	size        int64
+	sizeAt      time.Time
+	started     bool
+	startError  string
 }
 
 // pendingTx is a commit seen and not yet known to be in the replica.
