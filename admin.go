@@ -46,7 +46,7 @@ type admin struct {
 // adminPages are the templates in web/, each rendered inside web/layout.html
 // with the shared pieces of web/partials*.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
-	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html"}
+	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html", "reconcile.html"}
 
 // templateFuncs are the helpers every page template may call.
 var templateFuncs = template.FuncMap{
@@ -151,6 +151,8 @@ func (a *admin) routes(rt *httprouter.Router) {
 	get("/holds", a.holdsPage)
 	post("/holds", a.holdsAction)
 	post("/settings/holds", a.changeHoldSettings)
+	get("/reconcile", a.reconcilePage)
+	post("/reconcile/close", a.closeReconcile)
 	get("/settings/roles", a.rolesPage)
 	post("/settings/roles", a.rolesAction)
 	static, _ := fs.Sub(webFS, "web/static")

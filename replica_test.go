@@ -288,3 +288,174 @@ func setDiff(got, want map[string]bool) string {
 }
 
 func head(s []string) []string { return s[:min(len(s), 5)] }
+
+// serveStoreAt opens the database at path as the server does and serves it through httptest with a new token.
+func serveStoreAt(t *testing.T, path string) *testServer {
+	t.Helper()
+	store, err := OpenStore(context.Background(), path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	tok, _, err := store.CreateToken(context.Background(), "after restore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer((&server{store: store, log: slog.New(slog.NewTextHandler(io.Discard, nil))}).handler())
+	t.Cleanup(srv.Close)
+	return &testServer{Server: srv, store: store, token: tok}
+}
+
+// TestReconcileAfterEachKindOfRestore restores a database from a snapshot,
+// from a copy of the stopped file and from a file replica, each taken after
+// two users and a group existed and before a third user was created. After
+// each, every object is unconfirmed; the directory's requests confirm the
+// objects they find and count those for the lost user's id (InvalidAnchor);
+// the reconcile closes once everything was touched, and the Reconcile page
+// says what to do.
+func TestReconcileAfterEachKindOfRestore(t *testing.T) {
+	kinds := []struct {
+		name string
+		// take keeps the state of the store at path (which it may close) and
+		// returns a function that restores it into dst, with the restore point.
+		take func(t *testing.T, s *Store, path string) func(dst string) time.Time
+	}{
+		{"snapshot", func(t *testing.T, s *Store, path string) func(string) time.Time {
+			snap := filepath.Join(t.TempDir(), "backups", "scimbox-snap.db")
+			if err := s.Snapshot(context.Background(), snap); err != nil {
+				t.Fatal(err)
+			}
+			fi, _ := os.Stat(snap)
+			return func(dst string) time.Time {
+				if _, err := restoreDatabase(context.Background(), snap, dst, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				return fi.ModTime()
+			}
+		}},
+		{"copy", func(t *testing.T, s *Store, path string) func(string) time.Time {
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			cp := filepath.Join(t.TempDir(), "copy.db")
+			if err := copyFile(path, cp); err != nil {
+				t.Fatal(err)
+			}
+			fi, _ := os.Stat(cp)
+			return func(dst string) time.Time {
+				var out bytes.Buffer
+				if err := restoreCommand(context.Background(), []string{"-db", dst, cp}, &out, io.Discard); err != nil {
+					t.Fatal(err)
+				}
+				return fi.ModTime()
+			}
+		}},
+		{"replica", func(t *testing.T, s *Store, path string) func(string) time.Time {
+			replicaURL := "file://" + filepath.Join(t.TempDir(), "replica")
+			rep, err := newReplicator(path, replicaURL, s.writes.Load, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.handOverCheckpoints()
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { rep.run(ctx); close(done) }()
+			for st := rep.Status(); !st.Started || st.ReplicaPosition == "0000000000000000"; st = rep.Status() {
+				time.Sleep(20 * time.Millisecond)
+			}
+			stop() // the final upload happens on the way out
+			<-done
+			return func(dst string) time.Time {
+				var out bytes.Buffer
+				if err := restoreCommand(context.Background(), []string{"-db", dst, "-from-replica", replicaURL}, &out, io.Discard); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(out.String(), "Reconcile") {
+					t.Errorf("restore output does not point to the reconcile: %s", out.String())
+				}
+				return time.Time{}
+			}
+		}},
+	}
+	for _, kind := range kinds {
+		t.Run(kind.name, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "scimbox.db")
+			ts := serveStoreAt(t, path)
+			var ids []string
+			for _, name := range []string{"ada@example.com", "bob@example.com"} {
+				status, _, doc := ts.do(t, "POST", "/Users", newUserBody(name))
+				if status != http.StatusCreated {
+					t.Fatalf("create %s: %d %v", name, status, doc)
+				}
+				ids = append(ids, doc["id"].(string))
+			}
+			status, _, doc := ts.do(t, "POST", "/Groups", map[string]any{"displayName": "Staff"})
+			if status != http.StatusCreated {
+				t.Fatalf("create group: %d %v", status, doc)
+			}
+			groupID := doc["id"].(string)
+			restore := kind.take(t, ts.store, path)
+			lost := ""
+			if kind.name != "copy" { // the copy's store is closed
+				status, _, doc = ts.do(t, "POST", "/Users", newUserBody("late@example.com"))
+				if status != http.StatusCreated {
+					t.Fatalf("create late user: %d %v", status, doc)
+				}
+				lost = doc["id"].(string)
+			} else {
+				lost = "00000000-0000-4000-8000-000000000000" // an id Entra holds from after the copy
+			}
+			ts.Close()
+			ts.store.Close()
+
+			dst := filepath.Join(t.TempDir(), "restored.db")
+			point := restore(dst)
+			after := serveStoreAt(t, dst)
+			m, err := after.store.RestoreMarker(ctx)
+			if err != nil || m == nil || !m.Reconciled.IsZero() {
+				t.Fatalf("restore marker %+v, %v: want an open reconcile", m, err)
+			}
+			if !point.IsZero() && !m.Point.Equal(point.UTC().Truncate(time.Millisecond)) {
+				t.Errorf("restore point %s, want %s", m.Point, point)
+			}
+			if users, groups, _ := after.store.ReconcileCounts(ctx); users != 2 || groups != 1 {
+				t.Fatalf("unconfirmed after the restore: %d users, %d groups; want 2 and 1", users, groups)
+			}
+			// Entra's initial cycle: a filtered GET per user, a PATCH for the group.
+			if status, _, doc := after.do(t, "GET", `/Users?filter=userName+eq+"ada@example.com"`, nil); status != http.StatusOK || doc["totalResults"].(float64) != 1 {
+				t.Fatalf("filter: %d %v", status, doc)
+			}
+			if status, _, doc := after.do(t, "GET", "/Users/"+lost, nil); status != http.StatusNotFound {
+				t.Fatalf("GET the lost user: %d %v", status, doc)
+			}
+			st, err := after.store.Reconcile(ctx, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.UnconfirmedUsers != 1 || len(st.Users) != 1 || st.Users[0].ID != ids[1] || st.UnknownTotal != 1 || st.Unknown[0].ID != lost {
+				t.Fatalf("after one lookup and one unknown id: %+v", st)
+			}
+			admin := setUpAdmin(t, after)
+			if code, _, body := admin.get(t, "/reconcile"); code != http.StatusOK || !strings.Contains(body, "Restart provisioning") ||
+				!strings.Contains(body, "bob@example.com") || strings.Contains(body, "ada@example.com") || !strings.Contains(body, lost) {
+				t.Fatalf("reconcile page: %d\n%s", code, between(body, "<main", "</main>"))
+			}
+			if code, _, body := admin.get(t, "/"); code != http.StatusOK || !strings.Contains(body, `href="/reconcile"`) {
+				t.Errorf("the dashboard does not point to the reconcile: %d", code)
+			}
+			if status, _, doc := after.do(t, "PATCH", "/Users/"+ids[1], patchBody(map[string]any{"op": "replace", "path": "active", "value": true})); status != http.StatusOK {
+				t.Fatalf("PATCH bob: %d %v", status, doc)
+			}
+			if status, _, doc := after.do(t, "PATCH", "/Groups/"+groupID, patchBody(map[string]any{"op": "replace", "path": "displayName", "value": "Staff"})); status >= 300 {
+				t.Fatalf("PATCH group: %d %v", status, doc)
+			}
+			if code, _, body := admin.get(t, "/reconcile"); code != http.StatusOK || !strings.Contains(body, "Reconciled on") {
+				t.Fatalf("reconcile page once everything was touched: %d\n%s", code, between(body, "<main", "</main>"))
+			}
+			if m, _ := after.store.RestoreMarker(ctx); m == nil || m.Reconciled.IsZero() {
+				t.Errorf("the reconcile did not close: %+v", m)
+			}
+		})
+	}
+}
