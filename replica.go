@@ -70,7 +70,7 @@ func checkReplicaURL(raw string) error {
 	}
 	switch p.Scheme {
 	case "file":
-		if p.Path == "" || !filepath.IsAbs(p.Path) {
+		if p.Host != "" || p.Path == "" || !filepath.IsAbs(p.Path) {
 			return fmt.Errorf("replica URL %q: a file replica is file:///absolute/path", replicaDisplayURL(raw))
 		}
 	case "s3", "sftp":
@@ -118,7 +118,8 @@ type replicator struct {
 
 	lastErr atomic.Pointer[replicaFailure]
 
-	commits func() int64 // the store's count of commits
+	commits  func() int64  // the store's count of commits
+	lagLimit time.Duration // the lag past which the alert fires: replicaLagAlert
 
 	mu          sync.Mutex
 	pending     []pendingTx // commits not yet known to be replicated, oldest first
@@ -155,7 +156,7 @@ func newReplicator(path, rawURL string, commits func() int64, log *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", replicaDisplayURL(rawURL), err)
 	}
-	r := &replicator{rawURL: rawURL, commits: commits, log: log.With("replica", replicaDisplayURL(rawURL))}
+	r := &replicator{rawURL: rawURL, commits: commits, lagLimit: replicaLagAlert, log: log.With("replica", replicaDisplayURL(rawURL))}
 	db := litestream.NewDB(path)
 	db.CheckpointInterval = replicaCheckpointInterval
 	replica := litestream.NewReplicaWithClient(db, client)
@@ -163,6 +164,7 @@ func newReplicator(path, rawURL string, commits func() int64, log *slog.Logger) 
 	r.db = db
 	r.ls = litestream.NewStore([]*litestream.DB{db}, litestream.DefaultCompactionLevels)
 	r.ls.SetShutdownSyncTimeout(replicaShutdownSync)
+	r.ls.Logger = r.log.With("system", "litestream")
 	// After NewStore, which gives each database the store's logger.
 	db.SetLogger(slog.New(&failureRecorder{next: r.log.Handler(), r: r}))
 	return r, nil
@@ -336,7 +338,7 @@ func (r *replicator) lagAlert(context.Context) (bool, string, error) {
 		return true, fmt.Sprintf("Replication to %s could not start: %s.", st.URL, st.StartError), nil
 	case !st.Started:
 		return false, "", errAlertUnknown
-	case st.LagSeconds > replicaLagAlert.Seconds():
+	case st.LagSeconds > r.lagLimit.Seconds():
 		detail := fmt.Sprintf("The replica %s is %s behind the database.", st.URL, (time.Duration(st.LagSeconds) * time.Second).String())
 		if st.LastError != "" {
 			detail += " Last error: " + st.LastError

@@ -459,3 +459,123 @@ func TestReconcileAfterEachKindOfRestore(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyOfIdleReplicatedDatabaseIsComplete: with a replica, Litestream
+// checkpoints instead of scimbox, and a copy of the file alone is still
+// complete once writes have paused for replicaCheckpointInterval and
+// Litestream's next sync (the README's promise, with a replica).
+func TestCopyOfIdleReplicatedDatabaseIsComplete(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "scimbox.db")
+	s := openStoreAt(t, db)
+	defer s.Close()
+	rep, err := newReplicator(db, "file://"+filepath.Join(dir, "replica"), s.writes.Load, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.handOverCheckpoints()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rep.run(ctx); close(done) }()
+	defer func() { stop(); <-done }()
+	addUsers(t, s, "u", 50)
+	time.Sleep(replicaCheckpointInterval + 2*time.Second + 2*time.Second) // the interval, Litestream's sync, slack
+	copyPath := filepath.Join(dir, "copied.db")
+	if err := copyFile(db, copyPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyDatabase(context.Background(), copyPath); err != nil {
+		t.Fatalf("copy of the idle file: %v", err)
+	}
+	c := openStoreAt(t, copyPath)
+	defer c.Close()
+	if got := countUsers(t, c); got != 50 {
+		t.Errorf("copy has %d users, want 50", got)
+	}
+	if st := rep.Status(); st.LastError != "" || st.LagSeconds != 0 {
+		t.Errorf("replication after the pause: %+v", st)
+	}
+}
+
+// TestReplicaURLs: the kinds accepted, and one replica only.
+func TestReplicaURLs(t *testing.T) {
+	for _, tc := range []struct {
+		urls    []string
+		wantErr string
+	}{
+		{[]string{"file:///var/backups/scimbox"}, ""},
+		{[]string{"s3://bucket/scimbox?endpoint=http://127.0.0.1:9000&region=us-east-1"}, ""},
+		{[]string{"sftp://backup@host.example.com/scimbox"}, ""},
+		{[]string{"file://relative/path"}, "file:///absolute/path"},
+		{[]string{"s3:///prefix"}, "name the bucket"},
+		{[]string{"gs://bucket/x"}, "the kinds are file, s3, sftp"},
+		{[]string{"file:///a", "s3://bucket/b"}, "only one -replica"},
+	} {
+		var got replicaURLs
+		var err error
+		for _, u := range tc.urls {
+			if err = got.Set(u); err != nil {
+				break
+			}
+		}
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%v: error %v, want %q", tc.urls, err, tc.wantErr)
+		}
+	}
+	if got := replicaDisplayURL("sftp://backup:hunter2@host/path"); strings.Contains(got, "hunter2") {
+		t.Errorf("the password shows: %s", got)
+	}
+}
+
+// TestReplicaFailureIsReported: a replica that cannot be written shows its
+// error and a growing lag in the status, the metric and the alert.
+func TestReplicaFailureIsReported(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "scimbox.db")
+	s := openStoreAt(t, db)
+	defer s.Close()
+	blocker := filepath.Join(dir, "not-a-directory")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := newReplicator(db, "file://"+filepath.Join(blocker, "replica"), s.writes.Load, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.lagLimit = time.Millisecond
+	s.handOverCheckpoints()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rep.run(ctx); close(done) }()
+	defer func() { stop(); <-done }()
+	addUsers(t, s, "u", 3)
+	deadline := time.Now().Add(30 * time.Second)
+	st := rep.Status()
+	for (st.LastError == "" || st.LagSeconds == 0) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		st = rep.Status()
+	}
+	if st.LastError == "" || !strings.Contains(st.LastError, "not a directory") || st.LagSeconds == 0 {
+		t.Fatalf("status of a failing replica: %+v", st)
+	}
+	firing, detail, err := rep.lagAlert(context.Background())
+	if err != nil || !firing || !strings.Contains(detail, "behind") || !strings.Contains(detail, "not a directory") {
+		t.Errorf("alert: %v %q %v", firing, detail, err)
+	}
+	m := newMetrics(s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m.watchReplica(rep)
+	families, err := m.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lag float64 = -1
+	for _, f := range families {
+		if f.GetName() == "scimbox_replica_lag_seconds" {
+			lag = f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if lag <= 0 {
+		t.Errorf("scimbox_replica_lag_seconds = %v, want > 0", lag)
+	}
+}
