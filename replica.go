@@ -222,6 +222,12 @@ func (r *replicator) run(ctx context.Context) {
 		r.mu.Unlock()
 		return
 	}
+	// Litestream opens the database at its first sync, a second from now, and
+	// its final sync on Close skips a database it has not opened: a server
+	// stopped before then would leave its writes out of the replica.
+	if err := r.db.Sync(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("replication: first sync", "err", err)
+	}
 	r.mu.Lock()
 	r.started = true
 	r.mu.Unlock()
