@@ -206,6 +206,7 @@ func restoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if kept != "" {
 		fmt.Fprintf(stdout, "The database it replaced is kept as %s.\n", kept)
 	}
+	fmt.Fprintln(stdout, restoreNextStep)
 	return nil
 }
 

@@ -354,6 +354,9 @@ func (r *replicator) lagAlert(context.Context) (bool, string, error) {
 	return false, fmt.Sprintf("The replica %s is caught up.", st.URL), nil
 }
 
+// restoreNextStep is what every restore tells the admin to do next.
+const restoreNextStep = "Next: start the server, then run Restart provisioning in Entra; the admin page's Reconcile page shows what the directory has not confirmed yet."
+
 // errNoReplicaBackup is returned when the replica holds nothing to restore at the time asked for.
 var errNoReplicaBackup = errors.New("the replica holds no backup of a database at or before that time")
 
@@ -432,6 +435,6 @@ func restoreFromReplicaCommand(ctx context.Context, dbPath, rawURL, timestamp st
 	if kept != "" {
 		fmt.Fprintf(stdout, "The database it replaced is kept as %s.\n", kept)
 	}
-	fmt.Fprintln(stdout, "After the server starts, open the admin page's Reconcile page: run Restart provisioning in Entra.")
+	fmt.Fprintln(stdout, restoreNextStep)
 	return nil
 }
