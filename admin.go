@@ -48,7 +48,7 @@ type admin struct {
 // with the shared pieces of web/partials*.html.
 var adminPages = []string{"setup.html", "login.html", "dashboard.html", "connection.html", "users.html",
 	"user.html", "newuser.html", "groups.html", "group.html", "log.html", "settings.html", "apps.html", "message.html", "alerts.html", "holds.html", "roles.html", "drift.html",
-	"admins.html", "invite.html", "audit.html", "sso.html", "signedin.html"}
+	"admins.html", "invite.html", "audit.html", "sso.html", "signedin.html", "reconcile.html"}
 
 // templateFuncs are the helpers every page template may call.
 var templateFuncs = template.FuncMap{
@@ -155,6 +155,8 @@ func (a *admin) routes(rt *httprouter.Router) {
 	get("/drift/:file", a.driftExport)
 	post("/holds", a.holdsAction)
 	post("/settings/holds", a.changeHoldSettings)
+	get("/reconcile", a.reconcilePage)
+	post("/reconcile/close", a.closeReconcile)
 	get("/settings/roles", a.rolesPage)
 	post("/settings/roles", a.rolesAction)
 	get("/admins", a.adminsPage)

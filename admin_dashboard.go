@@ -21,6 +21,7 @@ type dashboardData struct {
 	Recent    []logRow
 	Charts    []chart
 	Health    healthCard
+	Restore   *restoreReport // nil unless the database was restored
 }
 
 // healthCard is what the dashboard's health card shows.
@@ -80,7 +81,8 @@ func (a *admin) dashboard(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if health.Skipped, err = a.store.SkippedMembersSummary(ctx); err != nil {
 		return err
 	}
-	return a.render(w, r, http.StatusOK, "dashboard.html", dashboardData{layout: a.layout(r, sess, "Dashboard", "dashboard"),
+	_, restore := a.replicaAndRestore(ctx)
+	return a.render(w, r, http.StatusOK, "dashboard.html", dashboardData{layout: a.layout(r, sess, "Dashboard", "dashboard"), Restore: restore,
 		Stats: st, Tokens: tokens, LastUsed: last, TenantURL: baseURL(r), Recent: recent, Health: health,
 		Charts: []chart{cyclesChart(activity, now), requestsChart(hourly, now), changesChart(daily, now)}})
 }

@@ -28,7 +28,9 @@ type settingsData struct {
 	Claim           bool
 	Deprovision     string
 	PurgeDays       int
-	Holds           HoldSettings // the mass-change hold (admin_holds.go)
+	Holds           HoldSettings   // the mass-change hold (admin_holds.go)
+	Replication     *replicaStatus // nil without -replica
+	Restore         *restoreReport // nil when the database was never restored
 	// Errors are problems with the submitted form, by the name of the field they concern.
 	Errors map[string]string
 	// Confirm is a preset waiting for the admin's confirmation, with what it
@@ -96,6 +98,7 @@ func (a *admin) settingsData(r *http.Request, sess *adminSession) (settingsData,
 		return d, err
 	}
 	d.Snapshots = snaps
+	d.Replication, d.Restore = a.replicaAndRestore(r.Context())
 	p, err := a.store.Policy(r.Context())
 	if err != nil {
 		return d, err

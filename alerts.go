@@ -44,6 +44,7 @@ const (
 	alertSnapshotFailed  = "snapshot-failed"
 	alertDiskFull        = "disk-nearly-full"
 	alertMassChangeHeld  = "mass-change-held"
+	alertReplicaLag      = "replica-lag"
 )
 
 // alertCondition is one thing scimbox watches. check reports whether it
@@ -75,6 +76,15 @@ func quarantineRiskCondition(check func(ctx context.Context) (bool, string, erro
 func massChangeHeldCondition(check func(ctx context.Context) (bool, string, error)) alertCondition {
 	return alertCondition{key: alertMassChangeHeld, title: "A mass change from the directory is held", check: check,
 		action: "Review the held change on the admin page and apply or reject it; until then it is not applied."}
+}
+
+// replicaLagCondition is the alert of continuous replication; check reports
+// whether the replica lags too far behind the database (or could not start).
+// Register it with alerter.register.
+func replicaLagCondition(check func(ctx context.Context) (bool, string, error)) alertCondition {
+	return alertCondition{key: alertReplicaLag, title: "The replica is falling behind", check: check,
+		action: "Writes since the replica's position would be lost with this machine. Check that the replica's storage is reachable " +
+			"and its credentials valid (the log says what failed); the replication catches up by itself once it is."}
 }
 
 // alertConfig is where alerts go. Every field is text, as stored and as

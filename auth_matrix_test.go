@@ -299,6 +299,8 @@ func (fx *matrixFixture) cases() map[string]matrixCase {
 		"GET /drift/:file":                   {path: "/drift/drift.csv"},
 		"POST /holds":                        {path: "/holds", form: url.Values{"action": {"approve-all"}}},
 		"POST /settings/holds":               {path: "/settings/holds", form: url.Values{"hold_percent": {"0"}, "hold_minimum": {"0"}, "hold_window": {"1"}}},
+		"GET /reconcile":                     {path: "/reconcile"},
+		"POST /reconcile/close":              {path: "/reconcile/close", form: url.Values{}},
 		"GET /settings/roles":                {path: "/settings/roles"},
 		"POST /settings/roles":               {path: "/settings/roles", form: url.Values{"action": {"create"}, "name": {"intruders"}}},
 		"GET /admins":                        {path: "/admins"},

@@ -76,6 +76,9 @@ func (s *Store) checkpointer(ctx context.Context) {
 		if s.CheckFile() != nil {
 			continue // nothing to keep current any more; CheckFile has said why
 		}
+		if s.replicated.Load() {
+			continue // Litestream checkpoints: one of ours would make it re-upload the whole file
+		}
 		n := s.writes.Load()
 		switch {
 		case n != seen:
@@ -316,8 +319,21 @@ func verifyDatabase(ctx context.Context, path string) error {
 
 // restoreDatabase replaces the database at dst with a verified copy of src.
 // No server may be running on dst. The replaced file (and any -wal) is kept
-// beside it as <dst>.before-restore-<time>, and stale -wal/-shm files are removed.
+// beside it as <dst>.before-restore-<time>, and stale -wal/-shm files are
+// removed. The copy gets a restore marker whose point is src's modification
+// time: a snapshot's or copy's is when it was taken.
 func restoreDatabase(ctx context.Context, src, dst string, now time.Time) (kept string, err error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	return restoreDatabaseMarked(ctx, src, dst, RestoreMarker{Point: fi.ModTime(), RestoredAt: now, Source: src})
+}
+
+// restoreDatabaseMarked is restoreDatabase with the restore marker given:
+// it is written into the copy before the copy takes dst's place.
+func restoreDatabaseMarked(ctx context.Context, src, dst string, marker RestoreMarker) (kept string, err error) {
+	now := marker.RestoredAt
 	if err := verifyDatabase(ctx, src); err != nil {
 		return "", fmt.Errorf("restore %s: %w", src, err)
 	}
@@ -332,12 +348,23 @@ func restoreDatabase(ctx context.Context, src, dst string, now time.Time) (kept 
 	if err := copyFile(src, tmp); err != nil {
 		return "", fmt.Errorf("restore: %w", err)
 	}
+	if err := writeRestoreMarker(ctx, tmp, marker); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("restore: %w", err)
+	}
 	if _, err := os.Stat(dst); err == nil {
 		kept = fmt.Sprintf("%s.before-restore-%s", dst, now.UTC().Format("20060102T150405Z"))
 		if err := os.Rename(dst, kept); err != nil {
 			return "", fmt.Errorf("restore: keep the old database: %w", err)
 		}
 		if err := os.Rename(dst+"-wal", kept+"-wal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("restore: %w", err)
+		}
+	}
+	// Litestream's local state (its position and transaction files) belongs to the replaced file.
+	meta := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+"-litestream")
+	if _, err := os.Stat(meta); err == nil {
+		if err := os.Rename(meta, meta+".before-restore-"+now.UTC().Format("20060102T150405Z")); err != nil {
 			return "", fmt.Errorf("restore: %w", err)
 		}
 	}

@@ -242,8 +242,16 @@ func backupCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 func restoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", stderr)
 	db := dbFlag(fs)
+	fromReplica := fs.String("from-replica", "", "restore from the replica at this URL (as given to serve -replica) instead of a file")
+	timestamp := fs.String("timestamp", "", "with -from-replica: restore the state of this time (RFC 3339, e.g. 2026-12-03T14:05:00Z); default the latest")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *fromReplica != "" {
+		return restoreFromReplicaCommand(ctx, *db, *fromReplica, *timestamp, fs.NArg(), stdout, stderr)
+	}
+	if *timestamp != "" {
+		return errors.New("restore: -timestamp goes with -from-replica")
 	}
 	if fs.NArg() != 1 {
 		return errors.New("restore: give the backup file to restore, e.g. scimbox restore -db scimbox.db backups/scimbox-20260101T000000Z.db")
@@ -256,6 +264,7 @@ func restoreCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if kept != "" {
 		fmt.Fprintf(stdout, "The database it replaced is kept as %s.\n", kept)
 	}
+	fmt.Fprintln(stdout, restoreNextStep)
 	return nil
 }
 

@@ -287,8 +287,10 @@ func (s *server) noteCall(r *http.Request, ri *requestInfo, status int) {
 type healthReport struct {
 	Status string `json:"status"` // ok, or why not
 	HealthSnapshot
-	SkippedMembers skippedReport `json:"skippedMembers"`
-	History        []Cycle       `json:"history,omitempty"` // persisted cycles, newest first (API only)
+	SkippedMembers skippedReport  `json:"skippedMembers"`
+	History        []Cycle        `json:"history,omitempty"`     // persisted cycles, newest first (API only)
+	Replication    *replicaStatus `json:"replication,omitempty"` // with -replica (the URL in the API only)
+	Restore        *restoreReport `json:"restore,omitempty"`     // after a restore: its marker and the reconcile's progress
 }
 
 // skippedReport is the skipped members part of a healthReport.
@@ -309,6 +311,10 @@ func (s *server) healthzVerbose(w http.ResponseWriter, r *http.Request) {
 		rep.Status, status = "database unavailable", http.StatusServiceUnavailable
 	}
 	rep.SkippedMembers.SkippedSummary = sum
+	rep.Replication, rep.Restore = s.replicaAndRestore(r.Context())
+	if rep.Replication != nil {
+		rep.Replication.URL = "" // names the bucket or host, and this page asks no credential
+	}
 	writeAPI(w, status, rep)
 }
 
@@ -336,6 +342,7 @@ func (s *server) apiHealth(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if rep.SkippedMembers.Items, err = s.store.SkippedMembers(ctx, "", 100); err != nil {
 		return err
 	}
+	rep.Replication, rep.Restore = s.replicaAndRestore(ctx)
 	writeAPI(w, http.StatusOK, rep)
 	return nil
 }

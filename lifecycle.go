@@ -107,8 +107,21 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	if cfg.hooks.shutdownGrace > 0 {
 		a.grace = cfg.hooks.shutdownGrace
 	}
+	if len(cfg.Replicas) > 0 {
+		rep, err := newReplicator(cfg.DB, cfg.Replicas[0], store.writes.Load, log)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		store.handOverCheckpoints()
+		a.server.replica = rep
+		alerts.register(replicaLagCondition(rep.lagAlert))
+		// First, so that it is uploading before the other workers write.
+		a.workers = append(a.workers, worker{"replication", rep.run})
+	}
 	if cfg.MetricsAddr != "" {
 		a.metrics = newMetrics(store, log)
+		a.metrics.watchReplica(a.server.replica)
 		a.metrics.cycleStatsFunc = store.Health().cycleMetrics
 		a.server.metrics = a.metrics.requests
 	}

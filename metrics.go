@@ -399,3 +399,29 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// watchReplica adds the replication's figures, read at each scrape; r nil (no replica) adds none.
+func (m *metrics) watchReplica(r *replicator) {
+	if r == nil {
+		return
+	}
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scimbox_replica_lag_seconds",
+			Help: "How long the oldest transaction not yet in the replica has waited (0 when the replica is caught up).",
+		}, func() float64 { return r.Status().LagSeconds }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scimbox_replica_size_bytes",
+			Help: "Size of the replica's files (snapshots and transaction files), read each minute.",
+		}, func() float64 { return float64(r.Status().SizeBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "scimbox_replica_last_sync_timestamp_seconds",
+			Help: "Unix time of the last successful upload to the replica (0 before the first).",
+		}, func() float64 {
+			if t := r.Status().LastSync; !t.IsZero() {
+				return float64(t.UnixNano()) / 1e9
+			}
+			return 0
+		}),
+	)
+}

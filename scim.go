@@ -54,6 +54,8 @@ type server struct {
 	certs     *certHealth     // obtaining and renewing the certificate; nil in tests
 	metrics   *requestMetrics // nil unless -metrics-addr is set
 	ssoFlags  ssoFlags        // the -oidc-* flags (oidc.go)
+	replica   *replicator     // nil unless -replica is set
+	reconcile reconcileGate   // whether a restore's reconcile is open (reconcile.go)
 }
 
 // scimHandler is a SCIM endpoint: it writes a response or returns an error.
@@ -73,6 +75,7 @@ type requestInfo struct {
 
 	scimType       string   // of the error response, if any
 	skippedMembers []string // member ids a group write skipped (no user or group has them)
+	listed         []string // ids a filtered list returned (the reconcile after a restore counts them as seen)
 }
 
 // about records which resource a request concerns, for the logs.
@@ -658,6 +661,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		}
 		if strings.HasPrefix(r.URL.Path, scimBase+"/") {
 			s.noteCall(r, ri, rec.status)
+			s.noteReconcile(r, ri, rec.status)
 		}
 		level := slog.LevelInfo
 		switch {

@@ -34,6 +34,7 @@ func (s *server) searchGroups(w http.ResponseWriter, r *http.Request) error {
 // writeGroups answers a group list or search, reading members only when the projection returns them.
 func (s *server) writeGroups(w http.ResponseWriter, r *http.Request, lp listParams) error {
 	var err error
+	filtered := lp.Filter != nil
 	if lp.Filter, err = filterFor(lp.Filter, groupType); err != nil {
 		return invalidFilter(err)
 	}
@@ -45,6 +46,9 @@ func (s *server) writeGroups(w http.ResponseWriter, r *http.Request, lp listPara
 	docs := make([]map[string]any, len(groups))
 	for i, g := range groups {
 		docs[i] = g.doc(base)
+		if filtered {
+			infoOf(r).listed = append(infoOf(r).listed, g.ID)
+		}
 	}
 	writeList(w, lp, total, docs)
 	return nil

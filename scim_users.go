@@ -33,6 +33,7 @@ func (s *server) searchUsers(w http.ResponseWriter, r *http.Request) error {
 // writeUsers answers a user list or search.
 func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParams) error {
 	var err error
+	filtered := lp.Filter != nil
 	if lp.Filter, err = filterFor(lp.Filter, userType); err != nil {
 		return invalidFilter(err)
 	}
@@ -45,6 +46,9 @@ func (s *server) writeUsers(w http.ResponseWriter, r *http.Request, lp listParam
 	docs := make([]map[string]any, len(users))
 	for i, u := range users {
 		docs[i] = u.doc(base)
+		if filtered {
+			infoOf(r).listed = append(infoOf(r).listed, u.ID)
+		}
 	}
 	writeList(w, lp, total, docs)
 	return nil

@@ -62,6 +62,9 @@ type serveConfig struct {
 	BackupInterval time.Duration
 	BackupKeep     int
 
+	// Replicas is where Litestream replicates the database continuously (one URL).
+	Replicas replicaURLs
+
 	// AllowFreshDB starts with a new, empty database although backups or
 	// certificates beside the path show that one existed there.
 	AllowFreshDB bool
@@ -199,6 +202,8 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig) {
 	fs.DurationVar(&cfg.BackupInterval, "backup-interval", 24*time.Hour, "how often to snapshot the database into a backups folder next to it; 0 turns snapshots off")
 	fs.IntVar(&cfg.BackupKeep, "backup-keep", 7, "how many snapshots to keep")
 	fs.BoolVar(&cfg.AllowFreshDB, "allow-fresh-db", false, "start with a new, empty database although a backups or certs folder beside -db shows that one existed (it was deleted or moved: restore it instead)")
+	fs.Var(&cfg.Replicas, "replica", "replicate the database continuously with Litestream to file:///path, s3://bucket/prefix (?endpoint=URL&region=R&force-path-style=true; "+
+		"credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or sftp://user@host/path; restore with scimbox restore -from-replica")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", `address to serve Prometheus metrics on (GET /metrics, no credential), e.g. 127.0.0.1:9090: bind it to loopback or a private interface; "" turns it off`)
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", "127.0.0.1,::1", "with -behind-proxy: comma-separated addresses or CIDR ranges whose X-Forwarded-Proto/For are believed")
 	alertFlagsOn(fs, &cfg.Alerts)

@@ -66,6 +66,9 @@ type Store struct {
 	lost         atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
 	migratedFrom int                   // the schema version found when opening
 	writes       atomic.Int64
+	// replicated: Litestream replicates the file and owns checkpointing;
+	// the checkpointer and Close leave the WAL to it (store_replica.go).
+	replicated atomic.Bool
 
 	snapshotResult atomic.Pointer[snapshotResult] // the last automatic snapshot's outcome; nil before the first
 	stats          *writerStats                   // what write measures, for the metrics
@@ -385,6 +388,7 @@ var migrations = []string{
 		INSERT INTO settings (key, value) VALUES ('secrets_generation', '1')
 			ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1;
 	END;`,
+	reconcileMigration,
 }
 
 // goMigrations are the entries of migrations that SQL cannot express: the
@@ -515,8 +519,10 @@ func (s *Store) Close() error {
 		s.logClosed = true
 		s.logMu.Unlock()
 		s.workers.Stop() // the log writer writes what was queued before it returns
-		if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
-			s.log.Warn("final checkpoint", "err", err)
+		if !s.replicated.Load() {
+			if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+				s.log.Warn("final checkpoint", "err", err)
+			}
 		}
 		s.closeErr = errors.Join(s.r.Close(), s.w.Close(), s.lock.Close())
 	})
