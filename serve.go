@@ -515,6 +515,9 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 
 	a.startWorkers()
 	log.Info("serving", "mode", cfg.mode(), "addrs", addrs.String(), "db", cfg.DB, "version", version(), "pid", os.Getpid())
+	// LDAP clones the HTTPS server's TLS config: before ServeTLS, which
+	// writes to it (NextProtos), runs.
+	ldapServer := startLDAP(a.store, cfg.LDAP, ldapLn, ldapsLn, servers, log)
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		a.configure(s.srv)
@@ -526,7 +529,6 @@ func serve(ctx context.Context, cfg serveConfig, stdout, stderr io.Writer) error
 			}
 		}()
 	}
-	ldapServer := startLDAP(a.store, cfg.LDAP, ldapLn, ldapsLn, servers, log)
 	serveErr := handover.ready()
 	sighupCtx, stopSIGHUP := context.WithCancel(ctx)
 	defer stopSIGHUP()
