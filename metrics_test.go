@@ -366,10 +366,12 @@ func TestMetricsCertificateExpiry(t *testing.T) {
 		t.Error("a certificate expiry is reported before any client connected")
 	}
 	checkSCIMOverHTTPS(t, poolOf(cert), "https://localhost:"+strconv.Itoa(port(t, s.addrs.HTTPS)), token)
+	// Whole seconds from the scrape to NotAfter: at most a second (the
+	// truncation) more than from just before the scrape, and not a day less.
+	left := time.Until(cert.NotAfter).Seconds()
 	body, fams := scrape(t, metricsURL)
 	got, ok := sample(fams, "scimbox_tls_certificate_expiry_seconds")
-	// Between the scrape and NotAfter: less than NotAfter from now, and more than a day less.
-	if left := time.Until(cert.NotAfter).Seconds(); !ok || got > left+1 || got < left-86400 {
+	if !ok || got > left+1 || got < left-86400 {
 		t.Errorf("scimbox_tls_certificate_expiry_seconds = %v (present %v), want about %v", got, ok, left)
 	}
 	promtoolCheck(t, body)
