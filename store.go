@@ -467,7 +467,10 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	// temp_store(MEMORY): group commit runs each write in a savepoint, whose
+	// sub-journal (the pages as they were) would otherwise spill to a temp
+	// file past 64 KiB and cost a write(2) per page (store_commit.go).
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=temp_store(MEMORY)"))
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
