@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,9 @@ type writeCall struct {
 	lead  bool          // set before done closes: the caller leads the next batch
 	done  chan struct{} // closed once err is final, or to hand over the lead
 	err   error
+	// panicked is what fn panicked with: the batch goes on without it, and
+	// its caller panics with it, as it would have running fn itself.
+	panicked any
 }
 
 // write runs fn in a write transaction, possibly with other callers' writes,
@@ -93,11 +97,30 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 			<-call.done // a leader took it: wait for its outcome
 		}
 		if !call.lead {
-			return call.err
+			return call.outcome()
 		}
 	}
 	s.leadBatch(call)
-	return call.err
+	return call.outcome()
+}
+
+func (c *writeCall) outcome() error {
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
+	return c.err
+}
+
+// run calls the call's fn. A panic is caught, so that the batch and the
+// queue go on, and rethrown in the call's own goroutine by outcome.
+func (c *writeCall) run(s *Store, tx *sql.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("a write panicked", "panic", r, "stack", string(debug.Stack()))
+			c.panicked, err = r, fmt.Errorf("write panicked: %v", r)
+		}
+	}()
+	return c.fn(context.WithoutCancel(c.ctx), tx, s.now().UTC().Truncate(time.Millisecond))
 }
 
 // leadBatch runs first and the writes queued behind it as one transaction,
@@ -168,7 +191,7 @@ func (s *Store) commitBatch(batch []*writeCall) {
 			return
 		}
 		s.stats.takeEvents() // a rolled-back savepoint's
-		c.err = c.fn(context.WithoutCancel(c.ctx), tx, s.now().UTC().Truncate(time.Millisecond))
+		c.err = c.run(s, tx)
 		if c.err == nil {
 			_, err = tx.ExecContext(bg, "RELEASE write")
 		} else if _, why := unavailable(c.err); why {

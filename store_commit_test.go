@@ -291,3 +291,50 @@ func BenchmarkConcurrentCreateUser(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 }
+
+// TestGroupCommitPanickingWrite: a write that panics in a batch panics in
+// its own caller, as it did when each caller ran its own transaction; the
+// other writes of the batch commit, and the writer goes on.
+func TestGroupCommitPanickingWrite(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := context.Background()
+	release := holdWriter(t, s)
+	var wg sync.WaitGroup
+	var errBefore, errAfter error
+	var recovered any
+	wg.Go(func() { errBefore = s.CreateUser(ctx, emailUser("before@example.com")) })
+	waitQueued(t, s, 1)
+	wg.Go(func() {
+		defer func() { recovered = recover() }()
+		s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES ('panicked', 'x')`); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	})
+	waitQueued(t, s, 2)
+	wg.Go(func() { errAfter = s.CreateUser(ctx, emailUser("after@example.com")) })
+	waitQueued(t, s, 3)
+	release()
+	wg.Wait()
+	if recovered != "boom" {
+		t.Errorf("the panicking write's caller recovered %v, want its panic", recovered)
+	}
+	if errBefore != nil || errAfter != nil {
+		t.Errorf("the other writes of the batch: %v, %v; want nil", errBefore, errAfter)
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM settings WHERE key = 'panicked'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the panicking write left %d rows (%v)", n, err)
+	}
+	if err := s.CreateUser(ctx, emailUser("next@example.com")); err != nil {
+		t.Fatalf("the write after a panic: %v", err)
+	}
+	for _, name := range []string{"before@example.com", "after@example.com", "next@example.com"} {
+		if u, e, ev := userRows(t, s, name); u != 1 || e != 1 || ev != 1 {
+			t.Errorf("%s: %d users, %d email rows, %d events; want 1 of each", name, u, e, ev)
+		}
+	}
+}
