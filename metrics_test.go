@@ -439,7 +439,7 @@ func TestEventsCountedOnCommit(t *testing.T) {
 	s := newTestStore(t)
 	ctx := context.Background()
 	emit := func(typ string, n int, fail error) error {
-		return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 			data := make([]any, n)
 			for i := range data {
 				data[i] = map[string]any{"i": i}
@@ -478,14 +478,14 @@ func TestWriterQueueDepth(t *testing.T) {
 	holding, release := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		s.write(ctx, func(*sql.Tx, time.Time) error {
+		s.write(ctx, func(context.Context, *sql.Tx, time.Time) error {
 			close(holding)
 			<-release
 			return nil
 		})
 	})
 	<-holding
-	wg.Go(func() { s.write(ctx, func(*sql.Tx, time.Time) error { return nil }) })
+	wg.Go(func() { s.write(ctx, func(context.Context, *sql.Tx, time.Time) error { return nil }) })
 	for deadline := time.Now().Add(10 * time.Second); s.stats.waiting.Load() != 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			close(release)

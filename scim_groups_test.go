@@ -22,7 +22,7 @@ func stManyUsers(t testing.TB, s *Store, prefix string, n int) []string {
 	t.Helper()
 	ctx := context.Background()
 	ids := make([]string, n)
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		for i := range n {
 			attrs := map[string]any{"userName": fmt.Sprintf("%s-%05d@example.com", prefix, i)}
 			switch i % 5 {

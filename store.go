@@ -65,7 +65,8 @@ type Store struct {
 	identity     os.FileInfo           // the file opened, to notice it removed or replaced
 	lost         atomic.Pointer[error] // ErrDatabaseLost with what to do, once CheckFile noticed
 	migratedFrom int                   // the schema version found when opening
-	writes       atomic.Int64
+	writes       atomic.Int64          // acknowledged writes
+	queue        writeQueue            // writes waiting for the writer (store_commit.go)
 	// replicated: Litestream replicates the file and owns checkpointing;
 	// the checkpointer and Close leave the WAL to it (store_replica.go).
 	replicated atomic.Bool
@@ -466,7 +467,10 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	// temp_store(MEMORY): group commit runs each write in a savepoint, whose
+	// sub-journal (the pages as they were) would otherwise spill to a temp
+	// file past 64 KiB and cost a write(2) per page (store_commit.go).
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=temp_store(MEMORY)"))
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -564,7 +568,7 @@ func (s *Store) migrate(ctx context.Context, upgrade, alone bool) error {
 		s.log.Info("database upgraded: a copy of the old version was kept", "copy", dest)
 	}
 	for i := version; i < len(migrations); i++ {
-		err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 			// Two processes may set up the same new file: the second skips
 			// what the first applied while it waited for the write lock.
 			var current int
@@ -587,35 +591,6 @@ func (s *Store) migrate(ctx context.Context, upgrade, alone bool) error {
 		}
 	}
 	return nil
-}
-
-// write runs fn in one immediate write transaction; now is taken once for it.
-// Once the database file is known to be removed or replaced, writes are
-// refused: they would go to a file nobody can open again. The file is checked
-// after each commit (one stat, next to the commit's fsync), so no write to a
-// lost file is acknowledged.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, now time.Time) error) error {
-	if lost := s.lost.Load(); lost != nil {
-		return *lost
-	}
-	s.stats.waiting.Add(1)
-	tx, err := s.w.BeginTx(ctx, nil)
-	s.stats.waiting.Add(-1)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback()
-	s.stats.takeEvents() // a rolled-back transaction's
-	if err := fn(tx, s.now().UTC().Truncate(time.Millisecond)); err != nil {
-		return err
-	}
-	events, start := s.stats.takeEvents(), time.Now()
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	s.stats.committed(time.Since(start), events)
-	s.writes.Add(1)
-	return s.CheckFile()
 }
 
 // unavailable reports whether err is a failure of the database itself rather

@@ -38,7 +38,7 @@ func (s *Store) AdminExists(ctx context.Context) (bool, error) {
 // stored; it replaces any earlier code.
 func (s *Store) NewSetupCode(ctx context.Context, validFor time.Duration) (string, error) {
 	code := randomBase62(32)
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		return putSettings(ctx, tx, map[string]string{
 			"setup_code_hash":    fmt.Sprintf("%x", tokenHash(code)),
 			"setup_code_expires": formatTime(now.Add(validFor)),
@@ -81,7 +81,7 @@ func (s *Store) Setting(ctx context.Context, key string) (string, error) {
 
 // SetSetting stores a setting.
 func (s *Store) SetSetting(ctx context.Context, key, value string) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		return putSettings(ctx, tx, map[string]string{key: value})
 	})
 	if err != nil {
@@ -119,7 +119,7 @@ var ErrBadSetupCode = errors.New("the setup link is invalid or has expired")
 // SetupAdmin uses a setup code to create the admin account, or to set the
 // existing admin's password (a reset); all sessions end and the code is used up.
 func (s *Store) SetupAdmin(ctx context.Context, code, username, passwordHash string) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		ok, err := checkSetupCode(ctx, tx, code, now)
 		if err != nil {
 			return err
@@ -186,7 +186,7 @@ func (s *Store) AdminByID(ctx context.Context, id int64) (Admin, error) {
 
 // SetAdminPassword changes an admin's password and ends its other sessions.
 func (s *Store) SetAdminPassword(ctx context.Context, adminID int64, passwordHash, keepSession string) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE admins SET password_hash = ?, updated = ? WHERE id = ?", passwordHash, formatTime(now), adminID); err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ const maxPasswordAttemptRows = 100_000
 // ClearPasswordAttempts forgets them after a success.
 func (s *Store) ReservePasswordAttempt(ctx context.Context, key string, limit int, window time.Duration) (time.Duration, error) {
 	var wait time.Duration
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM password_attempts WHERE at <= ?", formatTime(now.Add(-window))); err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func (s *Store) ReservePasswordAttempt(ctx context.Context, key string, limit in
 
 // ClearPasswordAttempts forgets key's password attempts, after a success.
 func (s *Store) ClearPasswordAttempts(ctx context.Context, key string) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM password_attempts WHERE key = ?", key)
 		return err
 	})

@@ -111,7 +111,7 @@ func (s *Store) SetAdminRole(ctx context.Context, id int64, role AdminRole) erro
 	if role.rank() == 0 {
 		return fmt.Errorf("set admin role: unknown role %q", role)
 	}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, "UPDATE admins SET role = ?, updated = ? WHERE id = ? AND sso_subject IS NULL", role, formatTime(now), id)
 		if err != nil {
 			return err
@@ -130,7 +130,7 @@ func (s *Store) SetAdminRole(ctx context.Context, id int64, role AdminRole) erro
 // DeleteAdmin removes an admin account and its sessions; ErrNotFound if
 // there is none, ErrLastOwner when it is the last local owner.
 func (s *Store) DeleteAdmin(ctx context.Context, id int64) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM admins WHERE id = ?", id)
 		if err != nil {
 			return err
@@ -161,7 +161,7 @@ func (s *Store) CreateInvite(ctx context.Context, role AdminRole, by string, val
 		return "", fmt.Errorf("create invite: unknown role %q", role)
 	}
 	code := randomBase62(32)
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM admin_invites WHERE expires < ?", formatTime(now)); err != nil {
 			return err
 		}
@@ -200,7 +200,7 @@ func (s *Store) Invites(ctx context.Context) ([]Invite, error) {
 
 // RevokeInvite deletes a pending invitation.
 func (s *Store) RevokeInvite(ctx context.Context, id int64) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM admin_invites WHERE id = ?", id)
 		return err
 	})
@@ -237,7 +237,7 @@ func (s *Store) InviteByCode(ctx context.Context, code string) (Invite, error) {
 // ErrConflict when the username is taken.
 func (s *Store) AcceptInvite(ctx context.Context, code, username, passwordHash string) (Admin, error) {
 	adm := Admin{Username: username, PasswordHash: passwordHash}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		inv, err := inviteByCode(ctx, tx, code, now)
 		if err != nil {
 			return err
@@ -263,7 +263,7 @@ func (s *Store) AcceptInvite(ctx context.Context, code, username, passwordHash s
 func (s *Store) SignInSSOAdmin(ctx context.Context, subject, name string, role AdminRole) (Admin, error) {
 	adm := Admin{SSOSubject: subject, Username: name, Role: role}
 	if role == "" {
-		err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 			_, err := tx.ExecContext(ctx, "DELETE FROM admins WHERE sso_subject = ?", subject)
 			return err
 		})
@@ -272,7 +272,7 @@ func (s *Store) SignInSSOAdmin(ctx context.Context, subject, name string, role A
 		}
 		return adm, ErrNotFound
 	}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		var taken int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM admins WHERE username = ? COLLATE NOCASE AND coalesce(sso_subject, '') <> ?", name, subject).Scan(&taken); err != nil {
 			return err
@@ -297,7 +297,7 @@ func tokenHashHex(s string) string { return fmt.Sprintf("%x", tokenHash(s)) }
 // When sso_mandatory becomes "true" it also ends the sessions of local
 // admins other than owners, who may no longer sign in with a password.
 func (s *Store) SaveSSOSettings(ctx context.Context, kv map[string]string) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		if err := putSettings(ctx, tx, kv); err != nil {
 			return err
 		}

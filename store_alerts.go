@@ -35,7 +35,7 @@ func (s *Store) AlertSettings(ctx context.Context) (alertConfig, error) {
 
 // SetAlertSettings saves the whole alert configuration in one transaction.
 func (s *Store) SetAlertSettings(ctx context.Context, c alertConfig) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		return putSettings(ctx, tx, c.settings())
 	})
 	if err != nil {
@@ -80,7 +80,7 @@ func (s *Store) PutAlertState(ctx context.Context, st AlertState) error {
 	if !st.LastSent.IsZero() {
 		sent = formatTime(st.LastSent)
 	}
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO alert_state (condition, channel, firing_since, last_sent, detail) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (condition, channel) DO UPDATE SET firing_since = excluded.firing_since, last_sent = excluded.last_sent, detail = excluded.detail`,
 			st.Condition, st.Channel, formatTime(st.Since), sent, clip(st.Detail, maxLogDetail))
@@ -94,7 +94,7 @@ func (s *Store) PutAlertState(ctx context.Context, st AlertState) error {
 
 // DeleteAlertState forgets a condition for a channel, once told it resolved.
 func (s *Store) DeleteAlertState(ctx context.Context, condition, channel string) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM alert_state WHERE condition = ? AND channel = ?", condition, channel)
 		return err
 	})

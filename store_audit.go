@@ -35,7 +35,7 @@ const auditRetention = 400 * 24 * time.Hour
 // RecordAudit appends e to the audit trail (At is the store's now), and
 // forgets entries older than auditRetention.
 func (s *Store) RecordAudit(ctx context.Context, e AuditEntry) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM audit WHERE at < ?", formatTime(now.Add(-auditRetention))); err != nil {
 			return err
 		}

@@ -68,7 +68,7 @@ func (s *Store) cycleWriter(ctx context.Context) {
 
 // saveCycles writes cycles (new or changed) and keeps the latest cycleHistory.
 func (s *Store) saveCycles(ctx context.Context, cycles []Cycle) error {
-	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		for _, c := range cycles {
 			causes, err := json.Marshal(c.Causes)
 			if err != nil {

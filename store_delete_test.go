@@ -113,7 +113,7 @@ func TestDisconnectInBatches(t *testing.T) {
 	ctx := context.Background()
 	s := newTestStore(t)
 	const n = 5*disconnectBatch + 7
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		for i := range n {
 			u := &User{ID: newID(), Created: now, Modified: now, Version: 1,
 				Attrs: map[string]any{"userName": fmt.Sprintf("u%d@example.com", i), "displayName": fmt.Sprintf("User %d", i)}}

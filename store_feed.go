@@ -181,7 +181,7 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, er
 // feed's retention bounds every queue), with a warning naming the endpoint.
 func (s *Store) PruneEvents(ctx context.Context, days int) error {
 	dropped := map[string]int{}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		clear(dropped)
 		cut := formatTime(now.AddDate(0, 0, -days))
 		rows, err := tx.QueryContext(ctx, `SELECT webhook_id, count(*) FROM deliveries

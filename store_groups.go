@@ -127,7 +127,7 @@ func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
 // in g.SkippedMembers. It returns ErrConflict if the displayName is taken
 // (case-insensitively).
 func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		g.ID, g.Created, g.Modified, g.Version = newID(), now, now, 1
 		if err := putGroup(ctx, tx, g, true); err != nil {
 			return err
@@ -530,7 +530,7 @@ func memberIDsOf(f filterExpr) ([]string, bool) {
 // *UnknownMembersError (the group named as its own member), and then changes nothing.
 func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([]MemberChange, error)) (*Group, error) {
 	var out *Group
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		g, err := scanGroup(s.in(tx).QueryRowContext(ctx, groupByIDSQL, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("group %q: %w", id, ErrNotFound)
@@ -580,7 +580,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 // DeleteGroup removes the group, its memberships and its membership in other
 // groups; its members themselves stay. check may veto as in DeleteUser.
 func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version int64) error) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		var version int64
 		err := tx.QueryRowContext(ctx, "SELECT version FROM groups WHERE id = ?", id).Scan(&version)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -123,7 +123,7 @@ func (s *Store) SetHoldSettings(ctx context.Context, hs HoldSettings) error {
 	if errs := hs.validate(); len(errs) > 0 {
 		return fmt.Errorf("%w: hold settings out of range", ErrInvalid)
 	}
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error { return putSettings(ctx, tx, hs.values()) })
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error { return putSettings(ctx, tx, hs.values()) })
 	if err != nil {
 		return fmt.Errorf("set hold settings: %w", err)
 	}
@@ -577,7 +577,7 @@ func (s *Store) Holds(ctx context.Context, q HoldQuery) ([]Hold, int, error) {
 // longer apply are left alone. It returns the holds released.
 func (s *Store) ApproveHolds(ctx context.Context, ids []int64, all bool, by string) ([]Hold, error) {
 	var done []Hold
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		chosen, err := chosenHolds(ctx, tx, ids, all, "state IN "+keptStatesSQL)
 		if err != nil {
 			return err
@@ -718,7 +718,7 @@ func (s *Store) release(ctx context.Context, tx *sql.Tx, now time.Time, h Hold) 
 // memberships are rejected with it. It returns the holds rejected.
 func (s *Store) RejectHolds(ctx context.Context, ids []int64, all bool, by string) ([]Hold, error) {
 	var done []Hold
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		chosen, err := chosenHolds(ctx, tx, ids, all, "state = 'held'")
 		if err != nil {
 			return err
@@ -749,7 +749,7 @@ type Protection struct {
 
 // SetProtected marks a user protected (or not). It returns ErrNotFound.
 func (s *Store) SetProtected(ctx context.Context, id string, protect bool, by string) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		var exists bool
 		if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?)", id).Scan(&exists); err != nil {
 			return err

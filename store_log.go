@@ -103,7 +103,7 @@ func (s *Store) logWriter(ctx context.Context) {
 
 // writeLog writes a batch of entries in one transaction.
 func (s *Store) writeLog(ctx context.Context, batch []LogEntry) error {
-	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		for _, e := range batch {
 			_, err := tx.ExecContext(ctx, `INSERT INTO provisioning_log (at, op, resource_type, resource_id, target, outcome,
 				status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, formatTime(e.At), e.Op, e.ResourceType, e.ResourceID,
@@ -141,7 +141,7 @@ func (s *Store) PruneLog(ctx context.Context) error {
 	if v, err := s.Setting(ctx, logRetentionDays); err == nil && v != "" {
 		fmt.Sscan(v, &days)
 	}
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM provisioning_log WHERE at < ?", formatTime(now.AddDate(0, 0, -days))); err != nil {
 			return err
 		}

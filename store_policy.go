@@ -42,7 +42,7 @@ func (s *Store) SetPolicy(ctx context.Context, p Policy) error {
 // directory account holds the name, ErrNotFound when none does.
 func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User) error) (*User, error) {
 	var out *User
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.user_name_key = ?", userNameKey(userName)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
@@ -83,7 +83,7 @@ func (s *Store) ClaimUser(ctx context.Context, userName string, fn func(u *User)
 // user inside the transaction and may veto. It returns ErrNotFound, also for
 // an account the directory does not manage.
 func (s *Store) Deprovision(ctx context.Context, id string, check func(u *User) error) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		u, err := scanUser(tx.QueryRowContext(ctx, userSelect+" WHERE users.id = ? AND users.kind = 'directory'", id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %q: %w", id, ErrNotFound)
@@ -137,7 +137,7 @@ const disconnectBatch = 500
 // first, so no new directory write comes between the batches; a Disconnect
 // that fails half-way converted whole batches and is finished by running it again.
 func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM tokens")
 		return err
 	})
@@ -150,7 +150,7 @@ func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
 	n := 0
 	for {
 		converted := 0
-		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 			rows, err := tx.QueryContext(ctx, userSelect+" WHERE users.kind = 'directory' LIMIT ?", disconnectBatch)
 			if err != nil {
 				return err
@@ -194,7 +194,7 @@ func (s *Store) Disconnect(ctx context.Context, p Policy) (int, error) {
 // (disabled when the directory deleted them). Manual accounts stay.
 func (s *Store) PurgeInactive(ctx context.Context, days int) ([]string, error) {
 	var names []string
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		// A user whose active value a safety rail keeps is active for apps: never purged.
 		rows, err := tx.QueryContext(ctx, `SELECT id, user_name FROM users WHERE kind IN ('directory', 'deprovisioned') AND inactive_since IS NOT NULL
 			AND inactive_since < ? AND overrides->>'$.active.hold' IS NULL`, formatTime(now.AddDate(0, 0, -days)))

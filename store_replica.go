@@ -112,7 +112,7 @@ func (s *Store) RestoreMarker(ctx context.Context) (*RestoreMarker, error) {
 
 // ConfirmSeen records that the directory has touched these objects since the restore.
 func (s *Store) ConfirmSeen(ctx context.Context, resourceType string, ids []string) error {
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		for _, id := range ids {
 			if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO reconcile_seen (resource_type, id, at) VALUES (?, ?, ?)",
 				resourceType, id, formatTime(now)); err != nil {
@@ -125,7 +125,7 @@ func (s *Store) ConfirmSeen(ctx context.Context, resourceType string, ids []stri
 
 // NoteUnknownAfterRestore counts a directory request for an id the restored database does not have.
 func (s *Store) NoteUnknownAfterRestore(ctx context.Context, resourceType, id, method string) error {
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO reconcile_unknown (resource_type, id, method, count, first, last) VALUES (?, ?, ?, 1, ?, ?)
 			ON CONFLICT (resource_type, id) DO UPDATE SET count = count + 1, last = excluded.last, method = excluded.method`,
 			resourceType, id, method, formatTime(now), formatTime(now))
@@ -135,7 +135,7 @@ func (s *Store) NoteUnknownAfterRestore(ctx context.Context, resourceType, id, m
 
 // CloseReconcile ends the reconcile: every object was confirmed, or the admin closed it.
 func (s *Store) CloseReconcile(ctx context.Context) error {
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		return putSettings(ctx, tx, map[string]string{settingRestoreReconciled: formatTime(now)})
 	})
 }

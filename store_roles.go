@@ -572,7 +572,7 @@ func (s *Store) CreateRole(ctx context.Context, name, description, by string) er
 	case strings.IndexFunc(name, invisible) >= 0:
 		return fmt.Errorf("%w: the name holds an invisible character (a zero-width space, a direction mark or a control character)", ErrInvalid)
 	}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO roles (name, name_key, description, created, created_by) VALUES (?, ?, ?, ?, ?)`,
 			name, foldCase(name), description, formatTime(now), by)
 		if err = translate(err); errors.Is(err, ErrConflict) {
@@ -601,7 +601,7 @@ func roleNameIn(ctx context.Context, q queryer, name string) (string, error) {
 // with an event each. It returns how many users lost it, or ErrNotFound.
 func (s *Store) DeleteRole(ctx context.Context, name string) (int, error) {
 	n := 0
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		role, err := roleNameIn(ctx, tx, name)
 		if err != nil {
 			return err
@@ -632,7 +632,7 @@ func (s *Store) AddRoleRule(ctx context.Context, rule RoleRule, by string) (int,
 		return 0, fmt.Errorf("add role rule: %w: a rule names either a group or an app role", ErrInvalid)
 	}
 	n := 0
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		role, err := roleNameIn(ctx, tx, rule.Role)
 		if err != nil {
 			return err
@@ -679,7 +679,7 @@ func (s *Store) AddRoleRule(ctx context.Context, rule RoleRule, by string) (int,
 // lose the role, with an event each. It returns how many, or ErrNotFound.
 func (s *Store) DeleteRoleRule(ctx context.Context, id int64) (int, error) {
 	n := 0
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		var role string
 		err := tx.QueryRowContext(ctx, "DELETE FROM role_rules WHERE id = ? RETURNING role", id).Scan(&role)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -708,7 +708,7 @@ var errNotManual = fmt.Errorf("%w: roles are granted by hand only to manual acco
 // GrantRole grants a role by hand to a manual account, with an event if its
 // roles change. It returns ErrNotFound (user or role) or errNotManual.
 func (s *Store) GrantRole(ctx context.Context, userID, role, by string) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		var kind string
 		err := tx.QueryRowContext(ctx, "SELECT kind FROM users WHERE id = ?", userID).Scan(&kind)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -740,7 +740,7 @@ func (s *Store) GrantRole(ctx context.Context, userID, role, by string) error {
 // directory claimed since keeps its grants until revoked), with an event if
 // the user's roles change. It returns ErrNotFound when there is no such grant.
 func (s *Store) RevokeRole(ctx context.Context, userID, role string) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM role_grants WHERE user_id = ? AND role = ?", userID, role)
 		if err != nil {
 			return err

@@ -118,7 +118,7 @@ var (
 func (s *Store) createSecret(ctx context.Context, k secretKind, name, scope string) (string, Token, error) {
 	plain, id := newSecret(k.prefix)
 	t := Token{ID: id, Name: name, Scope: scope}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		t.Created = now
 		var err error
 		if scope == "" {
@@ -160,7 +160,7 @@ func (s *Store) listSecrets(ctx context.Context, k secretKind) ([]Token, error) 
 // cached hash goes at once; servers in other processes notice the deletion
 // by the generation its trigger bumps.
 func (s *Store) revokeSecret(ctx context.Context, k secretKind, id string) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM "+k.table+" WHERE id = ?", id)
 		if err != nil {
 			return err
@@ -285,7 +285,7 @@ func (s *Store) authenticateSecret(ctx context.Context, k secretKind, presented 
 	}
 	s.mu.Unlock()
 	if due {
-		err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 			_, err := tx.ExecContext(ctx, "UPDATE "+k.table+" SET last_used = ? WHERE id = ?", formatTime(now), id)
 			return err
 		})
@@ -327,7 +327,7 @@ type Session struct {
 func (s *Store) CreateSession(ctx context.Context, adminID int64, lifetime time.Duration) (string, Session, error) {
 	sess := Session{ID: randomBase62(16), AdminID: adminID, CSRF: randomBase62(32)}
 	secret := randomBase62(32)
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		sess.Expires = now.Add(lifetime)
 		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE expires < ?", formatTime(now)); err != nil {
 			return err
@@ -369,7 +369,7 @@ func (s *Store) SessionByCookie(ctx context.Context, cookie string) (Session, er
 
 // DeleteSession ends a session (logout).
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	err := s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE id = ?", id)
 		return err
 	})

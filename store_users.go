@@ -278,7 +278,7 @@ func (s *Store) rekeyUserNames(ctx context.Context, tx *sql.Tx) error {
 // ErrConflict if the userName is taken (compared by userNameKey), ErrInvalid
 // if it holds an invisible character.
 func (s *Store) CreateUser(ctx context.Context, u *User) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		u.ID, u.Created, u.Modified, u.Version = newID(), now, now, 1
 		if err := checkNewUserName(nil, u); err != nil {
 			return err
@@ -326,7 +326,7 @@ func (s *Store) UserByID(ctx context.Context, id string) (*User, error) {
 // (a new userName with an invisible character).
 func (s *Store) UpdateUser(ctx context.Context, id string, fn func(u *User) error) (*User, error) {
 	var out *User
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		wtx := s.in(tx)
 		u, err := scanUser(wtx.QueryRowContext(ctx, userByIDSQL, id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -403,7 +403,7 @@ func copyUser(u *User) *User {
 // checks (the account's kind, its version) cannot change before the delete.
 // It returns ErrNotFound.
 func (s *Store) DeleteUser(ctx context.Context, id string, check func(u *User) error) error {
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		u, err := scanUser(s.in(tx).QueryRowContext(ctx, userByIDSQL, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("user %q: %w", id, ErrNotFound)

@@ -45,7 +45,7 @@ func (s *Store) CreateWebhook(ctx context.Context, url string, types []string) (
 	secret := make([]byte, 24)
 	rand.Read(secret)
 	w := Webhook{ID: "wh_" + randomBase62(16), URL: url, Secret: "whsec_" + base64.StdEncoding.EncodeToString(secret), Types: types}
-	err := s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		w.Created = now
 		_, err := tx.ExecContext(ctx, "INSERT INTO webhooks (id, url, secret, types, created) VALUES (?, ?, ?, ?, ?)",
 			w.ID, w.URL, w.Secret, strings.Join(types, ","), formatTime(now))
@@ -92,7 +92,7 @@ func (s *Store) Webhooks(ctx context.Context) ([]Webhook, error) {
 
 // DeleteWebhook removes an endpoint and its queue.
 func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx, _ time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
 		if _, err := tx.ExecContext(ctx, "DELETE FROM webhooks WHERE id = ?", id); err != nil {
 			return err
 		}
@@ -102,7 +102,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 
 // EnableWebhook turns a disabled endpoint back on; its queue resumes where it stopped.
 func (s *Store) EnableWebhook(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		_, err := tx.ExecContext(ctx, "UPDATE webhooks SET disabled_reason = '', failures = 0 WHERE id = ?", id)
 		if err == nil {
 			_, err = tx.ExecContext(ctx, "UPDATE deliveries SET next_at = ? WHERE webhook_id = ? AND done = 0", formatTime(now), id)
@@ -113,7 +113,7 @@ func (s *Store) EnableWebhook(ctx context.Context, id string) error {
 
 // QueueTestEvent queues a webhook.test event for one endpoint only.
 func (s *Store) QueueTestEvent(ctx context.Context, webhookID string) error {
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		var cursor int64
 		err := tx.QueryRowContext(ctx, `INSERT INTO events (id, at, type, resource_type, resource_id, data) VALUES (?, ?, 'webhook.test', '', '', '{"test":true}')
 			RETURNING cursor`, "evt_"+randomBase62(24), formatTime(now)).Scan(&cursor)
@@ -152,7 +152,7 @@ func (s *Store) NextDelivery(ctx context.Context, webhookID string) (*Delivery, 
 // and the endpoint's failure count resets; on failure it is retried at
 // retryAt, and after maxFailures consecutive failures the endpoint is disabled with reason.
 func (s *Store) RecordAttempt(ctx context.Context, webhookID string, d *Delivery, a DeliveryAttempt, ok bool, retryAt time.Time, maxFailures int) error {
-	return s.write(ctx, func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO delivery_attempts (delivery_id, webhook_id, at, status, error, ms) VALUES (?, ?, ?, ?, ?, ?)",
 			d.ID, webhookID, formatTime(now), a.Status, a.Error, a.Millis)
 		if err != nil {
