@@ -59,20 +59,8 @@ func (s *Store) emitMany(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
-	var first, last int64
-	for rows.Next() {
-		var c int64
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("record event: %w", err)
-		}
-		if first == 0 || c < first {
-			first = c
-		}
-		last = max(last, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	first, last, err := cursorRange(rows)
+	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
 	s.stats.noteEvents(typ, len(data))
@@ -107,20 +95,8 @@ func (s *Store) emitEach(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
-	var first, last int64
-	for rows.Next() {
-		var c int64
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("record event: %w", err)
-		}
-		if first == 0 || c < first {
-			first = c
-		}
-		last = max(last, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	first, last, err := cursorRange(rows)
+	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
 	if !s.hasWebhooks.Load() {
@@ -130,6 +106,23 @@ func (s *Store) emitEach(ctx context.Context, tx *sql.Tx, now time.Time, typ, re
 		return fmt.Errorf("queue event: %w", err)
 	}
 	return nil
+}
+
+// cursorRange reads the cursors an INSERT … RETURNING cursor gave, and
+// closes rows: the first and last of them, for the deliveries to queue.
+func cursorRange(rows *sql.Rows) (first, last int64, err error) {
+	defer rows.Close()
+	for rows.Next() {
+		var c int64
+		if err := rows.Scan(&c); err != nil {
+			return 0, 0, err
+		}
+		if first == 0 || c < first {
+			first = c
+		}
+		last = max(last, c)
+	}
+	return first, last, rows.Err()
 }
 
 // policyIn returns the source-of-truth policy for a write: from memory once

@@ -341,22 +341,8 @@ func (s *Store) retainDirectoryDelete(ctx context.Context, tx *sql.Tx, now time.
 // (each group's members, count and version change as for a delete) and keeps
 // each membership for apps as a member-remove hold that comes with the delete's.
 func moveMembershipsToHolds(ctx context.Context, tx *sql.Tx, now time.Time, u *User, parent int64, state, request string) error {
-	rows, err := tx.QueryContext(ctx, `UPDATE groups SET member_count = member_count - 1, modified = ?, version = version + 1
-		WHERE id IN (SELECT group_id FROM members WHERE member_id = ?) RETURNING id`, formatTime(now), u.ID)
+	groups, err := leaveGroups(ctx, tx, now, u.ID)
 	if err != nil {
-		return err
-	}
-	var groups []string
-	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g); err != nil {
-			rows.Close()
-			return err
-		}
-		groups = append(groups, g)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	if len(groups) == 0 {

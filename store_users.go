@@ -438,25 +438,32 @@ func (s *Store) deleteUserIn(ctx context.Context, tx *sql.Tx, now time.Time, u *
 	return s.userEvents(ctx, tx, now, u, nil)
 }
 
-// removeMemberEverywhere takes id out of every group it belongs to, updating
-// those groups' meta and recording a member_removed event for each.
-func (s *Store) removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+// leaveGroups counts member id out of every group it belongs to (member
+// count, modified, version) and returns those groups' ids; the caller
+// deletes or keeps the membership rows.
+func leaveGroups(ctx context.Context, tx *sql.Tx, now time.Time, id string) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `UPDATE groups SET member_count = member_count - 1, modified = ?, version = version + 1
 		WHERE id IN (SELECT group_id FROM members WHERE member_id = ?) RETURNING id`, formatTime(now), id)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer rows.Close()
 	var groups []string
 	for rows.Next() {
 		var g string
 		if err := rows.Scan(&g); err != nil {
-			rows.Close()
-			return err
+			return nil, err
 		}
 		groups = append(groups, g)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	return groups, rows.Err()
+}
+
+// removeMemberEverywhere takes id out of every group it belongs to, updating
+// those groups' meta and recording a member_removed event for each.
+func (s *Store) removeMemberEverywhere(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	groups, err := leaveGroups(ctx, tx, now, id)
+	if err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM members WHERE member_id = ?", id); err != nil {
