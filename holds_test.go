@@ -776,3 +776,53 @@ func TestDirectoryGroupDeleteCountsTowardsTheHold(t *testing.T) {
 		t.Errorf("API members of the other group: %d, want 2 (the removal held)", got)
 	}
 }
+
+// TestDirectoryTotalsFollowEveryWrite: the totals the rails measure a burst
+// against (directory users, memberships) are kept by triggers; after every
+// kind of write — creations, member adds and removes, a held delete (the
+// account retained), its approval, a group delete — they equal a count.
+func TestDirectoryTotalsFollowEveryWrite(t *testing.T) {
+	t.Parallel()
+	rs := newRailsServer(t, 1)
+	ctx := context.Background()
+	check := func(step string) {
+		t.Helper()
+		for _, c := range []struct{ class, count string }{
+			{classUsers, "SELECT count(*) FROM users WHERE kind = 'directory'"},
+			{classMembers, "SELECT coalesce(sum(member_count), 0) FROM groups"},
+		} {
+			var want int
+			if err := rs.store.r.QueryRowContext(ctx, c.count).Scan(&want); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := directoryTotal(ctx, rs.store.r, c.class); err != nil || got != want {
+				t.Errorf("%s: %s total %d (%v), counted %d", step, c.class, got, err, want)
+			}
+		}
+	}
+	check("empty")
+	ids := usersNamed(t, rs, "tot", 4)
+	gid, other := rs.createGroup(t, "Staff"), rs.createGroup(t, "Other")
+	addMembersByPatch(t, rs.testServer, gid, ids...)
+	addMembersByPatch(t, rs.testServer, other, ids[:2]...)
+	check("created")
+	if status, _, _ := rs.do(t, "PATCH", "/Groups/"+gid, patchBody(map[string]any{"op": "Remove", "path": "members",
+		"value": []any{map[string]any{"value": ids[3]}}})); status != http.StatusNoContent && status != http.StatusOK {
+		t.Fatal(status)
+	}
+	check("member removed")
+	for _, id := range ids[:2] { // the second is held: retained for apps
+		if status, _, _ := rs.do(t, "DELETE", "/Users/"+id, nil); status != http.StatusNoContent {
+			t.Fatal(status)
+		}
+	}
+	check("deleted, one held")
+	if _, err := rs.store.ApproveHolds(ctx, nil, true, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	check("hold approved")
+	if status, _, _ := rs.do(t, "DELETE", "/Groups/"+other, nil); status != http.StatusNoContent {
+		t.Fatal(status)
+	}
+	check("group deleted")
+}

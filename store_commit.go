@@ -222,6 +222,12 @@ func (s *Store) commitBatch(batch []*writeCall) {
 	if len(ran) == 0 {
 		return // nothing to commit: the deferred rollback ends the transaction
 	}
+	if s.searchDeferred.Load() {
+		if err := s.syncUserSearch(bg, tx); err != nil {
+			fail(ran, fmt.Errorf("rolled back with its batch: %w", err))
+			return
+		}
+	}
 	start := time.Now()
 	if err := tx.Commit(); err != nil {
 		fail(ran, fmt.Errorf("commit: %w", err))

@@ -167,15 +167,24 @@ func (s *Store) admitRemovals(ctx context.Context, tx *sql.Tx, now time.Time, cl
 	if done+n <= hs.Minimum {
 		return n, nil
 	}
-	base := "SELECT count(*) FROM users WHERE kind = 'directory'"
-	if class == classMembers {
-		base = "SELECT coalesce(sum(member_count), 0) FROM groups"
-	}
-	var total int
-	if err := tx.QueryRowContext(ctx, base).Scan(&total); err != nil {
+	total, err := directoryTotal(ctx, tx, class)
+	if err != nil {
 		return 0, err
 	}
 	return min(max(hs.threshold(total)-done, 0), n), nil
+}
+
+// directoryTotal is the size a class of removals is measured against: the
+// directory's users, or its memberships, kept by triggers (see the
+// migration that made the totals table).
+func directoryTotal(ctx context.Context, q queryer, class string) (int, error) {
+	name := "directory_users"
+	if class == classMembers {
+		name = "memberships"
+	}
+	var total int
+	err := q.QueryRowContext(ctx, "SELECT n FROM totals WHERE name = ?", name).Scan(&total)
+	return total, err
 }
 
 // countGroupDelete counts the memberships a directory's group delete

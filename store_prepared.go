@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -125,13 +126,14 @@ var writerStatements = []string{
 	storedRolesSQL, rolesInUseSQL,
 	unknownMembersSQL, addMembersSQL, removeMembersSQL, memberCountSQL,
 	insertEventsSQL, queueDeliveriesSQL,
+	userSearchDirtySQL,
 }
 
 // prepareStatements sets up the statement caches of both pools.
 func (s *Store) prepareStatements(ctx context.Context) error {
 	s.rstmts = newStmtCache(s.r, 64)
-	s.wstmts = newStmtCache(s.w, len(writerStatements))
-	for _, q := range writerStatements {
+	s.wstmts = newStmtCache(s.w, len(writerStatements)+len(syncUserSearchSQL))
+	for _, q := range slices.Concat(writerStatements, syncUserSearchSQL) {
 		st, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("prepare %q: %w", q, err)

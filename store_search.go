@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -61,4 +62,39 @@ func (s *Store) SearchUsers(ctx context.Context, q string, offset, limit int) ([
 		return nil, 0, err
 	}
 	return users, total, nil
+}
+
+// userSearchDirtySQL says whether a write of the transaction changed a user
+// the search index has not caught up with.
+const userSearchDirtySQL = `SELECT EXISTS (SELECT 1 FROM user_search_dirty)`
+
+// syncUserSearchSQL re-indexes the users the transaction changed, and drops
+// the rows of the ones it deleted, in one pass for a whole batch of writes.
+var syncUserSearchSQL = []string{
+	`DELETE FROM user_search WHERE rowid IN (SELECT r.rid FROM user_search_dirty d CROSS JOIN user_search_rows r ON r.user_id = d.user_id)`,
+	`DELETE FROM user_search_rows WHERE user_id IN (SELECT user_id FROM user_search_dirty)`,
+	`INSERT INTO user_search_rows (user_id) SELECT u.id FROM user_search_dirty d CROSS JOIN users u ON u.id = d.user_id`,
+	`INSERT INTO user_search (rowid, text) SELECT r.rid, concat_ws(' ', u.user_name, u.display_name, u.attrs->>'$.name.givenName', u.attrs->>'$.name.familyName',
+			u.attrs->>'$.name.formatted', u.attrs->>'$.nickName',
+			(SELECT group_concat(e.value->>'$.value', ' ') FROM json_each(u.attrs, '$.emails') e),
+			(SELECT group_concat(o.value->>'$.value', ' ') FROM json_each(u.overrides) o))
+		FROM user_search_dirty d CROSS JOIN users u ON u.id = d.user_id CROSS JOIN user_search_rows r ON r.user_id = u.id`,
+	`DELETE FROM user_search_dirty`,
+}
+
+// syncUserSearch brings the search index up to date with the writes of tx,
+// once per batch, just before it commits (see the migration that added
+// user_search_dirty).
+func (s *Store) syncUserSearch(ctx context.Context, tx *sql.Tx) error {
+	in := s.in(tx)
+	var dirty bool
+	if err := in.QueryRowContext(ctx, userSearchDirtySQL).Scan(&dirty); err != nil || !dirty {
+		return err
+	}
+	for _, q := range syncUserSearchSQL {
+		if _, err := in.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("search index: %w", err)
+		}
+	}
+	return nil
 }

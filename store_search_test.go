@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -116,5 +118,62 @@ func TestSearchUsersIsIndexed(t *testing.T) {
 	}
 	if want := "VIRTUAL TABLE INDEX"; !strings.Contains(plan, want) {
 		t.Errorf("search plan %q does not use the index", plan)
+	}
+}
+
+// TestSearchIndexFollowsABatch: the search index is brought up to date once
+// per committed batch, so the writes of one batch — creations, a rename, a
+// deletion, and a write that fails and is rolled back alone — leave it
+// exactly as one write at a time would: one row per user, with its text.
+func TestSearchIndexFollowsABatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newTestStore(t)
+	gone, renamed := emailUser("gone@example.com"), emailUser("before@example.com")
+	for _, u := range []*User{gone, renamed} {
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := holdWriter(t, s)
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	wg.Go(func() { errs[0] = s.CreateUser(ctx, emailUser("new@example.com")) })
+	waitQueued(t, s, 1)
+	wg.Go(func() {
+		_, errs[1] = s.UpdateUser(ctx, renamed.ID, func(u *User) error {
+			u.Attrs["displayName"] = "Zebulon Quux"
+			return nil
+		})
+	})
+	waitQueued(t, s, 2)
+	wg.Go(func() { errs[2] = s.DeleteUser(ctx, gone.ID, nil) })
+	waitQueued(t, s, 3)
+	wg.Go(func() {
+		_, errs[3] = s.UpdateUser(ctx, renamed.ID, func(u *User) error {
+			u.Attrs["displayName"] = "Rolled Back"
+			return errors.New("refused after the change")
+		})
+	})
+	waitQueued(t, s, 4)
+	wg.Go(func() { errs[4] = s.CreateUser(ctx, emailUser("new@example.com")) }) // taken in this batch: 409
+	waitQueued(t, s, 5)
+	release()
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil || errs[2] != nil || errs[3] == nil || !errors.Is(errs[4], ErrConflict) {
+		t.Fatalf("the batch's writes: %v", errs)
+	}
+	for q, want := range map[string]int{"new@example": 1, "zebulon": 1, "before@example": 1, "gone@example": 0, "rolled": 0} {
+		if _, n, err := s.SearchUsers(ctx, q, 0, 10); err != nil || n != want {
+			t.Errorf("search %q: %d users (%v), want %d", q, n, err, want)
+		}
+	}
+	var users, rows, indexed, dirty int
+	if err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM user_search_rows),
+		(SELECT count(*) FROM user_search), (SELECT count(*) FROM user_search_dirty)`).Scan(&users, &rows, &indexed, &dirty); err != nil {
+		t.Fatal(err)
+	}
+	if rows != users || indexed != users || dirty != 0 {
+		t.Errorf("%d users, %d search rows, %d indexed, %d left to index; want %d, %d, %d, 0", users, rows, indexed, dirty, users, users, users)
 	}
 }
