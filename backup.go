@@ -51,14 +51,22 @@ func lockFile(path string, exclusive bool) (*os.File, error) {
 }
 
 // checkpoint copies the WAL into the database file (PASSIVE: what it can
-// without waiting; TRUNCATE: everything, and empty the WAL).
-func (s *Store) checkpoint(ctx context.Context, mode string) error {
-	var busy, logFrames, done int
-	if err := s.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &logFrames, &done); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+// without waiting; TRUNCATE: everything, and empty the WAL), on the
+// checkpointer's connection, and returns the WAL's size in pages. The writer
+// goes on committing during a PASSIVE one.
+func (s *Store) checkpoint(ctx context.Context, mode string) (walPages int, err error) {
+	var busy, done int
+	if err := s.cp.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &walPages, &done); err != nil {
+		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
-	return nil
+	return walPages, nil
 }
+
+// walPagesLimit is the WAL size (16 MiB of 4 KiB pages) past which the
+// checkpointer empties it even while writes go on: passive checkpoints
+// let it restart from its beginning only when no reader is on an old
+// snapshot, which a steady stream of reads can put off.
+const walPagesLimit = 4096
 
 // checkpointer keeps the main database file current: a passive checkpoint
 // each second after writes, and a full one once writes pause, until ctx ends.
@@ -83,11 +91,16 @@ func (s *Store) checkpointer(ctx context.Context) {
 		switch {
 		case n != seen:
 			seen, lastWrite = n, time.Now()
-			if err := s.checkpoint(context.Background(), "PASSIVE"); err != nil {
+			pages, err := s.checkpoint(context.Background(), "PASSIVE")
+			if err != nil {
 				s.log.Warn("checkpoint", "err", err)
+			} else if pages > walPagesLimit {
+				if _, err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+					s.log.Warn("checkpoint", "err", err)
+				}
 			}
 		case n != truncated && time.Since(lastWrite) >= checkpointIdle:
-			if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+			if _, err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
 				s.log.Warn("checkpoint", "err", err)
 				continue
 			}

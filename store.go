@@ -38,8 +38,11 @@ var (
 // read-only connections on the same WAL file.
 type Store struct {
 	r, w *sql.DB
-	now  func() time.Time
-	log  *slog.Logger
+	// cp is the checkpointer's own connection: a checkpoint on the writer's
+	// would hold every write while it copies the WAL and fsyncs the file.
+	cp  *sql.DB
+	now func() time.Time
+	log *slog.Logger
 
 	mu       sync.Mutex
 	lastUsed map[string]time.Time // token id → last time its use was written
@@ -59,9 +62,12 @@ type Store struct {
 
 	policy      atomic.Pointer[Policy] // the source-of-truth policy, once read
 	hasWebhooks atomic.Bool            // whether events need queueing for deliveries
-	// searchDeferred: the schema has user_search_dirty, so each batch
-	// brings the search index up to date before it commits.
-	searchDeferred atomic.Bool
+	// searchDeferred: the schema has user_search_dirty, so batches bring
+	// the search index up to date before they commit (syncSearchDue says
+	// which); searchBehindSince is when a batch first left it behind (unix
+	// nanoseconds, 0: up to date).
+	searchDeferred    atomic.Bool
+	searchBehindSince atomic.Int64
 
 	path         string
 	lock         *os.File              // shared flock held while open
@@ -517,7 +523,10 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	// temp_store(MEMORY): group commit runs each write in a savepoint, whose
 	// sub-journal (the pages as they were) would otherwise spill to a temp
 	// file past 64 KiB and cost a write(2) per page (store_commit.go).
-	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=temp_store(MEMORY)"))
+	// wal_autocheckpoint(0): a commit that grows the WAL past 1,000 pages no
+	// longer checkpoints inside the commit, holding the writer for tens of
+	// milliseconds; the checkpointer does it on its own connection.
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)"))
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -556,8 +565,16 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	s.r = r
+	cp, err := sql.Open("sqlite", dsn(""))
+	if err != nil {
+		r.Close()
+		return fail(err)
+	}
+	cp.SetMaxOpenConns(1)
+	s.cp = cp
 	if err := s.prepareStatements(ctx); err != nil {
 		r.Close()
+		cp.Close()
 		return fail(err)
 	}
 	s.logQueue = make(chan LogEntry, logQueueSize)
@@ -578,11 +595,11 @@ func (s *Store) Close() error {
 		s.logMu.Unlock()
 		s.workers.Stop() // the log writer writes what was queued before it returns
 		if !s.replicated.Load() {
-			if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+			if _, err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
 				s.log.Warn("final checkpoint", "err", err)
 			}
 		}
-		s.closeErr = errors.Join(s.r.Close(), s.w.Close(), s.lock.Close())
+		s.closeErr = errors.Join(s.r.Close(), s.cp.Close(), s.w.Close(), s.lock.Close())
 	})
 	return s.closeErr
 }

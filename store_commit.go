@@ -223,10 +223,12 @@ func (s *Store) commitBatch(batch []*writeCall) {
 		return // nothing to commit: the deferred rollback ends the transaction
 	}
 	if s.searchDeferred.Load() {
-		if err := s.syncUserSearch(bg, tx); err != nil {
+		synced, err := s.syncUserSearch(bg, tx, s.searchSyncDue())
+		if err != nil {
 			fail(ran, fmt.Errorf("rolled back with its batch: %w", err))
 			return
 		}
+		defer s.noteSearchSync(synced)
 	}
 	start := time.Now()
 	if err := tx.Commit(); err != nil {
@@ -236,4 +238,31 @@ func (s *Store) commitBatch(batch []*writeCall) {
 	s.stats.committed(time.Since(start), events)
 	s.writes.Add(int64(len(ran)))
 	fail(ran, s.CheckFile())
+}
+
+// searchLag bounds how long the admin search may lag behind the writes while
+// they keep coming.
+const searchLag = time.Second
+
+// searchSyncDue says whether this batch brings the search index up to date:
+// when no write waits behind it (so the index is current whenever the writes
+// pause), or when it has lagged for searchLag. Under a burst the index is
+// then written once a second for every user the burst changed, not once per
+// batch: re-indexing is a third of a user creation's cost.
+func (s *Store) searchSyncDue() bool {
+	s.queue.mu.Lock()
+	idle := len(s.queue.pending) == 0
+	s.queue.mu.Unlock()
+	since := s.searchBehindSince.Load()
+	return idle || since != 0 && time.Since(time.Unix(0, since)) >= searchLag
+}
+
+// noteSearchSync records, once the batch committed, whether the index is
+// current or since when it lags.
+func (s *Store) noteSearchSync(synced bool) {
+	if synced {
+		s.searchBehindSince.Store(0)
+	} else {
+		s.searchBehindSince.CompareAndSwap(0, time.Now().UnixNano())
+	}
 }

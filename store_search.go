@@ -82,19 +82,22 @@ var syncUserSearchSQL = []string{
 	`DELETE FROM user_search_dirty`,
 }
 
-// syncUserSearch brings the search index up to date with the writes of tx,
-// once per batch, just before it commits (see the migration that added
-// user_search_dirty).
-func (s *Store) syncUserSearch(ctx context.Context, tx *sql.Tx) error {
+// syncUserSearch brings the search index up to date with the writes of tx
+// and those before it, just before tx commits (see the migration that added
+// user_search_dirty), when due; it reports whether the index is current.
+func (s *Store) syncUserSearch(ctx context.Context, tx *sql.Tx, due bool) (bool, error) {
 	in := s.in(tx)
 	var dirty bool
 	if err := in.QueryRowContext(ctx, userSearchDirtySQL).Scan(&dirty); err != nil || !dirty {
-		return err
+		return err == nil, err
+	}
+	if !due {
+		return false, nil
 	}
 	for _, q := range syncUserSearchSQL {
 		if _, err := in.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("search index: %w", err)
+			return false, fmt.Errorf("search index: %w", err)
 		}
 	}
-	return nil
+	return true, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -175,5 +176,59 @@ func TestSearchIndexFollowsABatch(t *testing.T) {
 	}
 	if rows != users || indexed != users || dirty != 0 {
 		t.Errorf("%d users, %d search rows, %d indexed, %d left to index; want %d, %d, %d, 0", users, rows, indexed, dirty, users, users, users)
+	}
+}
+
+// TestSearchIndexCatchesUpWhenWritesPause: a batch with writes waiting
+// behind it leaves the index to a later batch (under a burst it is written
+// once a second, not per batch); the first batch with nobody waiting brings
+// it up to date, with the earlier batches' changes.
+func TestSearchIndexCatchesUpWhenWritesPause(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newTestStore(t)
+	renamed := emailUser("renamed@example.com")
+	if err := s.CreateUser(ctx, renamed); err != nil {
+		t.Fatal(err)
+	}
+	found := func(q string) int {
+		t.Helper()
+		_, n, err := s.SearchUsers(ctx, q, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var next sync.WaitGroup
+	running, release := make(chan struct{}), make(chan struct{})
+	var nextErr error
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, _ time.Time) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE users SET display_name = 'Quixote Zed' WHERE id = ?", renamed.ID); err != nil {
+			return err
+		}
+		next.Go(func() {
+			nextErr = s.write(ctx, func(context.Context, *sql.Tx, time.Time) error {
+				close(running)
+				<-release
+				return nil
+			})
+		})
+		waitQueued(t, s, 1) // this batch commits with a write waiting behind it
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-running
+	if n := found("quixote"); n != 0 || s.searchBehindSince.Load() == 0 {
+		t.Errorf("with a write waiting, the batch indexed its change (%d found, behind since %d)", n, s.searchBehindSince.Load())
+	}
+	close(release)
+	next.Wait()
+	if nextErr != nil {
+		t.Fatal(nextErr)
+	}
+	if n := found("quixote"); n != 1 || s.searchBehindSince.Load() != 0 {
+		t.Errorf("after a batch with nobody waiting: %d found, behind since %d; want 1, 0", n, s.searchBehindSince.Load())
 	}
 }
