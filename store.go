@@ -39,7 +39,7 @@ var (
 type Store struct {
 	r, w *sql.DB
 	// cp is the checkpointer's own connection: a checkpoint on the writer's
-	// would hold every write while it copies the WAL and fsyncs the file.
+	// held every write while it copied the WAL and fsynced the file.
 	cp  *sql.DB
 	now func() time.Time
 	log *slog.Logger
@@ -523,10 +523,12 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	// temp_store(MEMORY): group commit runs each write in a savepoint, whose
 	// sub-journal (the pages as they were) would otherwise spill to a temp
 	// file past 64 KiB and cost a write(2) per page (store_commit.go).
-	// wal_autocheckpoint(0): a commit that grows the WAL past 1,000 pages no
-	// longer checkpoints inside the commit, holding the writer for tens of
-	// milliseconds; the checkpointer does it on its own connection.
-	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint(0)"))
+	// SQLite's automatic checkpoint stays on for the writer: it runs inside
+	// the commit that grows the WAL past 1,000 pages, and is what lets the
+	// WAL start again from its beginning while writes and reads go on (a
+	// checkpoint on another connection always finds newer frames). The
+	// checkpointer copies most frames before it, off the writer's path.
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate&_pragma=temp_store(MEMORY)"))
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -595,7 +597,7 @@ func (s *Store) Close() error {
 		s.logMu.Unlock()
 		s.workers.Stop() // the log writer writes what was queued before it returns
 		if !s.replicated.Load() {
-			if _, err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+			if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
 				s.log.Warn("final checkpoint", "err", err)
 			}
 		}

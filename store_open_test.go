@@ -20,7 +20,7 @@ func TestForeignWALIsRefusedWithoutTouchingTheFile(t *testing.T) {
 	// its last full checkpoint, as a crashed server leaves it.
 	other := openStoreAt(t, filepath.Join(dir, "other.db"))
 	addUsers(t, other, "other", 30)
-	if _, err := other.checkpoint(ctx, "TRUNCATE"); err != nil {
+	if err := other.checkpoint(ctx, "TRUNCATE"); err != nil {
 		t.Fatal(err)
 	}
 	addUsers(t, other, "late", 5)
@@ -67,7 +67,7 @@ func TestOwnLeftoverWALIsRecovered(t *testing.T) {
 	s := openStoreAt(t, filepath.Join(dir, "live.db"))
 	defer s.Close()
 	addUsers(t, s, "u", 20)
-	if _, err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
+	if err := s.checkpoint(context.Background(), "TRUNCATE"); err != nil {
 		t.Fatal(err)
 	}
 	addUsers(t, s, "late", 5)
