@@ -21,6 +21,14 @@ import (
 // caller when it is done, so no caller waits behind more than its own batch
 // and the one before it.
 
+// Each write of a batch runs in its own savepoint (the two statements
+// every write runs are prepared; the rollback is two statements, and rare).
+const (
+	savepointSQL  = "SAVEPOINT write"
+	releaseSQL    = "RELEASE write"
+	rollbackToSQL = "ROLLBACK TO write; RELEASE write"
+)
+
 // maxBatch bounds the writes of one transaction: a batch holds the writer,
 // and its first caller waits for all of it.
 const maxBatch = 64
@@ -185,7 +193,7 @@ func (s *Store) commitBatch(batch []*writeCall) {
 			c.err = fmt.Errorf("begin: %w", err) // gave up before its turn: never runs
 			continue
 		}
-		if _, err := tx.ExecContext(bg, "SAVEPOINT write"); err != nil {
+		if _, err := s.in(tx).ExecContext(bg, savepointSQL); err != nil {
 			fail(ran, fmt.Errorf("rolled back with its batch: %w", err))
 			fail(batch[i:], fmt.Errorf("savepoint: %w", err))
 			return
@@ -193,14 +201,14 @@ func (s *Store) commitBatch(batch []*writeCall) {
 		s.stats.takeEvents() // a rolled-back savepoint's
 		c.err = c.run(s, tx)
 		if c.err == nil {
-			_, err = tx.ExecContext(bg, "RELEASE write")
+			_, err = s.in(tx).ExecContext(bg, releaseSQL)
 		} else if _, why := unavailable(c.err); why {
 			// The disk or the file failed under fn: SQLite may have
 			// rolled back the statement or the whole transaction, so
 			// nothing of this batch is trusted to commit.
 			err = c.err
 		} else {
-			_, err = tx.ExecContext(bg, "ROLLBACK TO write; RELEASE write")
+			_, err = tx.ExecContext(bg, rollbackToSQL)
 		}
 		if err != nil {
 			// The transaction is gone or unusable (SQLite rolled it back:

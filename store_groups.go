@@ -98,7 +98,15 @@ func scanGroup(rows interface{ Scan(...any) error }) (*Group, error) {
 }
 
 // putGroup inserts or updates g's row (not its members); ErrConflict when its displayName is taken.
-func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
+// The statements that write a group's row (putGroup).
+const (
+	insertGroupSQL = `INSERT INTO groups (display_name, display_name_key, external_id, attrs, created,
+			modified, version, id) VALUES (?,?,?,?,?,?,?,?)`
+	updateGroupSQL = `UPDATE groups SET display_name = ?, display_name_key = ?, external_id = ?, attrs = ?,
+			created = ?, modified = ?, version = ? WHERE id = ?`
+)
+
+func putGroup(ctx context.Context, tx writeTx, g *Group, insert bool) error {
 	raw, err := json.Marshal(g.Attrs)
 	if err != nil {
 		return fmt.Errorf("encode attributes: %w", err)
@@ -107,11 +115,9 @@ func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
 	args := []any{name, foldCase(name), nullString(stringAttr(g.Attrs, "externalId")), string(raw),
 		formatTime(g.Created), formatTime(g.Modified), g.Version, g.ID}
 	if insert {
-		_, err = tx.ExecContext(ctx, `INSERT INTO groups (display_name, display_name_key, external_id, attrs, created,
-			modified, version, id) VALUES (?,?,?,?,?,?,?,?)`, args...)
+		_, err = tx.ExecContext(ctx, insertGroupSQL, args...)
 	} else {
-		_, err = tx.ExecContext(ctx, `UPDATE groups SET display_name = ?, display_name_key = ?, external_id = ?, attrs = ?,
-			created = ?, modified = ?, version = ? WHERE id = ?`, args...)
+		_, err = tx.ExecContext(ctx, updateGroupSQL, args...)
 	}
 	if err := translate(err); err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -129,7 +135,7 @@ func putGroup(ctx context.Context, tx *sql.Tx, g *Group, insert bool) error {
 func (s *Store) CreateGroup(ctx context.Context, g *Group, members []string) error {
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx, now time.Time) error {
 		g.ID, g.Created, g.Modified, g.Version = newID(), now, now, 1
-		if err := putGroup(ctx, tx, g, true); err != nil {
+		if err := putGroup(ctx, s.in(tx), g, true); err != nil {
 			return err
 		}
 		added, _, skipped, err := s.applyMemberChanges(ctx, tx, g.ID, []MemberChange{{Kind: membersAdd, IDs: members}})
@@ -556,7 +562,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(g *Group) ([
 		before := &Group{ID: g.ID, Attrs: beforeAttrs}
 		if after, _ := json.Marshal(g.Attrs); len(added)+len(removed) > 0 || string(after) != beforeJSON {
 			g.Modified, g.Version = now, g.Version+1
-			if err := putGroup(ctx, tx, g, false); err != nil {
+			if err := putGroup(ctx, s.in(tx), g, false); err != nil {
 				return err
 			}
 			// The SCIM view took every change; apps get the ones the safety rails let through.
@@ -595,7 +601,7 @@ func (s *Store) DeleteGroup(ctx context.Context, id string, check func(version i
 			}
 		}
 		// The users under the group, while its memberships are there to say who.
-		affected, err := usersUnder(ctx, tx, id, []string{id})
+		affected, err := usersUnder(ctx, s.in(tx), id, []string{id})
 		if err != nil {
 			return err
 		}

@@ -127,6 +127,8 @@ var writerStatements = []string{
 	unknownMembersSQL, addMembersSQL, removeMembersSQL, memberCountSQL,
 	insertEventsSQL, queueDeliveriesSQL,
 	userSearchDirtySQL,
+	insertGroupSQL, updateGroupSQL, groupGrantsSQL, usersUnderSQL,
+	savepointSQL, releaseSQL,
 }
 
 // prepareStatements sets up the statement caches of both pools.

@@ -460,7 +460,7 @@ const groupGrantsSQL = `WITH RECURSIVE up(id) AS (
 // (the users and groups in members, added or removed) may change
 // (usersUnderSQL): none unless a rule names the group or a group above it,
 // so that Entra's churn in groups no rule names costs one lookup.
-func usersUnder(ctx context.Context, tx *sql.Tx, groupID string, members []string) ([]string, error) {
+func usersUnder(ctx context.Context, tx queryer, groupID string, members []string) ([]string, error) {
 	if len(members) == 0 {
 		return nil, nil
 	}
@@ -478,7 +478,7 @@ func usersUnder(ctx context.Context, tx *sql.Tx, groupID string, members []strin
 // membershipRoles updates the roles of the users under the members a change
 // of a group added or removed (usersUnder), with their events.
 func (s *Store) membershipRoles(ctx context.Context, tx *sql.Tx, now time.Time, groupID string, members []string) error {
-	users, err := usersUnder(ctx, tx, groupID, members)
+	users, err := usersUnder(ctx, s.in(tx), groupID, members)
 	if err == nil {
 		_, err = s.updateRoles(ctx, tx, now, users)
 	}
