@@ -224,7 +224,11 @@ func TestAdminInBrowser(t *testing.T) {
 		t.Errorf("the disabled user is shown as %q on the Users list", daveStatus)
 	}
 	check("users")
+	// The results page is the one whose search box the server filled in (the
+	// typed value is a property, not the attribute): Alice is on the list
+	// before the search too, so waiting for her alone could read the old page.
 	run("search", chromedp.SendKeys(`input[name=q]`, "johnson\n", chromedp.ByQuery),
+		chromedp.WaitVisible(`input[name=q][value="johnson"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`//td[contains(., "Alice Johnson")]`, chromedp.BySearch), chromedp.Text(`table`, &text, chromedp.ByQuery))
 	if strings.Contains(text, "dave@example.com") {
 		t.Errorf("searching johnson lists other users: %q", text)

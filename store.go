@@ -567,13 +567,23 @@ func openStore(ctx context.Context, path string, log *slog.Logger, opts storeOpt
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	s.r = r
+	// The checkpointer's connection is opened now, while the file is known to
+	// be there, and kept: opened later, after the file was removed, it would
+	// create an empty database at the path (CheckFile's whole point).
 	cp, err := sql.Open("sqlite", dsn(""))
 	if err != nil {
 		r.Close()
 		return fail(err)
 	}
 	cp.SetMaxOpenConns(1)
+	cp.SetConnMaxLifetime(0)
+	cp.SetConnMaxIdleTime(0)
 	s.cp = cp
+	if err := cp.PingContext(ctx); err != nil {
+		r.Close()
+		cp.Close()
+		return fail(err)
+	}
 	if err := s.prepareStatements(ctx); err != nil {
 		r.Close()
 		cp.Close()
