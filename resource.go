@@ -99,8 +99,10 @@ func setURNAttr(rt *resourceType, attrs map[string]any, key string, v any) error
 	if ext := rt.extension(urn); ext != nil {
 		return setExtAttr(attrs, ext, name, v)
 	}
-	if _, isObj := v.(map[string]any); isObj || !validAttrName(name) || len(urn) <= 4 {
-		// An extension we do not model: keep it as sent.
+	if _, isObj := v.(map[string]any); isObj || !validAttrName(name) || len(urn) <= 4 || strings.HasSuffix(urn, ":") {
+		// An extension we do not model: keep it as sent. (A URN ending in
+		// ":" — "…:User::a" — is no namespace to nest under: nested, it
+		// would read back as an attribute of the URN without the colon.)
 		if v == nil {
 			delete(attrs, key)
 		} else {
